@@ -1,3 +1,10 @@
 //! timepool: the serving system of a public NTP pool.
 //!
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
+
+pub mod answer;
+pub mod select;
+pub mod server;
+pub mod snapshot;
+pub mod wire;
+pub mod zone;

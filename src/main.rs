@@ -1,1 +1,243 @@
-fn main() {}
+//! The `timepool` command: one binary, one subcommand per role.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use timepool::answer::AnswerConfig;
+use timepool::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
+use timepool::snapshot::{self, SnapshotError};
+
+#[derive(Parser)]
+#[command(
+    name = "timepool",
+    version,
+    about = "The serving system of a public NTP pool"
+)]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TIMEPOOL_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the authoritative DNS daemon.
+    Dns(DnsArgs),
+    /// Validate a snapshot file and print every problem with its JSON path.
+    CheckSnapshot {
+        /// The snapshot file (JSON, format v1).
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct DnsArgs {
+    /// Address to serve UDP and TCP on; repeat for several (IPv4 and IPv6).
+    #[arg(
+        long,
+        required = true,
+        env = "TIMEPOOL_DNS_LISTEN",
+        value_delimiter = ','
+    )]
+    listen: Vec<SocketAddr>,
+    /// The zone snapshot file; reloaded when it changes and on SIGHUP.
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT")]
+    snapshot: PathBuf,
+    /// UDP worker threads per listen address (default: one per CPU).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Pin UDP worker i to CPU i.
+    #[arg(long)]
+    pin_workers: bool,
+    /// Packets per recvmmsg/sendmmsg call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// SO_RCVBUF of the UDP sockets, bytes (default: the system's).
+    #[arg(long)]
+    udp_recv_buffer: Option<usize>,
+    /// SO_SNDBUF of the UDP sockets, bytes (default: the system's).
+    #[arg(long)]
+    udp_send_buffer: Option<usize>,
+    /// Seconds between checks of the snapshot file for a change.
+    #[arg(long, default_value_t = 1.0)]
+    reload_interval: f64,
+    /// Close a TCP connection idle for this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    tcp_idle_timeout: f64,
+    /// TCP connections served at once.
+    #[arg(long, default_value_t = 4096)]
+    tcp_max_connections: usize,
+    /// Answer to CH TXT id.server and hostname.bind (unset: REFUSED).
+    #[arg(long, env = "TIMEPOOL_IDENTITY")]
+    identity: Option<String>,
+    /// Answer to CH TXT version.server and version.bind (unset: REFUSED).
+    #[arg(long)]
+    version_string: Option<String>,
+    /// NSID (RFC 5001) sent to clients that ask for it.
+    #[arg(long, env = "TIMEPOOL_NSID")]
+    nsid: Option<String>,
+    /// Smallest UDP payload size honoured (RFC 6891: values below 512 are 512).
+    #[arg(long, default_value_t = 512)]
+    edns_min_payload: u16,
+    /// Largest UDP payload size used, whatever the client offers.
+    #[arg(long, default_value_t = 1232)]
+    edns_max_payload: u16,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Dns(args) => run_dns(args),
+        Command::CheckSnapshot { file } => check_snapshot(&file),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check_snapshot(file: &std::path::Path) -> ExitCode {
+    match snapshot::load_file(file) {
+        Ok(table) => {
+            println!(
+                "{}: valid, serial {}, {} servers, {} zones, {} origin(s)",
+                file.display(),
+                table.serial,
+                table.servers.len(),
+                table.zones.len(),
+                table.origins.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(SnapshotError::Invalid { source, problems }) => {
+            println!("{source}: {} problem(s)", problems.len());
+            for problem in problems {
+                println!("{problem}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            println!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("{what}: {value} is not a duration"))
+}
+
+fn run_dns(args: DnsArgs) -> ExitCode {
+    let config = match dns_config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match DnsServer::start(config) {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!("cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = server.shared().clone();
+    let outcome = server.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return Err("cannot install signal handlers".to_string());
+        };
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the snapshot");
+                    let reloading = shared.clone();
+                    match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => tracing::error!(%error, serial = shared.serial(), "snapshot rejected; still serving the previous one"),
+                        Err(error) => tracing::error!(%error, "reload task failed"),
+                    }
+                }
+                _ = terminate.recv() => return Ok(()),
+                _ = interrupt.recv() => return Ok(()),
+            }
+        }
+    });
+    tracing::info!("stopping");
+    server.shutdown();
+    match outcome {
+        Some(Err(message)) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
+    if args.edns_min_payload > args.edns_max_payload {
+        return Err(format!(
+            "--edns-min-payload {} is above --edns-max-payload {}",
+            args.edns_min_payload, args.edns_max_payload
+        ));
+    }
+    if args.edns_max_payload < 512 {
+        return Err("--edns-max-payload must be at least 512".into());
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let bytes = |text: Option<String>| text.map(|t| t.into_bytes().into_boxed_slice());
+    Ok(DnsConfig {
+        listen: args.listen,
+        threads,
+        pin_workers: args.pin_workers,
+        snapshot: args.snapshot,
+        reload_interval: seconds(args.reload_interval, "--reload-interval")?,
+        answer: AnswerConfig {
+            identity: bytes(args.identity),
+            version: bytes(args.version_string),
+            nsid: bytes(args.nsid),
+            edns_min_payload: args.edns_min_payload,
+            edns_max_payload: args.edns_max_payload,
+        },
+        udp: UdpSettings {
+            batch: args.batch,
+            recv_buffer: args.udp_recv_buffer,
+            send_buffer: args.udp_send_buffer,
+        },
+        tcp: TcpSettings {
+            idle_timeout: seconds(args.tcp_idle_timeout, "--tcp-idle-timeout")?,
+            max_connections: args.tcp_max_connections.max(1),
+        },
+    })
+}

@@ -1,0 +1,562 @@
+//! From a query packet to a response packet.
+//!
+//! [`respond`] parses the query, decides the answer from the zone table and
+//! writes the response into the caller's buffer. It allocates nothing, takes
+//! no lock and cannot panic on any input: the fuzz target and the malformed
+//! packet tests hold it to that.
+//!
+//! Architecture invariant: the answer path knows the wire format, the zone
+//! table and the selection of servers. It knows nothing of sockets,
+//! threads, files or the web layer; the server hands it bytes and a client
+//! address and sends what it writes.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use rand::Rng;
+
+use crate::select::Picked;
+use crate::wire::query::header_only_id;
+use crate::wire::writer::Section;
+use crate::wire::{
+    CLASSIC_UDP_SIZE, HEADER_LEN, MAX_NAME_LEN, MessageWriter, NoSpace, ParseError, Query, class,
+    flags, option, rcode, rtype,
+};
+use crate::zone::{Lookup, Node, Origin, ZoneId, ZoneTable};
+
+/// Settings of the daemon that shape answers but are not part of a zone
+/// snapshot.
+#[derive(Clone, Debug)]
+pub struct AnswerConfig {
+    /// Answer to CH TXT `id.server` and `hostname.bind`.
+    pub identity: Option<Box<[u8]>>,
+    /// Answer to CH TXT `version.server` and `version.bind`.
+    pub version: Option<Box<[u8]>>,
+    /// The NSID option value (RFC 5001), sent when a client asks.
+    pub nsid: Option<Box<[u8]>>,
+    /// A client's EDNS payload size is clamped to this range (RFC 6891
+    /// says below 512 means 512; 1232 avoids IP fragmentation).
+    pub edns_min_payload: u16,
+    pub edns_max_payload: u16,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        AnswerConfig {
+            identity: None,
+            version: None,
+            nsid: None,
+            edns_min_payload: 512,
+            edns_max_payload: 1232,
+        }
+    }
+}
+
+/// How the query arrived: the size limit of a UDP response depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Who asked, as the server saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Client {
+    pub source: IpAddr,
+    pub transport: Transport,
+}
+
+/// What an answer needs besides the query: the zone table of this batch
+/// and the daemon's settings.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub table: &'a ZoneTable,
+    pub config: &'a AnswerConfig,
+}
+
+/// The outcome of one query, for counters and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub rcode: u16,
+    pub truncated: bool,
+}
+
+/// Answer `packet` into `out`. Returns the response length, or `None` when
+/// the packet gets no response at all (no header, or it is a response).
+pub fn respond<R: Rng + ?Sized>(
+    ctx: &Context<'_>,
+    packet: &[u8],
+    client: Client,
+    rng: &mut R,
+    out: &mut [u8],
+) -> Option<usize> {
+    respond_with_outcome(ctx, packet, client, rng, out).map(|(len, _)| len)
+}
+
+/// [`respond`], also saying what the answer was.
+pub fn respond_with_outcome<R: Rng + ?Sized>(
+    ctx: &Context<'_>,
+    packet: &[u8],
+    client: Client,
+    rng: &mut R,
+    out: &mut [u8],
+) -> Option<(usize, Outcome)> {
+    let query = match Query::parse(packet) {
+        Ok(query) => query,
+        Err(ParseError::NoHeader | ParseError::IsResponse) => return None,
+        Err(ParseError::NotImplemented) => return header_only(packet, rcode::NOTIMP, out),
+        Err(ParseError::Malformed(_)) => return header_only(packet, rcode::FORMERR, out),
+    };
+    let limit = match (client.transport, query.edns) {
+        (Transport::Tcp, _) => out.len(),
+        (Transport::Udp, None) => CLASSIC_UDP_SIZE,
+        (Transport::Udp, Some(edns)) => usize::from(
+            edns.udp_payload_size
+                .clamp(ctx.config.edns_min_payload, ctx.config.edns_max_payload),
+        ),
+    };
+    let mut writer = MessageWriter::new(out, limit);
+    let response_flags = flags::QR | (query.flags & (flags::RD | flags::CD));
+    // A buffer too small for the header and question is a caller bug; the
+    // query is dropped rather than answered wrongly.
+    writer.header(query.id, response_flags).ok()?;
+    writer
+        .question(query.question_bytes(), query.label_starts())
+        .ok()?;
+    let after_question = writer.mark();
+
+    if let Some(edns) = query.edns {
+        if edns.version != 0 {
+            let outcome = Outcome {
+                rcode: rcode::BADVERS,
+                truncated: false,
+            };
+            write_opt(&mut writer, ctx.config, &query, rcode::BADVERS, 0).ok()?;
+            return Some((writer.finish(), outcome));
+        }
+    }
+
+    let opt_len = opt_record_len(ctx.config, &query);
+    let full_limit = writer.reserve_tail(opt_len);
+    let mut state = Answer {
+        rcode: rcode::NOERROR,
+        authoritative: false,
+        ecs_scope: 0,
+    };
+    let result = answer_question(ctx, &query, client, rng, &mut writer, &mut state);
+    let truncated = result.is_err();
+    if truncated {
+        writer.rollback(after_question);
+        writer.set_truncated();
+    }
+    writer.restore_limit(full_limit);
+    let mut header_flags = writer.flags();
+    if state.authoritative {
+        header_flags |= flags::AA;
+    }
+    writer.set_flags(header_flags);
+    writer.set_rcode(state.rcode);
+    if query.edns.is_some() {
+        write_opt(
+            &mut writer,
+            ctx.config,
+            &query,
+            state.rcode,
+            state.ecs_scope,
+        )
+        .ok()?;
+    }
+    let outcome = Outcome {
+        rcode: state.rcode,
+        truncated,
+    };
+    Some((writer.finish(), outcome))
+}
+
+/// What the answer logic decided besides the records.
+struct Answer {
+    rcode: u16,
+    authoritative: bool,
+    /// The ECS scope prefix to return (0 when the answer does not depend
+    /// on the client's address).
+    ecs_scope: u8,
+}
+
+/// A response with only the header: for queries too broken to echo.
+fn header_only(packet: &[u8], code: u16, out: &mut [u8]) -> Option<(usize, Outcome)> {
+    let (id, query_flags) = header_only_id(packet)?;
+    let mut writer = MessageWriter::new(out, HEADER_LEN);
+    let response_flags = flags::QR | (query_flags & (flags::OPCODE_MASK | flags::RD)) | code;
+    writer.header(id, response_flags).ok()?;
+    let outcome = Outcome {
+        rcode: code,
+        truncated: false,
+    };
+    Some((writer.finish(), outcome))
+}
+
+fn answer_question<R: Rng + ?Sized>(
+    ctx: &Context<'_>,
+    query: &Query<'_>,
+    client: Client,
+    rng: &mut R,
+    writer: &mut MessageWriter<'_>,
+    state: &mut Answer,
+) -> Result<(), NoSpace> {
+    let mut lowercase = [0u8; MAX_NAME_LEN];
+    let name = &mut lowercase[..query.qname.len()];
+    name.copy_from_slice(query.qname);
+    name.make_ascii_lowercase();
+    let name: &[u8] = name;
+
+    if query.qclass == class::CH {
+        return answer_chaos(ctx.config, query, name, writer, state);
+    }
+    if query.qclass != class::IN {
+        state.rcode = rcode::REFUSED;
+        return Ok(());
+    }
+    if query.qtype == rtype::OPT {
+        state.rcode = rcode::FORMERR;
+        return Ok(());
+    }
+    let (origin, origin_offset, node) = match ctx.table.lookup(name, query.label_starts()) {
+        Lookup::Outside => {
+            state.rcode = rcode::REFUSED;
+            return Ok(());
+        }
+        Lookup::Inside {
+            origin,
+            origin_offset,
+            node,
+        } => (origin, origin_offset, node),
+    };
+    state.authoritative = true;
+    let origin_pointer = (HEADER_LEN + origin_offset) as u16;
+    if matches!(query.qtype, rtype::AXFR | rtype::IXFR) {
+        state.rcode = rcode::REFUSED;
+        state.authoritative = false;
+        return Ok(());
+    }
+    let Some(node) = node else {
+        state.rcode = rcode::NXDOMAIN;
+        return write_soa(
+            writer,
+            ctx.table,
+            origin,
+            origin_pointer,
+            Section::Authority,
+        );
+    };
+    let wrote_answer = match node {
+        Node::Pool {
+            zone,
+            label,
+            geo: _,
+            apex,
+        } => answer_pool(
+            ctx.table,
+            origin,
+            origin_pointer,
+            zone,
+            label,
+            apex,
+            query.qtype,
+            rng,
+            writer,
+        )?,
+        Node::CountryDebug => {
+            if matches!(query.qtype, rtype::TXT | rtype::ANY) {
+                write_country_debug(writer, ctx.table, query, client)?;
+                true
+            } else {
+                false
+            }
+        }
+    };
+    if !wrote_answer {
+        // NODATA: the name exists, the type does not (RFC 2308 section 2.2).
+        write_soa(
+            writer,
+            ctx.table,
+            origin,
+            origin_pointer,
+            Section::Authority,
+        )?;
+    }
+    Ok(())
+}
+
+/// Answer a query at a pool label. Returns whether an answer was written.
+#[allow(clippy::too_many_arguments)]
+fn answer_pool<R: Rng + ?Sized>(
+    table: &ZoneTable,
+    origin: &Origin,
+    origin_pointer: u16,
+    zone: ZoneId,
+    label: u8,
+    apex: bool,
+    qtype: u16,
+    rng: &mut R,
+    writer: &mut MessageWriter<'_>,
+) -> Result<bool, NoSpace> {
+    match qtype {
+        rtype::A => write_addresses(writer, table, origin, zone, label, false, rng),
+        rtype::AAAA if serves_aaaa(origin, label) => {
+            write_addresses(writer, table, origin, zone, label, true, rng)
+        }
+        rtype::SOA if apex => {
+            write_soa(writer, table, origin, origin_pointer, Section::Answer)?;
+            Ok(true)
+        }
+        rtype::NS if apex => {
+            for ns in origin.ns.iter() {
+                writer.push_pointer(HEADER_LEN as u16)?;
+                let rdlength_at = writer.begin_record(rtype::NS, class::IN, origin.ns_ttl)?;
+                writer.push_name(ns)?;
+                writer.end_record(Section::Answer, rdlength_at);
+            }
+            Ok(true)
+        }
+        rtype::MX => {
+            // A null MX (RFC 7505): pool names receive no mail.
+            writer.push_pointer(HEADER_LEN as u16)?;
+            let rdlength_at = writer.begin_record(rtype::MX, class::IN, origin.soa_ttl)?;
+            writer.push_bytes(&[0, 0, 0])?;
+            writer.end_record(Section::Answer, rdlength_at);
+            Ok(true)
+        }
+        rtype::ANY => {
+            // RFC 8482: a minimal answer, not the whole node. The A records
+            // are what a client of a pool name wants; with none, a HINFO.
+            if write_addresses(writer, table, origin, zone, label, false, rng)? {
+                return Ok(true);
+            }
+            writer.push_pointer(HEADER_LEN as u16)?;
+            let rdlength_at = writer.begin_record(rtype::HINFO, class::IN, origin.answer_ttl)?;
+            writer.push_bytes(b"\x07RFC8482\x00")?;
+            writer.end_record(Section::Answer, rdlength_at);
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// AAAA is served in every name of an origin that says so, else only in
+/// the `2.` names, as the pool does today.
+fn serves_aaaa(origin: &Origin, label: u8) -> bool {
+    origin.ipv6_everywhere || label == 3
+}
+
+/// Draw up to `max_hosts` servers of the family from the zone's label,
+/// topping up from the parent zones, and write them. Returns whether any
+/// record was written.
+fn write_addresses<R: Rng + ?Sized>(
+    writer: &mut MessageWriter<'_>,
+    table: &ZoneTable,
+    origin: &Origin,
+    zone: ZoneId,
+    label: u8,
+    v6: bool,
+    rng: &mut R,
+) -> Result<bool, NoSpace> {
+    let mut picked = Picked::new();
+    let max_hosts = origin.max_hosts;
+    let mut current = Some(zone);
+    while let Some(id) = current {
+        if picked.len() >= max_hosts {
+            break;
+        }
+        let zone = table.zone(id);
+        if let Some(servers) = zone.label(label) {
+            servers
+                .family(v6)
+                .draw_into(rng, max_hosts - picked.len(), &mut picked);
+        }
+        current = zone.parent;
+    }
+    let record_type = if v6 { rtype::AAAA } else { rtype::A };
+    for &server in picked.as_slice() {
+        let address = &table.servers[server as usize];
+        writer.push_pointer(HEADER_LEN as u16)?;
+        let rdlength_at = writer.begin_record(record_type, class::IN, origin.answer_ttl)?;
+        writer.push_bytes(address.rdata())?;
+        writer.end_record(Section::Answer, rdlength_at);
+    }
+    Ok(!picked.is_empty())
+}
+
+fn write_soa(
+    writer: &mut MessageWriter<'_>,
+    _table: &ZoneTable,
+    origin: &Origin,
+    origin_pointer: u16,
+    section: Section,
+) -> Result<(), NoSpace> {
+    let ttl = if section == Section::Answer {
+        origin.soa_ttl
+    } else {
+        origin.negative_ttl
+    };
+    writer.push_pointer(origin_pointer)?;
+    let rdlength_at = writer.begin_record(rtype::SOA, class::IN, ttl)?;
+    writer.push_name(&origin.soa_mname)?;
+    writer.push_name(&origin.soa_rname)?;
+    writer.push_bytes(&origin.soa_numbers)?;
+    writer.end_record(section, rdlength_at);
+    Ok(())
+}
+
+/// CH TXT `id.server`, `hostname.bind`, `version.server`, `version.bind`
+/// (RFC 4892). Anything else in class CH is refused.
+fn answer_chaos(
+    config: &AnswerConfig,
+    query: &Query<'_>,
+    name: &[u8],
+    writer: &mut MessageWriter<'_>,
+    state: &mut Answer,
+) -> Result<(), NoSpace> {
+    let text = match name {
+        b"\x02id\x06server\x00" | b"\x08hostname\x04bind\x00" => config.identity.as_deref(),
+        b"\x07version\x06server\x00" | b"\x07version\x04bind\x00" => config.version.as_deref(),
+        _ => None,
+    };
+    let Some(text) = text else {
+        state.rcode = rcode::REFUSED;
+        return Ok(());
+    };
+    state.authoritative = true;
+    if !matches!(query.qtype, rtype::TXT | rtype::ANY) {
+        return Ok(());
+    }
+    writer.push_pointer(HEADER_LEN as u16)?;
+    let rdlength_at = writer.begin_record(rtype::TXT, class::CH, 0)?;
+    write_character_strings(writer, text)?;
+    writer.end_record(Section::Answer, rdlength_at);
+    Ok(())
+}
+
+/// TXT RDATA: the text cut into strings of at most 255 bytes.
+fn write_character_strings(writer: &mut MessageWriter<'_>, text: &[u8]) -> Result<(), NoSpace> {
+    if text.is_empty() {
+        return writer.push_u8(0);
+    }
+    for chunk in text.chunks(255) {
+        writer.push_u8(chunk.len() as u8)?;
+        writer.push_bytes(chunk)?;
+    }
+    Ok(())
+}
+
+/// `_country.<origin>` TXT: how this client was located (TTL 1).
+fn write_country_debug(
+    writer: &mut MessageWriter<'_>,
+    _table: &ZoneTable,
+    query: &Query<'_>,
+    client: Client,
+) -> Result<(), NoSpace> {
+    let mut text = StackText::new();
+    let _ = write!(text, "client {}", client.source);
+    let subnet = query.edns.and_then(|edns| edns.client_subnet);
+    writer.push_pointer(HEADER_LEN as u16)?;
+    let rdlength_at = writer.begin_record(rtype::TXT, class::IN, 1)?;
+    write_character_strings(writer, text.as_bytes())?;
+    text.clear();
+    match subnet {
+        Some(subnet) => {
+            let _ = write!(text, "ecs {}/{}", subnet.ip(), subnet.source_prefix);
+        }
+        None => {
+            let _ = write!(text, "ecs none");
+        }
+    }
+    write_character_strings(writer, text.as_bytes())?;
+    writer.end_record(Section::Answer, rdlength_at);
+    Ok(())
+}
+
+/// Size of the OPT record this response will carry.
+fn opt_record_len(config: &AnswerConfig, query: &Query<'_>) -> usize {
+    let Some(edns) = query.edns else {
+        return 0;
+    };
+    let mut len = 11;
+    if edns.nsid_requested {
+        if let Some(nsid) = &config.nsid {
+            len += 4 + nsid.len();
+        }
+    }
+    if let Some(subnet) = edns.client_subnet {
+        len += 8 + subnet.address_len();
+    }
+    len
+}
+
+/// The OPT record of a response: our payload size, the extended rcode,
+/// NSID when asked and configured, ECS echoed with its scope.
+fn write_opt(
+    writer: &mut MessageWriter<'_>,
+    config: &AnswerConfig,
+    query: &Query<'_>,
+    response_rcode: u16,
+    ecs_scope: u8,
+) -> Result<(), NoSpace> {
+    let Some(edns) = query.edns else {
+        return Ok(());
+    };
+    writer.push_u8(0)?;
+    let extended_rcode = u32::from(response_rcode >> 4) << 24;
+    let rdlength_at = writer.begin_record(rtype::OPT, config.edns_max_payload, extended_rcode)?;
+    if edns.nsid_requested {
+        if let Some(nsid) = &config.nsid {
+            writer.push_u16(option::NSID)?;
+            writer.push_u16(nsid.len() as u16)?;
+            writer.push_bytes(nsid)?;
+        }
+    }
+    if let Some(subnet) = edns.client_subnet {
+        let address_len = subnet.address_len();
+        writer.push_u16(option::CLIENT_SUBNET)?;
+        writer.push_u16(4 + address_len as u16)?;
+        writer.push_u16(subnet.family)?;
+        writer.push_u8(subnet.source_prefix)?;
+        writer.push_u8(ecs_scope.min(subnet.source_prefix))?;
+        writer.push_bytes(&subnet.address[..address_len])?;
+    }
+    writer.end_record(Section::Additional, rdlength_at);
+    Ok(())
+}
+
+/// A short text formatted on the stack (the debug answers are built
+/// without touching the heap like every other answer).
+struct StackText {
+    bytes: [u8; 255],
+    len: usize,
+}
+
+impl StackText {
+    fn new() -> Self {
+        StackText {
+            bytes: [0; 255],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let room = self.bytes.len() - self.len;
+        let take = text.len().min(room);
+        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}

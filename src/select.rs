@@ -1,0 +1,341 @@
+//! Weighted random sampling without replacement.
+//!
+//! Each candidate list carries a Walker/Vose alias table built at load, so
+//! one draw costs one random number and one or two array reads whatever
+//! the list's length. Sampling without replacement is done by rejecting a
+//! draw that hits a server already picked: conditioned on not hitting a
+//! picked server, a draw from the full distribution is exactly a draw
+//! proportional to the remaining weights, so the result has the same law as
+//! successive sampling (draw, remove, renormalise). When one server holds
+//! nearly all the weight, rejections could repeat; after a bounded number
+//! of them the draw falls back to a linear scan over the remaining weights,
+//! which has the same law.
+//!
+//! Architecture invariant: this module knows weights and indexes, not DNS.
+
+use rand::Rng;
+
+/// Rejections before falling back to the linear scan.
+const MAX_REJECTIONS: u32 = 24;
+
+/// The largest answer any origin may ask for; bounds [`Picked`].
+pub const MAX_PICKS: usize = crate::snapshot::MAX_HOSTS_LIMIT;
+
+/// Servers picked for one answer (indexes into the table's server list),
+/// on the stack.
+#[derive(Clone, Copy, Debug)]
+pub struct Picked {
+    ids: [u32; MAX_PICKS],
+    len: usize,
+}
+
+impl Default for Picked {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Picked {
+    pub const fn new() -> Self {
+        Picked {
+            ids: [0; MAX_PICKS],
+            len: 0,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u32] {
+        &self.ids[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.as_slice().contains(&id)
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn push(&mut self, id: u32) {
+        if self.len < MAX_PICKS {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+}
+
+/// A weighted list of servers with its alias table.
+#[derive(Clone, Debug, Default)]
+pub struct Candidates {
+    /// Server indexes, sorted ascending (for membership tests).
+    servers: Box<[u32]>,
+    weights: Box<[u32]>,
+    /// Probability of keeping column i, scaled to 2^32 (u64 so that 1.0 fits).
+    keep: Box<[u64]>,
+    alias: Box<[u32]>,
+    total_weight: u64,
+}
+
+impl Candidates {
+    /// Build from (server index, weight) pairs. Weights must be > 0.
+    pub fn new(mut entries: Vec<(u32, u32)>) -> Self {
+        entries.sort_unstable_by_key(|&(server, _)| server);
+        entries.dedup_by_key(|&mut (server, _)| server);
+        let servers: Box<[u32]> = entries.iter().map(|&(s, _)| s).collect();
+        let weights: Box<[u32]> = entries.iter().map(|&(_, w)| w.max(1)).collect();
+        let total_weight: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        let (keep, alias) = build_alias_table(&weights, total_weight);
+        Candidates {
+            servers,
+            weights,
+            keep,
+            alias,
+            total_weight,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    pub fn servers(&self) -> &[u32] {
+        &self.servers
+    }
+
+    pub fn total_weight(&self) -> u64 {
+        self.total_weight
+    }
+
+    fn contains(&self, server: u32) -> bool {
+        self.servers.binary_search(&server).is_ok()
+    }
+
+    /// One draw from the full distribution: a column uniformly, then the
+    /// column or its alias.
+    #[inline]
+    fn draw_one<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
+        let random = rng.next_u64();
+        let column = (((random >> 32) * self.servers.len() as u64) >> 32) as usize;
+        if (random & 0xFFFF_FFFF) < self.keep[column] {
+            column
+        } else {
+            self.alias[column] as usize
+        }
+    }
+
+    /// Add up to `want` servers of this list to `picked`, none already in
+    /// it, by weighted sampling without replacement.
+    pub fn draw_into<R: Rng + ?Sized>(&self, rng: &mut R, want: usize, picked: &mut Picked) {
+        let want = want.min(MAX_PICKS - picked.len());
+        if want == 0 || self.servers.is_empty() {
+            return;
+        }
+        let already_here = picked
+            .as_slice()
+            .iter()
+            .filter(|&&s| self.contains(s))
+            .count();
+        let available = self.servers.len() - already_here;
+        if available <= want {
+            self.take_all_remaining(rng, picked);
+            return;
+        }
+        for _ in 0..want {
+            let mut rejections = 0;
+            loop {
+                let index = self.draw_one(rng);
+                let server = self.servers[index];
+                if !picked.contains(server) {
+                    picked.push(server);
+                    break;
+                }
+                rejections += 1;
+                if rejections == MAX_REJECTIONS {
+                    self.draw_linear(rng, picked);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Every server not yet picked, in a weighted random order (so the
+    /// first address, which many clients use, still follows the weights).
+    fn take_all_remaining<R: Rng + ?Sized>(&self, rng: &mut R, picked: &mut Picked) {
+        while picked.len() < MAX_PICKS {
+            if !self.draw_linear(rng, picked) {
+                return;
+            }
+        }
+    }
+
+    /// Draw one server proportional to the weights of those not yet picked,
+    /// by a scan. Returns false when none is left.
+    fn draw_linear<R: Rng + ?Sized>(&self, rng: &mut R, picked: &mut Picked) -> bool {
+        let picked_weight: u64 = self
+            .servers
+            .iter()
+            .zip(self.weights.iter())
+            .filter(|&(s, _)| picked.contains(*s))
+            .map(|(_, &w)| u64::from(w))
+            .sum();
+        let remaining = self.total_weight - picked_weight;
+        if remaining == 0 {
+            return false;
+        }
+        let mut target = uniform_below(rng, remaining);
+        for (&server, &weight) in self.servers.iter().zip(self.weights.iter()) {
+            if picked.contains(server) {
+                continue;
+            }
+            let weight = u64::from(weight);
+            if target < weight {
+                picked.push(server);
+                return true;
+            }
+            target -= weight;
+        }
+        false
+    }
+}
+
+/// A uniform integer in 0..bound (bound > 0), by Lemire's multiply-shift
+/// with rejection of the biased low zone.
+fn uniform_below<R: Rng + ?Sized>(rng: &mut R, bound: u64) -> u64 {
+    loop {
+        let product = u128::from(rng.next_u64()) * u128::from(bound);
+        let low = product as u64;
+        if low >= bound.wrapping_neg() % bound {
+            return (product >> 64) as u64;
+        }
+    }
+}
+
+/// Vose's alias method in exact integer arithmetic: column i is kept with
+/// probability keep[i] / 2^32, else its alias is taken. Each column's
+/// share is n * weight, compared against the total weight.
+fn build_alias_table(weights: &[u32], total: u64) -> (Box<[u64]>, Box<[u32]>) {
+    let n = weights.len();
+    let mut keep = vec![1u64 << 32; n];
+    let mut alias: Vec<u32> = (0..n as u32).collect();
+    if n == 0 || total == 0 {
+        return (keep.into(), alias.into());
+    }
+    // scaled[i] = weight_i * n; a column is full at `total`.
+    let mut scaled: Vec<u128> = weights.iter().map(|&w| u128::from(w) * n as u128).collect();
+    let total = u128::from(total);
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < total);
+    while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+        keep[s] = ((scaled[s] << 32) / total) as u64;
+        alias[s] = l as u32;
+        scaled[l] -= total - scaled[s];
+        if scaled[l] < total {
+            large.pop();
+            small.push(l);
+        }
+    }
+    // What is left is full up to rounding.
+    for i in small.into_iter().chain(large) {
+        keep[i] = 1 << 32;
+    }
+    (keep.into(), alias.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    #[test]
+    fn never_repeats_and_respects_want() {
+        let candidates = Candidates::new((0..10).map(|i| (i, 1 + i * 100)).collect());
+        let mut rng = SmallRng::seed_from_u64(1);
+        for _ in 0..10_000 {
+            let mut picked = Picked::new();
+            candidates.draw_into(&mut rng, 4, &mut picked);
+            let mut ids = picked.as_slice().to_vec();
+            assert_eq!(ids.len(), 4);
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), 4);
+        }
+    }
+
+    #[test]
+    fn takes_everything_when_there_is_not_enough() {
+        let candidates = Candidates::new(vec![(5, 10), (9, 1)]);
+        let mut rng = SmallRng::seed_from_u64(2);
+        let mut picked = Picked::new();
+        candidates.draw_into(&mut rng, 4, &mut picked);
+        let mut ids = picked.as_slice().to_vec();
+        ids.sort();
+        assert_eq!(ids, vec![5, 9]);
+    }
+
+    #[test]
+    fn skips_servers_picked_from_another_list() {
+        let candidates = Candidates::new(vec![(1, 10), (2, 10), (3, 10)]);
+        let mut rng = SmallRng::seed_from_u64(3);
+        let mut picked = Picked::new();
+        picked.push(2);
+        picked.push(77);
+        candidates.draw_into(&mut rng, 4, &mut picked);
+        let mut ids = picked.as_slice().to_vec();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2, 3, 77]);
+    }
+
+    #[test]
+    fn a_dominant_weight_does_not_loop() {
+        let candidates = Candidates::new(vec![(1, u32::MAX), (2, 1), (3, 1), (4, 1), (5, 1)]);
+        let mut rng = SmallRng::seed_from_u64(4);
+        let mut picked = Picked::new();
+        candidates.draw_into(&mut rng, 4, &mut picked);
+        assert_eq!(picked.len(), 4);
+        assert!(picked.contains(1));
+    }
+
+    /// The alias table alone reproduces the weights (one draw at a time).
+    #[test]
+    fn single_draws_follow_the_weights() {
+        let weights = [1u32, 2, 3, 4, 10, 80];
+        let candidates = Candidates::new(
+            weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| (i as u32, w))
+                .collect(),
+        );
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut counts = [0u64; 6];
+        let draws = 200_000;
+        for _ in 0..draws {
+            counts[candidates.draw_one(&mut rng)] += 1;
+        }
+        let total: u32 = weights.iter().sum();
+        let chi_square: f64 = counts
+            .iter()
+            .zip(weights)
+            .map(|(&observed, w)| {
+                let expected = draws as f64 * f64::from(w) / f64::from(total);
+                (observed as f64 - expected).powi(2) / expected
+            })
+            .sum();
+        // 5 degrees of freedom: the 99.9% quantile is 20.52.
+        assert!(
+            chi_square < 20.52,
+            "chi-square {chi_square}, counts {counts:?}"
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! UDP workers: one thread per socket, each socket bound with SO_REUSEPORT
+//! to the same address so the kernel spreads queries over them.
+//!
+//! A worker receives a batch with recvmmsg, loads the zone table once for
+//! the batch, answers every packet into its own reused buffers and sends
+//! the batch with sendmmsg. Nothing is allocated, locked or spawned per
+//! query (design.md section 7; NSD's handle_udp and Knot's udp-handler do
+//! the same).
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::Shared;
+use crate::answer::{self, Client, Context, Transport};
+
+/// Largest query accepted over UDP; a longer datagram is dropped (it is
+/// flagged MSG_TRUNC). Real queries are well under 512 bytes.
+pub const MAX_QUERY_SIZE: usize = 4096;
+
+/// How long a blocked receive waits before the worker checks whether it
+/// must stop.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// Socket settings for the UDP workers.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpSettings {
+    /// Packets received and sent per system call.
+    pub batch: usize,
+    pub recv_buffer: Option<usize>,
+    pub send_buffer: Option<usize>,
+}
+
+/// Bind `count` sockets to `address` with SO_REUSEPORT. With port 0 the
+/// first socket picks the port and the others join it.
+pub fn bind_sockets(
+    address: SocketAddr,
+    count: usize,
+    settings: &UdpSettings,
+) -> io::Result<Vec<UdpSocket>> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut address = address;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        if address.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_reuse_port(true)?;
+        if let Some(size) = settings.recv_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        if let Some(size) = settings.send_buffer {
+            socket.set_send_buffer_size(size)?;
+        }
+        socket.set_read_timeout(Some(STOP_POLL))?;
+        socket
+            .bind(&address.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {address}: {e}")))?;
+        let socket: UdpSocket = socket.into();
+        address = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+/// The buffers of one worker, allocated once. The message headers point
+/// into the other vectors, which are never resized after `new`.
+struct Buffers {
+    queries: Vec<u8>,
+    responses: Vec<u8>,
+    peers: Vec<libc::sockaddr_storage>,
+    query_iovecs: Vec<libc::iovec>,
+    response_iovecs: Vec<libc::iovec>,
+    query_headers: Vec<libc::mmsghdr>,
+    response_headers: Vec<libc::mmsghdr>,
+}
+
+impl Buffers {
+    fn new(batch: usize, response_size: usize) -> Box<Buffers> {
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs
+        // for which all-zero bytes are a valid value.
+        let (peer, iovec, header) = unsafe {
+            (
+                zeroed::<libc::sockaddr_storage>(),
+                zeroed::<libc::iovec>(),
+                zeroed::<libc::mmsghdr>(),
+            )
+        };
+        let mut buffers = Box::new(Buffers {
+            queries: vec![0; batch * MAX_QUERY_SIZE],
+            responses: vec![0; batch * response_size],
+            peers: vec![peer; batch],
+            query_iovecs: vec![iovec; batch],
+            response_iovecs: vec![iovec; batch],
+            query_headers: vec![header; batch],
+            response_headers: vec![header; batch],
+        });
+        let b = &mut *buffers;
+        for i in 0..batch {
+            b.query_iovecs[i] = libc::iovec {
+                iov_base: b.queries[i * MAX_QUERY_SIZE..].as_mut_ptr().cast(),
+                iov_len: MAX_QUERY_SIZE,
+            };
+            b.response_iovecs[i] = libc::iovec {
+                iov_base: b.responses[i * response_size..].as_mut_ptr().cast(),
+                iov_len: 0,
+            };
+            let header = &mut b.query_headers[i].msg_hdr;
+            header.msg_name = (&mut b.peers[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &mut b.query_iovecs[i];
+            header.msg_iovlen = 1;
+            let header = &mut b.response_headers[i].msg_hdr;
+            header.msg_iov = &mut b.response_iovecs[i];
+            header.msg_iovlen = 1;
+        }
+        buffers
+    }
+
+    /// Reset what the kernel overwrote in the receive headers.
+    fn reset_receive(&mut self, count: usize) {
+        for header in &mut self.query_headers[..count] {
+            header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_hdr.msg_flags = 0;
+            header.msg_len = 0;
+        }
+    }
+}
+
+/// Run one worker until `shared.stopping` is set.
+pub fn run_worker(socket: UdpSocket, shared: Arc<Shared>, settings: UdpSettings, worker: usize) {
+    let batch = settings.batch.clamp(1, 1024);
+    let response_size = usize::from(shared.answer_config.edns_max_payload).max(512);
+    let mut buffers = Buffers::new(batch, response_size);
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    let fd = socket.as_raw_fd();
+    let counters = &shared.counters;
+    while !shared.stopping.load(Ordering::Relaxed) {
+        buffers.reset_receive(batch);
+        // SAFETY: the headers point into `buffers`, which lives across the
+        // call and is not moved (it is boxed); `batch` is their length.
+        let received = unsafe {
+            libc::recvmmsg(
+                fd,
+                buffers.query_headers.as_mut_ptr(),
+                batch as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if received < 0 {
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => {
+                    continue;
+                }
+                _ => {
+                    tracing::warn!(worker, %error, "recvmmsg failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+        }
+        let received = received as usize;
+        let table = shared.table.load();
+        let ctx = Context {
+            table: &table,
+            config: &shared.answer_config,
+        };
+        let mut to_send = 0usize;
+        for i in 0..received {
+            let header = &buffers.query_headers[i];
+            if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let length = (header.msg_len as usize).min(MAX_QUERY_SIZE);
+            let Some(source) = peer_address(&buffers.peers[i]) else {
+                continue;
+            };
+            let query = &buffers.queries[i * MAX_QUERY_SIZE..i * MAX_QUERY_SIZE + length];
+            let out =
+                &mut buffers.responses[to_send * response_size..(to_send + 1) * response_size];
+            let client = Client {
+                source,
+                transport: Transport::Udp,
+            };
+            match answer::respond(&ctx, query, client, &mut rng, out) {
+                Some(length) => {
+                    buffers.response_iovecs[to_send].iov_len = length;
+                    let name_length = buffers.query_headers[i].msg_hdr.msg_namelen;
+                    let response = &mut buffers.response_headers[to_send].msg_hdr;
+                    response.msg_name =
+                        (&mut buffers.peers[i] as *mut libc::sockaddr_storage).cast();
+                    response.msg_namelen = name_length;
+                    to_send += 1;
+                }
+                None => {
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        drop(table);
+        send_all(fd, &mut buffers, to_send, counters);
+    }
+}
+
+/// Send the first `count` responses, retrying after a partial send.
+fn send_all(fd: i32, buffers: &mut Buffers, count: usize, counters: &super::Counters) {
+    let mut sent = 0usize;
+    let mut failures = 0;
+    while sent < count {
+        // SAFETY: the headers from `sent` to `count` point into `buffers`
+        // (iovecs and peer addresses set in this batch), which outlives
+        // the call.
+        let result = unsafe {
+            libc::sendmmsg(
+                fd,
+                buffers.response_headers[sent..].as_mut_ptr(),
+                (count - sent) as libc::c_uint,
+                0,
+            )
+        };
+        if result > 0 {
+            sent += result as usize;
+            continue;
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        failures += 1;
+        if failures > 3 {
+            // A response that cannot be sent (the peer's address refused,
+            // buffers full) is dropped, not retried for ever.
+            counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            sent += 1;
+            failures = 0;
+        }
+    }
+}
+
+fn peer_address(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for it.
+            let v4 =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,381 @@
+//! The compiled zone table: what the answer path reads, built once per
+//! snapshot and never changed (a reload builds a new one and swaps it).
+//!
+//! Everything an answer needs that does not depend on the query is worked
+//! out here: names in lowercase wire format, a hash index from the name
+//! relative to its origin to what lives there, per (zone, label, family)
+//! candidate lists with alias tables, SOA and NS data in wire format.
+//!
+//! Architecture invariant: the zone table knows the snapshot spec and the
+//! wire format of names. It knows nothing of sockets, clients or GeoIP
+//! databases, and nothing of the web layer.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use crate::select::Candidates;
+use crate::snapshot::SnapshotSpec;
+
+/// An index of a zone in [`ZoneTable::zones`].
+pub type ZoneId = u16;
+
+/// What a name relative to an origin is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A pool label: `@`, `de`, `2.europe`, an alias like `3.debian`.
+    Pool {
+        zone: ZoneId,
+        /// 0 = the plain label, n + 1 = numbered label n.
+        label: u8,
+        /// Geo-targeted: the client's location picks the zone (only names
+        /// of the global zone and its aliases).
+        geo: bool,
+        /// The origin's apex (SOA and NS live here).
+        apex: bool,
+    },
+    /// `_country`: the debug name that tells a client how it was located.
+    CountryDebug,
+}
+
+/// An origin with its SOA and NS data in wire format.
+#[derive(Debug)]
+pub struct Origin {
+    /// The origin in lowercase wire format, root label included.
+    pub name: Box<[u8]>,
+    /// Its dotted form, for logs and debug answers.
+    pub display: Box<str>,
+    pub soa_mname: Box<[u8]>,
+    pub soa_rname: Box<[u8]>,
+    /// SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM, ready to copy.
+    pub soa_numbers: [u8; 20],
+    pub soa_ttl: u32,
+    /// TTL of the SOA in a negative answer (RFC 2308: min of TTL, MINIMUM).
+    pub negative_ttl: u32,
+    pub ns: Box<[Box<[u8]>]>,
+    pub ns_ttl: u32,
+    pub answer_ttl: u32,
+    pub max_hosts: usize,
+    pub ipv6_everywhere: bool,
+}
+
+/// A server's address, ready to copy into A or AAAA RDATA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerAddress {
+    pub octets: [u8; 16],
+    pub is_v6: bool,
+}
+
+impl ServerAddress {
+    pub fn rdata(&self) -> &[u8] {
+        if self.is_v6 {
+            &self.octets
+        } else {
+            &self.octets[..4]
+        }
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        if self.is_v6 {
+            IpAddr::from(self.octets)
+        } else {
+            IpAddr::from([
+                self.octets[0],
+                self.octets[1],
+                self.octets[2],
+                self.octets[3],
+            ])
+        }
+    }
+}
+
+/// The servers of one label of one zone, per address family.
+#[derive(Debug, Default)]
+pub struct LabelServers {
+    pub v4: Candidates,
+    pub v6: Candidates,
+}
+
+impl LabelServers {
+    pub fn family(&self, v6: bool) -> &Candidates {
+        if v6 { &self.v6 } else { &self.v4 }
+    }
+}
+
+#[derive(Debug)]
+pub struct Zone {
+    pub name: Box<str>,
+    pub parent: Option<ZoneId>,
+    /// Index 0: the plain label; index n + 1: numbered label n.
+    pub labels: Box<[LabelServers]>,
+}
+
+impl Zone {
+    /// The servers of a label; an empty list when the zone lacks it.
+    pub fn label(&self, label: u8) -> Option<&LabelServers> {
+        self.labels.get(usize::from(label))
+    }
+}
+
+/// A small, fast hasher for the short keys of the name index (FxHash's
+/// multiply-rotate). The keys come from the snapshot and the lookups from
+/// clients; a client cannot insert keys, so flooding is not a concern.
+#[derive(Default, Clone, Copy)]
+pub struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameIndex = HashMap<Box<[u8]>, Node, BuildHasherDefault<NameHasher>>;
+
+/// The result of looking a name up.
+#[derive(Clone, Copy, Debug)]
+pub enum Lookup<'t> {
+    /// Under none of the origins: REFUSED.
+    Outside,
+    /// Under `origin`, which starts at `origin_offset` in the question name;
+    /// `node` is `None` when nothing lives at the name (NXDOMAIN).
+    Inside {
+        origin: &'t Origin,
+        origin_offset: usize,
+        node: Option<Node>,
+    },
+}
+
+#[derive(Debug)]
+pub struct ZoneTable {
+    pub serial: u32,
+    pub origins: Box<[Origin]>,
+    pub servers: Box<[ServerAddress]>,
+    pub zones: Box<[Zone]>,
+    pub global: ZoneId,
+    names: NameIndex,
+    zone_ids: HashMap<Box<str>, ZoneId>,
+}
+
+impl ZoneTable {
+    /// Compile a validated snapshot. Validation guarantees every index and
+    /// name is good, so this cannot fail.
+    pub fn compile(spec: &SnapshotSpec) -> ZoneTable {
+        let servers: Box<[ServerAddress]> = spec
+            .servers
+            .iter()
+            .map(|server| match server.address {
+                IpAddr::V4(v4) => {
+                    let mut octets = [0u8; 16];
+                    octets[..4].copy_from_slice(&v4.octets());
+                    ServerAddress {
+                        octets,
+                        is_v6: false,
+                    }
+                }
+                IpAddr::V6(v6) => ServerAddress {
+                    octets: v6.octets(),
+                    is_v6: true,
+                },
+            })
+            .collect();
+
+        let candidates = |list: &[usize], v6: bool| {
+            Candidates::new(
+                list.iter()
+                    .filter(|&&i| servers[i].is_v6 == v6)
+                    .map(|&i| (i as u32, spec.servers[i].weight))
+                    .collect(),
+            )
+        };
+        let label_servers = |list: &[usize]| LabelServers {
+            v4: candidates(list, false),
+            v6: candidates(list, true),
+        };
+
+        let zones: Box<[Zone]> = spec
+            .zones
+            .iter()
+            .map(|zone| {
+                let mut labels = Vec::with_capacity(1 + zone.numbered.len());
+                labels.push(label_servers(&zone.servers));
+                labels.extend(zone.numbered.iter().map(|list| label_servers(list)));
+                Zone {
+                    name: zone.name.as_str().into(),
+                    parent: zone.parent.map(|p| p as ZoneId),
+                    labels: labels.into(),
+                }
+            })
+            .collect();
+        let zone_ids: HashMap<Box<str>, ZoneId> = zones
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| (zone.name.clone(), i as ZoneId))
+            .collect();
+        let global = zone_ids.get("@").copied().unwrap_or(0);
+
+        let mut names = NameIndex::default();
+        let mut add_pool_names = |prefix: &str, zone: ZoneId, geo: bool| {
+            let numbered = zones[usize::from(zone)].labels.len() - 1;
+            let base = if prefix == "@" {
+                String::new()
+            } else {
+                prefix.to_string()
+            };
+            names.insert(
+                relative_key(&base),
+                Node::Pool {
+                    zone,
+                    label: 0,
+                    geo,
+                    apex: base.is_empty(),
+                },
+            );
+            for n in 0..numbered {
+                let name = if base.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{n}.{base}")
+                };
+                names.insert(
+                    relative_key(&name),
+                    Node::Pool {
+                        zone,
+                        label: n as u8 + 1,
+                        geo,
+                        apex: false,
+                    },
+                );
+            }
+        };
+        for (i, zone) in zones.iter().enumerate() {
+            add_pool_names(&zone.name, i as ZoneId, i as ZoneId == global);
+        }
+        for alias in &spec.aliases {
+            let target = alias.target as ZoneId;
+            add_pool_names(&alias.name, target, target == global);
+        }
+        names.insert(relative_key("_country"), Node::CountryDebug);
+
+        let origins = spec
+            .origins
+            .iter()
+            .map(|origin| {
+                let mut soa_numbers = [0u8; 20];
+                for (i, value) in [
+                    spec.serial,
+                    origin.soa.refresh,
+                    origin.soa.retry,
+                    origin.soa.expire,
+                    origin.soa.minimum,
+                ]
+                .iter()
+                .enumerate()
+                {
+                    soa_numbers[4 * i..4 * i + 4].copy_from_slice(&value.to_be_bytes());
+                }
+                Origin {
+                    name: name_to_wire(&origin.name),
+                    display: origin.name.as_str().into(),
+                    soa_mname: name_to_wire(&origin.soa.mname),
+                    soa_rname: name_to_wire(&origin.soa.rname),
+                    soa_numbers,
+                    soa_ttl: origin.soa.ttl,
+                    negative_ttl: origin.soa.ttl.min(origin.soa.minimum),
+                    ns: origin.ns.iter().map(|ns| name_to_wire(ns)).collect(),
+                    ns_ttl: origin.ns_ttl,
+                    answer_ttl: origin.answer_ttl,
+                    max_hosts: origin.max_hosts,
+                    ipv6_everywhere: origin.ipv6_everywhere,
+                }
+            })
+            .collect();
+
+        ZoneTable {
+            serial: spec.serial,
+            origins,
+            servers,
+            zones,
+            global,
+            names,
+            zone_ids,
+        }
+    }
+
+    /// The zone with this name (`@`, `europe`, `de`), aliases not followed.
+    pub fn zone_id(&self, name: &str) -> Option<ZoneId> {
+        self.zone_ids.get(name).copied()
+    }
+
+    pub fn zone(&self, id: ZoneId) -> &Zone {
+        &self.zones[usize::from(id)]
+    }
+
+    /// What a pool label name resolves to: an alias like `gb` gives the
+    /// zone it stands for.
+    pub fn resolve_zone_name(&self, name: &str) -> Option<ZoneId> {
+        if name == "@" {
+            return Some(self.global);
+        }
+        match self.names.get(relative_key(name).as_ref()) {
+            Some(Node::Pool { zone, label: 0, .. }) => Some(*zone),
+            _ => None,
+        }
+    }
+
+    /// Look up a question name given in lowercase wire format, with the
+    /// offsets of its labels. Does not allocate.
+    pub fn lookup(&self, lowercase_name: &[u8], label_starts: &[u8]) -> Lookup<'_> {
+        // Origins are few; the longest match is the one starting earliest.
+        let starts = label_starts
+            .iter()
+            .map(|&s| usize::from(s))
+            .chain(std::iter::once(lowercase_name.len().saturating_sub(1)));
+        for start in starts {
+            let suffix = &lowercase_name[start..];
+            if let Some(origin) = self.origins.iter().find(|o| *o.name == *suffix) {
+                let relative = &lowercase_name[..start];
+                return Lookup::Inside {
+                    origin,
+                    origin_offset: start,
+                    node: self.names.get(relative).copied(),
+                };
+            }
+        }
+        Lookup::Outside
+    }
+}
+
+/// The index key of a name relative to its origin: its labels in wire
+/// format without the root label ("" for the apex).
+fn relative_key(dotted: &str) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(dotted.len() + 1);
+    if !dotted.is_empty() {
+        for label in dotted.split('.') {
+            key.push(label.len() as u8);
+            key.extend_from_slice(label.as_bytes());
+        }
+    }
+    key.into()
+}
+
+/// A dotted name (validated, lowercase, no trailing dot) in wire format.
+pub fn name_to_wire(dotted: &str) -> Box<[u8]> {
+    let mut wire = relative_key(dotted).into_vec();
+    wire.push(0);
+    wire.into()
+}
