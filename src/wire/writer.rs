@@ -316,8 +316,8 @@ mod tests {
             .unwrap();
         assert_eq!(&writer.as_slice()[before..], &[0xC0, before as u8 - 6]);
         let before = writer.len();
-        writer.push_name(b"\x01a\x06ntpns\x03org\x00").unwrap();
-        assert_eq!(&writer.as_slice()[before..], b"\x01a\x06ntpns\xC0\x15");
+        writer.push_name(b"\x01a\x05ntpns\x03org\x00").unwrap();
+        assert_eq!(&writer.as_slice()[before..], b"\x01a\x05ntpns\xC0\x15");
     }
 
     #[test]

@@ -1,0 +1,479 @@
+//! The answer logic as a table of cases through one `check` helper: each
+//! case is a query (built by `domain`), the response is parsed by `domain`
+//! and compared with what the case expects.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use support::{Ask, Reply, parse_reply, query};
+use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::zone::ZoneTable;
+
+fn table() -> ZoneTable {
+    timepool::snapshot::load_file(&support::example_snapshot()).expect("example snapshot loads")
+}
+
+fn config() -> AnswerConfig {
+    AnswerConfig {
+        identity: Some(b"ns1.test".to_vec().into()),
+        version: Some(b"timepool-test".to_vec().into()),
+        nsid: Some(b"node-a".to_vec().into()),
+        ..AnswerConfig::default()
+    }
+}
+
+/// What a case expects of the response. `None` fields are not checked.
+#[derive(Default)]
+struct Expect {
+    rcode: &'static str,
+    aa: Option<bool>,
+    tc: Option<bool>,
+    /// (record type, how many) of the answer section.
+    answer: Option<(&'static str, usize)>,
+    /// The answer's record data, exactly.
+    answer_data: Option<Vec<&'static str>>,
+    /// A SOA in authority (negative answers).
+    soa_in_authority: Option<bool>,
+    opt: Option<bool>,
+}
+
+struct Case {
+    name: &'static str,
+    qtype: u16,
+    ask: Ask,
+    expect: Expect,
+}
+
+fn run(
+    table: &ZoneTable,
+    config: &AnswerConfig,
+    name: &str,
+    qtype: u16,
+    ask: &Ask,
+    transport: Transport,
+    rng: &mut SmallRng,
+) -> Reply {
+    let packet = query(name, qtype, ask);
+    let ctx = Context { table, config };
+    let client = Client {
+        source: "198.51.100.7".parse().unwrap(),
+        transport,
+    };
+    let mut out = vec![0u8; 65535];
+    let length = respond(&ctx, &packet, client, rng, &mut out).expect("a response");
+    let reply = parse_reply(&out[..length]);
+    assert_eq!(reply.id, ask.id, "{name}: id echoed");
+    reply
+}
+
+fn check(cases: &[Case]) {
+    let table = table();
+    let config = config();
+    let mut rng = SmallRng::seed_from_u64(42);
+    for case in cases {
+        let reply = run(
+            &table,
+            &config,
+            case.name,
+            case.qtype,
+            &case.ask,
+            Transport::Udp,
+            &mut rng,
+        );
+        let what = format!("{} type {}: {reply:#?}", case.name, case.qtype);
+        let expect = &case.expect;
+        assert_eq!(reply.rcode, expect.rcode, "rcode of {what}");
+        assert!(!reply.ra, "RA never set: {what}");
+        assert!(reply.rd, "RD copied: {what}");
+        if let Some(aa) = expect.aa {
+            assert_eq!(reply.aa, aa, "AA of {what}");
+        }
+        if let Some(tc) = expect.tc {
+            assert_eq!(reply.tc, tc, "TC of {what}");
+        }
+        if let Some((rtype, count)) = expect.answer {
+            assert_eq!(reply.answer.len(), count, "answer count of {what}");
+            assert!(
+                reply.answer.iter().all(|rr| rr.rtype == rtype),
+                "answer types of {what}"
+            );
+            let distinct: HashSet<_> = reply.answer.iter().map(|rr| &rr.data).collect();
+            assert_eq!(distinct.len(), count, "no duplicate in {what}");
+        }
+        if let Some(data) = &expect.answer_data {
+            assert_eq!(&reply.answer_data(), data, "answer data of {what}");
+        }
+        if let Some(soa) = expect.soa_in_authority {
+            let has_soa = reply.authority.iter().any(|rr| rr.rtype == "SOA");
+            assert_eq!(has_soa, soa, "SOA in authority of {what}");
+        }
+        if let Some(opt) = expect.opt {
+            assert_eq!(reply.edns.is_some(), opt, "OPT of {what}");
+        }
+        if let Some((question, _)) = &reply.question {
+            assert_eq!(
+                question.trim_end_matches('.'),
+                case.name.trim_end_matches('.'),
+                "question echoed with the client's case: {what}"
+            );
+        }
+    }
+}
+
+const A: u16 = 1;
+const NS: u16 = 2;
+const SOA: u16 = 6;
+const MX: u16 = 15;
+const TXT: u16 = 16;
+const AAAA: u16 = 28;
+const AXFR: u16 = 252;
+const ANY: u16 = 255;
+
+fn answer(rtype: &'static str, count: usize) -> Expect {
+    Expect {
+        rcode: "NOERROR",
+        aa: Some(true),
+        tc: Some(false),
+        answer: Some((rtype, count)),
+        soa_in_authority: Some(false),
+        ..Expect::default()
+    }
+}
+
+fn nodata() -> Expect {
+    Expect {
+        rcode: "NOERROR",
+        aa: Some(true),
+        answer: Some(("SOA", 0)),
+        soa_in_authority: Some(true),
+        ..Expect::default()
+    }
+}
+
+fn nxdomain() -> Expect {
+    Expect {
+        rcode: "NXDOMAIN",
+        aa: Some(true),
+        answer: Some(("SOA", 0)),
+        soa_in_authority: Some(true),
+        ..Expect::default()
+    }
+}
+
+fn refused() -> Expect {
+    Expect {
+        rcode: "REFUSED",
+        aa: Some(false),
+        answer: Some(("A", 0)),
+        soa_in_authority: Some(false),
+        ..Expect::default()
+    }
+}
+
+fn case(name: &'static str, qtype: u16, expect: Expect) -> Case {
+    Case {
+        name,
+        qtype,
+        ask: Ask::default(),
+        expect,
+    }
+}
+
+#[test]
+fn answers_follow_the_rules() {
+    check(&[
+        case("pool.ntp.org", A, answer("A", 4)),
+        case("PoOl.NtP.oRg", A, answer("A", 4)),
+        case("0.pool.ntp.org", A, answer("A", 4)),
+        case("3.pool.ntp.org.", A, answer("A", 4)),
+        case("de.pool.ntp.org", A, answer("A", 4)),
+        case("1.DE.pool.ntp.org", A, answer("A", 4)),
+        case("europe.pool.ntp.org", A, answer("A", 4)),
+        case("2.north-america.pool.ntp.org", A, answer("A", 4)),
+        // gb is an alias of uk, debian of the global zone.
+        case("gb.pool.ntp.org", A, answer("A", 4)),
+        case("2.debian.pool.ntp.org", A, answer("A", 4)),
+        case("debian.pool.ntp.org", A, answer("A", 4)),
+        // nz has one server: topped up from oceania and then the world.
+        case("nz.pool.ntp.org", A, answer("A", 4)),
+        // AAAA only in 2.* names unless the origin says ipv6_everywhere.
+        case("2.pool.ntp.org", AAAA, answer("AAAA", 4)),
+        case("2.de.pool.ntp.org", AAAA, answer("AAAA", 4)),
+        case("pool.ntp.org", AAAA, nodata()),
+        case("1.de.pool.ntp.org", AAAA, nodata()),
+        case(
+            "pool.ntp.org",
+            SOA,
+            Expect {
+                answer_data: Some(vec![
+                    "ns1.pool.ntp.org. hostmaster.pool.ntp.org. 1 5400 5400 1209600 3600",
+                ]),
+                ..answer("SOA", 1)
+            },
+        ),
+        case(
+            "pool.ntp.org",
+            NS,
+            Expect {
+                answer_data: Some(vec![
+                    "a.ntpns.org.",
+                    "b.ntpns.org.",
+                    "c.ntpns.org.",
+                    "d.ntpns.org.",
+                ]),
+                ..answer("NS", 4)
+            },
+        ),
+        case("de.pool.ntp.org", NS, nodata()),
+        case("de.pool.ntp.org", SOA, nodata()),
+        case("de.pool.ntp.org", TXT, nodata()),
+        case(
+            "de.pool.ntp.org",
+            MX,
+            Expect {
+                answer_data: Some(vec!["0 ."]),
+                ..answer("MX", 1)
+            },
+        ),
+        // RFC 8482: ANY gets the A records, not the whole node.
+        case("pool.ntp.org", ANY, answer("A", 4)),
+        case("nope.pool.ntp.org", A, nxdomain()),
+        case("x.de.pool.ntp.org", A, nxdomain()),
+        case("4.pool.ntp.org", A, nxdomain()),
+        case("a.b.c.pool.ntp.org", AAAA, nxdomain()),
+        case("example.com", A, refused()),
+        case("ntp.org", A, refused()),
+        case("pool.ntp.org.example", A, refused()),
+        case("pool.ntp.org", AXFR, refused()),
+    ]);
+}
+
+#[test]
+fn chaos_class_and_other_classes() {
+    let ch = |name: &'static str, expect: Expect| Case {
+        name,
+        qtype: TXT,
+        ask: Ask {
+            class: Some(3),
+            ..Ask::default()
+        },
+        expect,
+    };
+    check(&[
+        ch(
+            "id.server",
+            Expect {
+                answer_data: Some(vec!["\"ns1.test\""]),
+                ..answer("TXT", 1)
+            },
+        ),
+        ch(
+            "hostname.bind",
+            Expect {
+                answer_data: Some(vec!["\"ns1.test\""]),
+                ..answer("TXT", 1)
+            },
+        ),
+        ch(
+            "version.server",
+            Expect {
+                answer_data: Some(vec!["\"timepool-test\""]),
+                ..answer("TXT", 1)
+            },
+        ),
+        ch("pool.ntp.org", refused()),
+        Case {
+            name: "pool.ntp.org",
+            qtype: A,
+            ask: Ask {
+                class: Some(4),
+                ..Ask::default()
+            },
+            expect: refused(),
+        },
+    ]);
+    // Without a configured identity, id.server is refused.
+    let table = table();
+    let config = AnswerConfig::default();
+    let mut rng = SmallRng::seed_from_u64(1);
+    let ask = Ask {
+        class: Some(3),
+        ..Ask::default()
+    };
+    let reply = run(
+        &table,
+        &config,
+        "id.server",
+        TXT,
+        &ask,
+        Transport::Udp,
+        &mut rng,
+    );
+    assert_eq!(reply.rcode, "REFUSED");
+}
+
+#[test]
+fn edns_is_honoured() {
+    let table = table();
+    let config = config();
+    let mut rng = SmallRng::seed_from_u64(7);
+    // OPT echoed, our own payload size announced.
+    let reply = run(
+        &table,
+        &config,
+        "pool.ntp.org",
+        A,
+        &Ask::edns(4096),
+        Transport::Udp,
+        &mut rng,
+    );
+    let edns = reply.edns.expect("OPT echoed");
+    assert_eq!((edns.udp_size, edns.version), (1232, 0));
+    assert!(edns.nsid.is_none(), "NSID only when asked");
+    // No OPT in the query, none in the response.
+    let reply = run(
+        &table,
+        &config,
+        "pool.ntp.org",
+        A,
+        &Ask::default(),
+        Transport::Udp,
+        &mut rng,
+    );
+    assert!(reply.edns.is_none());
+    // Version 1: BADVERS, with OPT, no answer.
+    let ask = Ask {
+        edns_version: 1,
+        ..Ask::edns(1232)
+    };
+    let reply = run(
+        &table,
+        &config,
+        "pool.ntp.org",
+        A,
+        &ask,
+        Transport::Udp,
+        &mut rng,
+    );
+    assert_eq!(reply.rcode, "BADVERS");
+    assert!(reply.answer.is_empty());
+    assert_eq!(reply.edns.expect("OPT with BADVERS").version, 0);
+    // NSID when asked.
+    let ask = Ask {
+        nsid: true,
+        ..Ask::edns(1232)
+    };
+    let reply = run(
+        &table,
+        &config,
+        "pool.ntp.org",
+        A,
+        &ask,
+        Transport::Udp,
+        &mut rng,
+    );
+    assert_eq!(
+        reply.edns.expect("OPT").nsid.as_deref(),
+        Some(&b"node-a"[..])
+    );
+    // ECS echoed with family, prefix and address.
+    let ask = Ask {
+        subnet: Some((24, "198.51.100.0".parse().unwrap())),
+        ..Ask::edns(1232)
+    };
+    let reply = run(
+        &table,
+        &config,
+        "de.pool.ntp.org",
+        A,
+        &ask,
+        Transport::Udp,
+        &mut rng,
+    );
+    let (source, scope, address) = reply.edns.expect("OPT").subnet.expect("ECS echoed");
+    assert_eq!((source, scope), (24, 0), "explicit zone: scope 0");
+    assert_eq!(address, "198.51.100.0".parse::<IpAddr>().unwrap());
+}
+
+#[test]
+fn a_response_that_does_not_fit_is_truncated() {
+    let table = table();
+    // Every pool answer fits 512 bytes; a lowered floor shows TC.
+    let config = AnswerConfig {
+        edns_min_payload: 64,
+        ..config()
+    };
+    let mut rng = SmallRng::seed_from_u64(9);
+    let ask = Ask::edns(80);
+    let reply = run(
+        &table,
+        &config,
+        "2.pool.ntp.org",
+        AAAA,
+        &ask,
+        Transport::Udp,
+        &mut rng,
+    );
+    assert!(reply.tc, "TC set: {reply:#?}");
+    assert!(reply.answer.is_empty());
+    assert!(
+        reply.question.is_some(),
+        "the question stays so the client can retry"
+    );
+    assert!(reply.edns.is_some(), "OPT stays");
+    assert!(reply.size <= 80);
+    // The same over TCP: the full answer.
+    let reply = run(
+        &table,
+        &config,
+        "2.pool.ntp.org",
+        AAAA,
+        &ask,
+        Transport::Tcp,
+        &mut rng,
+    );
+    assert!(!reply.tc);
+    assert_eq!(reply.answer.len(), 4);
+}
+
+/// Over many queries of every pool name: never more than max_hosts, never
+/// a duplicate, and every address belongs to the zone or a parent.
+#[test]
+fn never_more_than_max_hosts_never_a_duplicate() {
+    let table = table();
+    let config = config();
+    let mut rng = SmallRng::seed_from_u64(11);
+    let names = [
+        "pool.ntp.org",
+        "0.pool.ntp.org",
+        "2.pool.ntp.org",
+        "de.pool.ntp.org",
+        "3.de.pool.ntp.org",
+        "nz.pool.ntp.org",
+        "2.za.pool.ntp.org",
+        "oceania.pool.ntp.org",
+    ];
+    for name in names {
+        for qtype in [A, AAAA] {
+            for _ in 0..500 {
+                let reply = run(
+                    &table,
+                    &config,
+                    name,
+                    qtype,
+                    &Ask::default(),
+                    Transport::Udp,
+                    &mut rng,
+                );
+                assert!(reply.answer.len() <= 4);
+                let distinct: HashSet<_> = reply.answer_data().into_iter().collect();
+                assert_eq!(distinct.len(), reply.answer.len(), "duplicate in {name}");
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The daemon started on 127.0.0.1:0 and [::1]:0, queried over UDP and
+//! TCP with queries built and responses parsed by `domain`.
+
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Ask, parse_reply, query, tcp_exchange, tcp_receive, tcp_send, udp_exchange};
+use timepool::answer::AnswerConfig;
+use timepool::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
+
+fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
+    DnsConfig {
+        listen: listen.iter().map(|a| a.parse().unwrap()).collect(),
+        threads: 2,
+        pin_workers: false,
+        snapshot: snapshot.to_path_buf(),
+        reload_interval: Duration::from_millis(100),
+        answer: AnswerConfig::default(),
+        udp: UdpSettings {
+            batch: 32,
+            recv_buffer: None,
+            send_buffer: None,
+        },
+        tcp: TcpSettings {
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 64,
+        },
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("timepool-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Write a snapshot with the given serial atomically (temp file + rename),
+/// as the zone builder publishes.
+fn publish(path: &Path, serial: u64) {
+    let mut document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(support::example_snapshot()).unwrap()).unwrap();
+    document["serial"] = serial.into();
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, serde_json::to_vec(&document).unwrap()).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+fn soa_serial(server: SocketAddr) -> u32 {
+    let reply = parse_reply(
+        &udp_exchange(server, &query("pool.ntp.org", 6, &Ask::default())).expect("SOA answer"),
+    );
+    reply.answer[0]
+        .data
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn answers_over_udp_and_tcp_on_ipv4_and_ipv6() {
+    let server = DnsServer::start(config(
+        &support::example_snapshot(),
+        &["127.0.0.1:0", "[::1]:0"],
+    ))
+    .expect("starts");
+    assert_eq!(server.udp_addresses().len(), 2);
+    for (&udp, &tcp) in server.udp_addresses().iter().zip(server.tcp_addresses()) {
+        assert_eq!(udp.port(), tcp.port(), "UDP and TCP share the port");
+        let packet = query("pool.ntp.org", 1, &Ask::edns(1232));
+        let reply = parse_reply(&udp_exchange(udp, &packet).expect("UDP answer"));
+        assert_eq!((reply.rcode.as_str(), reply.answer.len()), ("NOERROR", 4));
+        let reply = parse_reply(&tcp_exchange(tcp, &packet).expect("TCP answer"));
+        assert_eq!((reply.rcode.as_str(), reply.answer.len()), ("NOERROR", 4));
+    }
+    server.shutdown();
+}
+
+#[test]
+fn tcp_answers_several_queries_in_order_and_closes_idle_connections() {
+    let mut settings = config(&support::example_snapshot(), &["127.0.0.1:0"]);
+    settings.tcp.idle_timeout = Duration::from_millis(500);
+    let server = DnsServer::start(settings).expect("starts");
+    let address = server.tcp_addresses()[0];
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    // Three queries written back to back, before reading anything.
+    let names = ["de.pool.ntp.org", "nope.pool.ntp.org", "pool.ntp.org"];
+    for (id, name) in names.iter().enumerate() {
+        let ask = Ask {
+            id: id as u16 + 100,
+            ..Ask::default()
+        };
+        tcp_send(&mut stream, &query(name, 1, &ask));
+    }
+    for (id, name) in names.iter().enumerate() {
+        let reply = parse_reply(&tcp_receive(&mut stream).expect("answer"));
+        assert_eq!(reply.id, id as u16 + 100, "answered in order");
+        assert_eq!(reply.question.unwrap().0, *name);
+    }
+    // Idle past the timeout: the server closes the connection.
+    let started = Instant::now();
+    assert!(tcp_receive(&mut stream).is_none(), "closed by the server");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    server.shutdown();
+}
+
+#[test]
+fn tcp_connection_limit_and_half_open_clients_do_not_stall_others() {
+    let mut settings = config(&support::example_snapshot(), &["127.0.0.1:0"]);
+    settings.tcp.max_connections = 4;
+    settings.tcp.idle_timeout = Duration::from_secs(30);
+    let server = DnsServer::start(settings).expect("starts");
+    let address = server.tcp_addresses()[0];
+    // Three clients that send half a length prefix and then nothing.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.write_all(&[0]).unwrap();
+        stalled.push(stream);
+    }
+    // A fourth client is still served at once.
+    let reply = tcp_exchange(address, &query("pool.ntp.org", 1, &Ask::default())).expect("served");
+    assert_eq!(parse_reply(&reply).answer.len(), 4);
+    // With four held open, a fifth connection is closed at accept.
+    let mut held = TcpStream::connect(address).unwrap();
+    held.write_all(&[0]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        tcp_exchange(address, &query("pool.ntp.org", 1, &Ask::default())).is_none(),
+        "over the limit"
+    );
+    drop(held);
+    drop(stalled);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        tcp_exchange(address, &query("pool.ntp.org", 1, &Ask::default())).is_some(),
+        "slots freed"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn reload_under_load_loses_no_query_and_rejects_a_bad_snapshot() {
+    let dir = temp_dir("reload");
+    let path = dir.join("snapshot.json");
+    publish(&path, 100);
+    let server = DnsServer::start(config(&path, &["127.0.0.1:0"])).expect("starts");
+    let address = server.udp_addresses()[0];
+    assert_eq!(soa_serial(address), 100);
+
+    // A client that sends queries one after another the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicU64::new(0));
+    let client = {
+        let (stop, answered, lost) = (stop.clone(), answered.clone(), lost.clone());
+        std::thread::spawn(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
+            let mut buffer = [0u8; 2048];
+            let mut id = 0u16;
+            while !stop.load(Ordering::Relaxed) {
+                id = id.wrapping_add(1);
+                let ask = Ask {
+                    id,
+                    ..Ask::default()
+                };
+                socket
+                    .send_to(&query("de.pool.ntp.org", 1, &ask), address)
+                    .unwrap();
+                match socket.recv(&mut buffer) {
+                    Ok(n) if parse_reply(&buffer[..n]).answer.len() == 4 => {
+                        answered.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => lost.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    for serial in 101..=105 {
+        std::thread::sleep(Duration::from_millis(150));
+        publish(&path, serial);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while soa_serial(address) != serial as u32 {
+            assert!(Instant::now() < deadline, "serial {serial} never loaded");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // A broken snapshot is rejected; the last good one keeps serving.
+    std::fs::write(dir.join("bad.tmp"), b"{\"version\": 1, \"serial\": 999").unwrap();
+    std::fs::rename(dir.join("bad.tmp"), &path).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(soa_serial(address), 105);
+    assert!(
+        server
+            .shared()
+            .counters
+            .reload_failures
+            .load(Ordering::Relaxed)
+            >= 1
+    );
+    // SIGHUP's path: an explicit reload of a good file.
+    publish(&path, 106);
+    assert_eq!(server.shared().reload().expect("reloads"), 106);
+
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let (answered, lost) = (
+        answered.load(Ordering::Relaxed),
+        lost.load(Ordering::Relaxed),
+    );
+    assert!(answered > 50, "the client kept asking: {answered}");
+    assert_eq!(
+        lost, 0,
+        "no query lost across 6 reloads ({answered} answered)"
+    );
+    server.shutdown();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Malformed packets get FORMERR or nothing, never a crash, and the daemon
+/// keeps serving.
+#[test]
+fn malformed_packets_get_formerr_or_nothing() {
+    let server =
+        DnsServer::start(config(&support::example_snapshot(), &["127.0.0.1:0"])).expect("starts");
+    let address = server.udp_addresses()[0];
+    let good = query("pool.ntp.org", 1, &Ask::default());
+    let with_header = |question: &[u8], qdcount: u8| {
+        let mut packet = vec![0xAB, 0xCD, 0x01, 0x00, 0, qdcount, 0, 0, 0, 0, 0, 0];
+        packet.extend_from_slice(question);
+        packet
+    };
+    let mut long_label = vec![64];
+    long_label.extend_from_slice(&[b'a'; 64]);
+    long_label.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut long_name = Vec::new();
+    for _ in 0..5 {
+        long_name.push(60);
+        long_name.extend_from_slice(&[b'a'; 60]);
+    }
+    long_name.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut garbage_opt = good.clone();
+    garbage_opt[11] = 1;
+    garbage_opt.extend_from_slice(&[0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 9, 0, 8, 0]);
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"garbage");
+    let cases: Vec<(&str, Vec<u8>, Option<u8>)> = vec![
+        ("empty", vec![], None),
+        ("truncated header", good[..7].to_vec(), None),
+        ("header only", with_header(&[], 1), Some(1)),
+        (
+            "pointer loop",
+            with_header(&[0xC0, 12, 0, 1, 0, 1], 1),
+            Some(1),
+        ),
+        (
+            "pointer forward",
+            with_header(&[0xC0, 40, 0, 1, 0, 1], 1),
+            Some(1),
+        ),
+        ("label over 63", with_header(&long_label, 1), Some(1)),
+        ("name over 255", with_header(&long_name, 1), Some(1)),
+        ("qdcount 0", with_header(&good[12..], 0), Some(1)),
+        ("qdcount 2", with_header(&good[12..], 2), Some(1)),
+        ("garbage OPT", garbage_opt, Some(1)),
+        ("trailing garbage", trailing, Some(1)),
+        (
+            "a response",
+            {
+                let mut p = good.clone();
+                p[2] |= 0x80;
+                p
+            },
+            None,
+        ),
+    ];
+    for (what, packet, expected_rcode) in cases {
+        let reply = udp_exchange(address, &packet);
+        match expected_rcode {
+            None => assert!(reply.is_none(), "{what}: no answer expected"),
+            Some(code) => {
+                let reply = reply.unwrap_or_else(|| panic!("{what}: expected FORMERR"));
+                assert_eq!(reply[3] & 0x0F, code, "{what}: rcode");
+                assert_eq!(&reply[..2], &packet[..2], "{what}: id echoed");
+            }
+        }
+        // Still serving.
+        let reply = parse_reply(&udp_exchange(address, &good).expect("still answering"));
+        assert_eq!(reply.answer.len(), 4, "after {what}");
+    }
+    server.shutdown();
+}
+
+/// The real binary: starts, answers, reloads on SIGHUP, stops on SIGTERM.
+#[test]
+fn the_binary_serves_and_reloads_on_sighup() {
+    let dir = temp_dir("binary");
+    let path = dir.join("snapshot.json");
+    publish(&path, 7);
+    // A free port: bind, note it, release (the daemon binds it next).
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_timepool"))
+        .args([
+            "dns",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--snapshot",
+        ])
+        .arg(&path)
+        .args(["--reload-interval", "3600", "--threads", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn timepool");
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while udp_exchange(address, &query("pool.ntp.org", 6, &Ask::default())).is_none() {
+        assert!(Instant::now() < deadline, "daemon did not come up");
+    }
+    assert_eq!(soa_serial(address), 7);
+    publish(&path, 8);
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on our own child's PID with a valid signal number.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while soa_serial(address) != 8 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,224 @@
+//! Test helpers: queries built and responses parsed by the `domain` crate,
+//! so every test is also a differential test of our wire layer.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::str::FromStr;
+use std::time::Duration;
+
+use domain::base::iana::{Class, Rtype};
+use domain::base::opt::AllOptData;
+use domain::base::{Message, MessageBuilder, Name, ParsedName};
+use domain::rdata::AllRecordData;
+
+/// What a query carries besides its question.
+#[derive(Clone, Debug, Default)]
+pub struct Ask {
+    pub class: Option<u16>,
+    /// EDNS payload size; `None` = no OPT record.
+    pub edns: Option<u16>,
+    pub edns_version: u8,
+    pub nsid: bool,
+    /// (source prefix, address)
+    pub subnet: Option<(u8, IpAddr)>,
+    pub id: u16,
+}
+
+impl Ask {
+    pub fn edns(size: u16) -> Ask {
+        Ask {
+            edns: Some(size),
+            ..Ask::default()
+        }
+    }
+}
+
+/// A query for `name`/`rtype`, built by `domain`.
+pub fn query(name: &str, rtype: u16, ask: &Ask) -> Vec<u8> {
+    let mut builder = MessageBuilder::new_vec();
+    builder.header_mut().set_id(ask.id);
+    builder.header_mut().set_rd(true);
+    let mut question = builder.question();
+    let name = Name::<Vec<u8>>::from_str(name).expect("test name");
+    question
+        .push((
+            name,
+            Rtype::from_int(rtype),
+            Class::from_int(ask.class.unwrap_or(1)),
+        ))
+        .expect("push question");
+    let mut additional = question.additional();
+    if let Some(size) = ask.edns {
+        additional
+            .opt(|opt| {
+                opt.set_udp_payload_size(size);
+                opt.set_version(ask.edns_version);
+                if ask.nsid {
+                    opt.client_nsid()?;
+                }
+                if let Some((prefix, address)) = ask.subnet {
+                    opt.client_subnet(prefix, 0, address)?;
+                }
+                Ok(())
+            })
+            .expect("push opt");
+    }
+    additional.finish()
+}
+
+/// A record of a response, in presentation form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rr {
+    pub owner: String,
+    pub rtype: String,
+    pub class: String,
+    pub ttl: u32,
+    pub data: String,
+}
+
+/// A response as `domain` reads it.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub id: u16,
+    pub rcode: String,
+    pub aa: bool,
+    pub tc: bool,
+    pub rd: bool,
+    pub ra: bool,
+    pub question: Option<(String, String)>,
+    pub answer: Vec<Rr>,
+    pub authority: Vec<Rr>,
+    pub edns: Option<EdnsReply>,
+    pub size: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct EdnsReply {
+    pub udp_size: u16,
+    pub version: u8,
+    pub nsid: Option<Vec<u8>>,
+    /// (family, source prefix, scope prefix, address)
+    pub subnet: Option<(u8, u8, IpAddr)>,
+}
+
+impl Reply {
+    pub fn answer_data(&self) -> Vec<String> {
+        self.answer.iter().map(|rr| rr.data.clone()).collect()
+    }
+}
+
+fn records<'a>(section: domain::base::message::RecordSection<'a, Vec<u8>>) -> Vec<Rr> {
+    let mut out = Vec::new();
+    for record in section {
+        let record = record.expect("domain parses the record");
+        if record.rtype() == Rtype::OPT {
+            continue;
+        }
+        let parsed = record
+            .to_any_record::<AllRecordData<&[u8], ParsedName<&[u8]>>>()
+            .expect("domain parses the record data");
+        out.push(Rr {
+            owner: parsed.owner().to_string(),
+            rtype: parsed.rtype().to_string(),
+            class: parsed.class().to_string(),
+            ttl: parsed.ttl().as_secs(),
+            data: parsed.data().to_string(),
+        });
+    }
+    out
+}
+
+/// Parse a response with `domain`; panics (failing the test) if it cannot.
+pub fn parse_reply(bytes: &[u8]) -> Reply {
+    let message = Message::from_octets(bytes.to_vec()).expect("domain parses the message");
+    let header = message.header();
+    let question = message
+        .sole_question()
+        .ok()
+        .map(|q| (q.qname().to_string(), q.qtype().to_string()));
+    let answer = records(message.answer().expect("answer section"));
+    let authority = records(message.authority().expect("authority section"));
+    let edns = message.opt().map(|opt| {
+        let mut nsid = None;
+        let mut subnet = None;
+        for option in opt.opt().iter::<AllOptData<_, _>>() {
+            match option.expect("domain parses the option") {
+                AllOptData::Nsid(value) => nsid = Some(value.as_slice().to_vec()),
+                AllOptData::ClientSubnet(value) => {
+                    subnet = Some((
+                        value.source_prefix_len(),
+                        value.scope_prefix_len(),
+                        value.addr(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        EdnsReply {
+            udp_size: opt.udp_payload_size(),
+            version: opt.version(),
+            nsid,
+            subnet,
+        }
+    });
+    Reply {
+        id: header.id(),
+        rcode: message.opt_rcode().to_string(),
+        aa: header.aa(),
+        tc: header.tc(),
+        rd: header.rd(),
+        ra: header.ra(),
+        question,
+        answer,
+        authority,
+        edns,
+        size: bytes.len(),
+    }
+}
+
+pub fn example_snapshot() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.json")
+}
+
+/// Send a query over UDP and wait for the reply.
+pub fn udp_exchange(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let bind = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let socket = UdpSocket::bind(bind).expect("bind client socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    socket.send_to(packet, server).expect("send");
+    let mut buffer = vec![0u8; 65535];
+    match socket.recv(&mut buffer) {
+        Ok(n) => Some(buffer[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// Write one length-prefixed message on a TCP stream.
+pub fn tcp_send(stream: &mut TcpStream, packet: &[u8]) {
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    stream.write_all(&framed).expect("tcp write");
+}
+
+/// Read one length-prefixed message from a TCP stream.
+pub fn tcp_receive(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).ok()?;
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut message).ok()?;
+    Some(message)
+}
+
+pub fn tcp_exchange(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    tcp_send(&mut stream, packet);
+    tcp_receive(&mut stream)
+}
