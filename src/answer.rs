@@ -125,15 +125,15 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
         .ok()?;
     let after_question = writer.mark();
 
-    if let Some(edns) = query.edns {
-        if edns.version != 0 {
-            let outcome = Outcome {
-                rcode: rcode::BADVERS,
-                truncated: false,
-            };
-            write_opt(&mut writer, ctx.config, &query, rcode::BADVERS, 0).ok()?;
-            return Some((writer.finish(), outcome));
-        }
+    if let Some(edns) = query.edns
+        && edns.version != 0
+    {
+        let outcome = Outcome {
+            rcode: rcode::BADVERS,
+            truncated: false,
+        };
+        write_opt(&mut writer, ctx.config, &query, rcode::BADVERS, 0).ok()?;
+        return Some((writer.finish(), outcome));
     }
 
     let opt_len = opt_record_len(ctx.config, &query);
@@ -481,10 +481,10 @@ fn opt_record_len(config: &AnswerConfig, query: &Query<'_>) -> usize {
         return 0;
     };
     let mut len = 11;
-    if edns.nsid_requested {
-        if let Some(nsid) = &config.nsid {
-            len += 4 + nsid.len();
-        }
+    if edns.nsid_requested
+        && let Some(nsid) = &config.nsid
+    {
+        len += 4 + nsid.len();
     }
     if let Some(subnet) = edns.client_subnet {
         len += 8 + subnet.address_len();
@@ -507,12 +507,12 @@ fn write_opt(
     writer.push_u8(0)?;
     let extended_rcode = u32::from(response_rcode >> 4) << 24;
     let rdlength_at = writer.begin_record(rtype::OPT, config.edns_max_payload, extended_rcode)?;
-    if edns.nsid_requested {
-        if let Some(nsid) = &config.nsid {
-            writer.push_u16(option::NSID)?;
-            writer.push_u16(nsid.len() as u16)?;
-            writer.push_bytes(nsid)?;
-        }
+    if edns.nsid_requested
+        && let Some(nsid) = &config.nsid
+    {
+        writer.push_u16(option::NSID)?;
+        writer.push_u16(nsid.len() as u16)?;
+        writer.push_bytes(nsid)?;
     }
     if let Some(subnet) = edns.client_subnet {
         let address_len = subnet.address_len();

@@ -221,13 +221,13 @@ fn validate_document(checker: &mut Checker, document: &Value) -> Option<Snapshot
             "aliases",
         ],
     );
-    if let Some(version) = checker.field(root, "$", "version") {
-        if version.as_u64() != Some(FORMAT_VERSION) {
-            checker.problem(
-                "$.version",
-                format!("this build reads version {FORMAT_VERSION}, found {version}"),
-            );
-        }
+    if let Some(version) = checker.field(root, "$", "version")
+        && version.as_u64() != Some(FORMAT_VERSION)
+    {
+        checker.problem(
+            "$.version",
+            format!("this build reads version {FORMAT_VERSION}, found {version}"),
+        );
     }
     let serial = checker.integer_field(root, "$", "serial", 1, u64::from(u32::MAX));
     if let Some(generated) = root.get("generated") {
@@ -236,13 +236,18 @@ fn validate_document(checker: &mut Checker, document: &Value) -> Option<Snapshot
     let origins = validate_origins(checker, root.get("origins"));
     let (servers, server_index) = validate_servers(checker, root.get("servers"));
     let zones = validate_zones(checker, root.get("zones"), &server_index);
-    let zone_names: HashMap<&str, usize> = zones
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, zone)| (zone.name.as_str(), i))
-        .collect();
+    // Aliases are checked against the zone names as written, so that a
+    // problem inside a zone does not also flag every alias of it.
+    let zone_names: HashMap<&str, usize> = root
+        .get("zones")
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.keys()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), i))
+                .collect()
+        })
+        .unwrap_or_default();
     let aliases = validate_aliases(checker, root.get("aliases"), &zone_names);
     Some(SnapshotSpec {
         serial: serial? as u32,
@@ -409,15 +414,20 @@ fn validate_servers(
             }
         });
         let weight = checker.integer_field(map, &path, "weight", 1, u64::from(u32::MAX));
-        let (Some(id), Some(address), Some(weight)) = (id, address, weight) else {
-            continue;
-        };
-        if index.insert(id, servers.len()).is_some() {
+        // The id is indexed even when another field is bad, so that the
+        // zones naming it are not flagged too. Indexes are positions in
+        // the list; they are only used when every server is valid.
+        if let Some(id) = id
+            && index.insert(id, i).is_some()
+        {
             checker.problem(
                 &format!("{path}.id"),
                 format!("server id {id} appears twice"),
             );
         }
+        let (Some(id), Some(address), Some(weight)) = (id, address, weight) else {
+            continue;
+        };
         if let Some(other) = addresses.insert(address, id) {
             checker.problem(
                 &format!("{path}.address"),
@@ -476,6 +486,7 @@ fn validate_zones(
         checker.problem("$.zones", "missing");
         return None;
     };
+    let problems_before = checker.problems.len();
     let map = checker.object(value, "$.zones")?;
     if !map.contains_key("@") {
         checker.problem("$.zones", "the global zone \"@\" is missing");
@@ -585,7 +596,7 @@ fn validate_zones(
     if complete {
         check_zone_tree(checker, &zones);
     }
-    (complete && checker.problems.is_empty()).then_some(zones)
+    (complete && checker.problems.len() == problems_before).then_some(zones)
 }
 
 /// Every zone must reach `@` by following parents, without a cycle.

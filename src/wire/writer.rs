@@ -215,7 +215,7 @@ impl<'b> MessageWriter<'b> {
     }
 
     fn remember_name(&mut self, at: usize) {
-        if self.name_count < COMPRESSION_SLOTS && at <= MAX_POINTER_TARGET && at >= HEADER_LEN {
+        if self.name_count < COMPRESSION_SLOTS && (HEADER_LEN..=MAX_POINTER_TARGET).contains(&at) {
             self.names[self.name_count] = at as u16;
             self.name_count += 1;
         }
