@@ -40,6 +40,17 @@ enum Command {
         /// The snapshot file (JSON, format v1).
         file: PathBuf,
     },
+    /// Benchmark baseline: echo every UDP query with QR set, using the
+    /// DNS workers' own recvmmsg/sendmmsg loop (scripts/bench-dns.sh).
+    #[command(hide = true)]
+    BenchReflector {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
 }
 
 #[derive(Args)]
@@ -102,6 +113,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dns(args) => run_dns(args),
         Command::CheckSnapshot { file } => check_snapshot(&file),
+        Command::BenchReflector {
+            listen,
+            threads,
+            batch,
+        } => run_reflector(listen, threads, batch),
     }
 }
 
@@ -240,4 +256,51 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
             max_connections: args.tcp_max_connections.max(1),
         },
     })
+}
+
+fn run_reflector(listen: SocketAddr, threads: usize, batch: usize) -> ExitCode {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stopping = Arc::new(AtomicBool::new(false));
+    let settings = UdpSettings {
+        batch,
+        recv_buffer: None,
+        send_buffer: None,
+    };
+    let (bound, workers) =
+        match timepool::server::start_reflector(listen, threads, settings, stopping.clone()) {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::error!("cannot start the reflector: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+    tracing::info!(address = %bound, "null reflector listening");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut terminate), Ok(mut interrupt)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+    });
+    stopping.store(true, Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    ExitCode::SUCCESS
 }

@@ -350,3 +350,54 @@ fn the_binary_serves_and_reloads_on_sighup() {
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// 1 000 TCP connections open at once are all answered; once idle past
+/// the timeout, the server closes every one of them.
+#[test]
+fn a_thousand_concurrent_tcp_connections() {
+    let mut settings = config(&support::example_snapshot(), &["127.0.0.1:0"]);
+    settings.tcp.max_connections = 2000;
+    settings.tcp.idle_timeout = Duration::from_secs(2);
+    let server = DnsServer::start(settings).expect("starts");
+    let address = server.tcp_addresses()[0];
+    let mut streams: Vec<TcpStream> = (0..1000)
+        .map(|i| {
+            let stream =
+                TcpStream::connect(address).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream
+        })
+        .collect();
+    // Every connection is open before any query is sent.
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let ask = Ask {
+            id: i as u16,
+            ..Ask::default()
+        };
+        tcp_send(stream, &query("pool.ntp.org", 1, &ask));
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let reply =
+            parse_reply(&tcp_receive(stream).unwrap_or_else(|| panic!("connection {i} answered")));
+        assert_eq!(reply.id, i as u16);
+        assert_eq!(reply.answer.len(), 4);
+    }
+    // Idle past the timeout: closed by the server (read returns EOF).
+    std::thread::sleep(Duration::from_millis(2500));
+    let started = Instant::now();
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let mut byte = [0u8; 1];
+        let read = std::io::Read::read(stream, &mut byte);
+        assert!(
+            matches!(read, Ok(0)),
+            "connection {i} closed by the server: {read:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "all were already closed"
+    );
+    server.shutdown();
+}

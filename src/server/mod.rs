@@ -125,6 +125,7 @@ impl DnsServer {
             counters: Counters::default(),
             snapshot_path: config.snapshot.clone(),
         });
+        raise_open_file_limit();
         let threads = config.threads.max(1);
         let mut udp_sockets = Vec::new();
         let mut udp_addresses = Vec::new();
@@ -169,7 +170,17 @@ impl DnsServer {
                     if let Some(cpu) = cpu {
                         pin_to_cpu(cpu);
                     }
-                    udp::run_worker(socket, shared, settings, i)
+                    let mut responder = udp::DnsResponder::new(shared.clone());
+                    let response_size = usize::from(shared.answer_config.edns_max_payload);
+                    udp::run_worker(
+                        socket,
+                        &mut responder,
+                        &shared.stopping,
+                        &shared.counters,
+                        settings,
+                        response_size,
+                        i,
+                    )
                 })
                 .map_err(StartError::Io)?;
             workers.push(handle);
@@ -318,5 +329,61 @@ fn pin_to_cpu(cpu: usize) {
     };
     if result != 0 {
         tracing::warn!(cpu, error = %io::Error::last_os_error(), "cannot pin UDP worker");
+    }
+}
+
+/// Run the benchmark's null reflector on `address` until `stopping` is set:
+/// the same sockets and recvmmsg/sendmmsg loop as the DNS workers, echoing
+/// each query with QR set. Returns the address bound.
+pub fn start_reflector(
+    address: SocketAddr,
+    threads: usize,
+    settings: UdpSettings,
+    stopping: Arc<AtomicBool>,
+) -> io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
+    let sockets = udp::bind_sockets(address, threads.max(1), &settings)?;
+    let bound = sockets[0].local_addr()?;
+    let counters = Arc::new(Counters::default());
+    let mut workers = Vec::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let stopping = stopping.clone();
+        let counters = counters.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("timepool-reflect-{i}"))
+                .spawn(move || {
+                    udp::run_worker(
+                        socket,
+                        &mut udp::Reflector,
+                        &stopping,
+                        &counters,
+                        settings,
+                        udp::MAX_QUERY_SIZE,
+                        i,
+                    )
+                })?,
+        );
+    }
+    Ok((bound, workers))
+}
+
+/// Raise the soft limit on open files to the hard limit: every TCP
+/// connection is a descriptor, and the usual soft limit of 1024 would cap
+/// the connection limit below what the operator configured.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
+    // live, initialised rlimit.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(error = %io::Error::last_os_error(), "cannot raise the open file limit");
+            }
+        }
     }
 }

@@ -12,14 +12,14 @@ use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Shared;
+use super::{Counters, Shared};
 use crate::answer::{self, Client, Context, Transport};
 
 /// Largest query accepted over UDP; a longer datagram is dropped (it is
@@ -139,15 +139,95 @@ impl Buffers {
     }
 }
 
-/// Run one worker until `shared.stopping` is set.
-pub fn run_worker(socket: UdpSocket, shared: Arc<Shared>, settings: UdpSettings, worker: usize) {
+/// What a UDP worker does with the packets of a batch. The DNS daemon and
+/// the benchmark's null reflector share the same receive/send loop and
+/// differ only here.
+pub trait Responder {
+    /// Called before the packets of a received batch (the DNS responder
+    /// loads the zone table here, once per batch).
+    fn start_batch(&mut self);
+    /// Write the response to `query` into `out`; `None` drops the packet.
+    fn respond(&mut self, query: &[u8], source: IpAddr, out: &mut [u8]) -> Option<usize>;
+    /// Called after the batch has been answered, before it is sent.
+    fn end_batch(&mut self);
+}
+
+/// The DNS daemon's responder: the answer path over the current table.
+pub struct DnsResponder {
+    shared: Arc<Shared>,
+    table: Option<arc_swap::Guard<Arc<crate::zone::ZoneTable>>>,
+    rng: SmallRng,
+}
+
+impl DnsResponder {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        DnsResponder {
+            shared,
+            table: None,
+            rng: SmallRng::from_rng(&mut rand::rng()),
+        }
+    }
+}
+
+impl Responder for DnsResponder {
+    fn start_batch(&mut self) {
+        self.table = Some(self.shared.table.load());
+    }
+
+    fn respond(&mut self, query: &[u8], source: IpAddr, out: &mut [u8]) -> Option<usize> {
+        let table = self.table.as_ref()?;
+        let ctx = Context {
+            table,
+            config: &self.shared.answer_config,
+        };
+        let client = Client {
+            source,
+            transport: Transport::Udp,
+        };
+        answer::respond(&ctx, query, client, &mut self.rng, out)
+    }
+
+    fn end_batch(&mut self) {
+        // Release the table before the send, so a reload's old table is
+        // not held by a worker blocked in sendmmsg or recvmmsg.
+        self.table = None;
+    }
+}
+
+/// The null reflector of the benchmark: echo each query with QR set. It
+/// measures what the kernel and this loop cost without any DNS work.
+pub struct Reflector;
+
+impl Responder for Reflector {
+    fn start_batch(&mut self) {}
+
+    fn respond(&mut self, query: &[u8], _source: IpAddr, out: &mut [u8]) -> Option<usize> {
+        if query.len() < crate::wire::HEADER_LEN || query.len() > out.len() {
+            return None;
+        }
+        out[..query.len()].copy_from_slice(query);
+        out[2] |= 0x80;
+        Some(query.len())
+    }
+
+    fn end_batch(&mut self) {}
+}
+
+/// Run one worker until `stopping` is set.
+pub fn run_worker<R: Responder>(
+    socket: UdpSocket,
+    responder: &mut R,
+    stopping: &AtomicBool,
+    counters: &Counters,
+    settings: UdpSettings,
+    response_size: usize,
+    worker: usize,
+) {
     let batch = settings.batch.clamp(1, 1024);
-    let response_size = usize::from(shared.answer_config.edns_max_payload).max(512);
+    let response_size = response_size.max(512);
     let mut buffers = Buffers::new(batch, response_size);
-    let mut rng = SmallRng::from_rng(&mut rand::rng());
     let fd = socket.as_raw_fd();
-    let counters = &shared.counters;
-    while !shared.stopping.load(Ordering::Relaxed) {
+    while !stopping.load(Ordering::Relaxed) {
         buffers.reset_receive(batch);
         // SAFETY: the headers point into `buffers`, which lives across the
         // call and is not moved (it is boxed); `batch` is their length.
@@ -176,11 +256,7 @@ pub fn run_worker(socket: UdpSocket, shared: Arc<Shared>, settings: UdpSettings,
             }
         }
         let received = received as usize;
-        let table = shared.table.load();
-        let ctx = Context {
-            table: &table,
-            config: &shared.answer_config,
-        };
+        responder.start_batch();
         let mut to_send = 0usize;
         for i in 0..received {
             let header = &buffers.query_headers[i];
@@ -195,11 +271,7 @@ pub fn run_worker(socket: UdpSocket, shared: Arc<Shared>, settings: UdpSettings,
             let query = &buffers.queries[i * MAX_QUERY_SIZE..i * MAX_QUERY_SIZE + length];
             let out =
                 &mut buffers.responses[to_send * response_size..(to_send + 1) * response_size];
-            let client = Client {
-                source,
-                transport: Transport::Udp,
-            };
-            match answer::respond(&ctx, query, client, &mut rng, out) {
+            match responder.respond(query, source, out) {
                 Some(length) => {
                     buffers.response_iovecs[to_send].iov_len = length;
                     let name_length = buffers.query_headers[i].msg_hdr.msg_namelen;
@@ -214,13 +286,13 @@ pub fn run_worker(socket: UdpSocket, shared: Arc<Shared>, settings: UdpSettings,
                 }
             }
         }
-        drop(table);
+        responder.end_batch();
         send_all(fd, &mut buffers, to_send, counters);
     }
 }
 
 /// Send the first `count` responses, retrying after a partial send.
-fn send_all(fd: i32, buffers: &mut Buffers, count: usize, counters: &super::Counters) {
+fn send_all(fd: i32, buffers: &mut Buffers, count: usize, counters: &Counters) {
     let mut sent = 0usize;
     let mut failures = 0;
     while sent < count {
