@@ -115,8 +115,10 @@ fn continents_and_country_codes() {
 }
 
 #[test]
-fn network_info_is_four_bytes() {
+fn entries_are_8_and_24_bytes() {
     assert_eq!(size_of::<NetworkInfo>(), 4);
+    assert_eq!(size_of::<Entry<u32>>(), 8);
+    assert_eq!(size_of::<Entry<u128>>(), 24);
 }
 
 #[test]
