@@ -87,8 +87,9 @@ const fn continent_only(network: TestNetwork) -> TestNetwork {
     }
 }
 
-/// A network with only `registered_country`: the lookup falls back to it.
-const fn registered_only(network: TestNetwork) -> TestNetwork {
+/// A network with only `registered_country` (no `country`, no continent):
+/// the lookup falls back to the registered country.
+const fn registered_country_only(network: TestNetwork) -> TestNetwork {
     TestNetwork {
         country: None,
         registered_country: network.country,
@@ -113,8 +114,9 @@ pub const TEST_NETWORKS: &[TestNetwork] = &[
     v4([130, 216, 0, 0], 16, b"nz", Oceania),
     v4([177, 0, 0, 0], 20, b"br", SouthAmerica),
     v4([196, 25, 0, 0], 16, b"za", Africa),
-    continent_only(v4([194, 42, 0, 0], 20, b"eu", Europe)),
-    registered_only(v4([103, 0, 0, 0], 22, b"jp", Asia)),
+    // Continent only ("--": the placeholder country is dropped).
+    continent_only(v4([194, 42, 0, 0], 20, b"--", Europe)),
+    registered_country_only(v4([103, 0, 0, 0], 22, b"jp", Asia)),
     // IPv6
     v6([0x2001, 0x200, 0, 0, 0, 0, 0, 0], 32, b"jp", Asia),
     v6([0x2001, 0x4860, 0, 0, 0, 0, 0, 0], 32, b"us", NorthAmerica),
@@ -138,7 +140,7 @@ pub const TEST_NETWORKS: &[TestNetwork] = &[
         b"de",
         Europe,
     ),
-    continent_only(v6([0x2a0a, 0x2000, 0, 0, 0, 0, 0, 0], 29, b"eu", Europe)),
+    continent_only(v6([0x2a0a, 0x2000, 0, 0, 0, 0, 0, 0], 29, b"--", Europe)),
     v6([0x2c0f, 0xf7f8, 0, 0, 0, 0, 0, 0], 32, b"za", Africa),
 ];
 
