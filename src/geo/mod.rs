@@ -467,9 +467,12 @@ impl GeoTable {
         }
     }
 
-    /// IPv4-mapped addresses (::ffff:a.b.c.d), and the other ranges the
-    /// database aliases to IPv4, are looked up as IPv4; the prefix length
-    /// stays in IPv6 bits (96 + the IPv4 network's prefix length).
+    /// IPv4-mapped addresses (::ffff:a.b.c.d, always), and the other ranges
+    /// the database aliases to IPv4 (::/96, 2001::/32 Teredo, 2002::/16
+    /// 6to4, when the file has them), are looked up as IPv4. The prefix
+    /// length stays in IPv6 bits: the range's prefix + the IPv4 one, e.g.
+    /// ::ffff:81.2.69.1 in 81.2.69.0/24 gives 96 + 24 = 120, as
+    /// `maxminddb::Reader::lookup` reports it.
     #[inline]
     pub fn lookup_v6(&self, addr: u128) -> GeoMatch {
         match self.v6.locate(addr) {
