@@ -480,6 +480,63 @@ fn differential_on_test_database_all_record_sizes() {
     }
 }
 
+/// Some third-party databases are IPv4-only (`ip_version` 4): no ::/96,
+/// no aliases. IPv4-mapped addresses are still looked up as IPv4.
+#[test]
+fn ipv4_only_database() {
+    let mut writer = MmdbWriter::new("timepool-Test-IPv4", "IPv4-only test", 0).ipv4_only();
+    for network in TEST_NETWORKS.iter().filter(|n| n.network.is_ipv4()) {
+        let record = CountryRecord {
+            country: network.country,
+            registered_country: network.registered_country,
+            continent: network.continent,
+        };
+        writer
+            .insert(network.network, network.prefix_len, record)
+            .unwrap();
+    }
+    assert!(
+        writer
+            .insert(
+                "2a01:4f8::".parse().unwrap(),
+                32,
+                CountryRecord {
+                    country: None,
+                    registered_country: None,
+                    continent: None
+                }
+            )
+            .is_err()
+    );
+    let bytes = writer.to_bytes().unwrap();
+    let reader = Reader::from_source(bytes.clone()).unwrap();
+    reader.verify().unwrap();
+    assert_eq!(reader.metadata().ip_version, 4);
+    let table = GeoTable::from_bytes(bytes, "IPv4-only test").unwrap();
+    let model = test_model();
+    for addr in edge_addresses().into_iter().filter(IpAddr::is_ipv4) {
+        let expected = model.lookup(addr);
+        assert_eq!(
+            maxminddb_answer(&reader, addr),
+            expected,
+            "maxminddb {addr}"
+        );
+        assert_eq!(table.lookup(addr), expected, "table {addr}");
+        let IpAddr::V4(v4) = addr else { unreachable!() };
+        let mapped = IpAddr::V6(v4.to_ipv6_mapped());
+        let expected_mapped = GeoMatch {
+            prefix_len: 96 + expected.prefix_len,
+            ..expected
+        };
+        assert_eq!(table.lookup(mapped), expected_mapped, "table {mapped}");
+    }
+    assert_eq!(table.network_count(), 16);
+    // No IPv6 networks: only the mapped range is "occupied".
+    check(&table, "2a01:4f8::1", None, None, 3);
+    check(&table, "::81.2.69.160", None, None, 81);
+    check(&table, "2002:5102:45a0::1", None, None, 3);
+}
+
 #[test]
 fn differential_on_real_database() {
     let path = Path::new(REAL_DATABASE);

@@ -79,7 +79,11 @@ pub struct MmdbWriter {
     description: String,
     build_epoch: u64,
     record_size: Option<RecordSize>,
+    /// An IPv4-only file (`ip_version` 4, a 32-bit tree) instead of IPv6.
+    ipv4_only: bool,
     /// (first address in the IPv6 tree, prefix length in the IPv6 tree).
+    /// In an IPv4-only file, IPv4 networks are kept the same way and moved
+    /// to the top of the 128 bits when the tree is built.
     networks: Vec<(u128, u8, CountryRecord)>,
 }
 
@@ -91,8 +95,16 @@ impl MmdbWriter {
             description: description.to_owned(),
             build_epoch,
             record_size: None,
+            ipv4_only: false,
             networks: Vec::new(),
         }
+    }
+
+    /// Writes an IPv4-only file (`ip_version` 4), as some third-party
+    /// databases are; IPv6 networks are then refused.
+    pub fn ipv4_only(mut self) -> MmdbWriter {
+        self.ipv4_only = true;
+        self
     }
 
     /// Forces a record size; by default the smallest that fits is used.
@@ -117,6 +129,11 @@ impl MmdbWriter {
                     )));
                 }
                 (u128::from(u32::from(v4)), 96 + prefix_len)
+            }
+            IpAddr::V6(_) if self.ipv4_only => {
+                return Err(MmdbWriteError(format!(
+                    "{network}/{prefix_len}: IPv6 network in an IPv4-only file"
+                )));
             }
             IpAddr::V6(v6) => {
                 let start = u128::from(v6);
@@ -175,10 +192,23 @@ impl MmdbWriter {
         for &(start, prefix_len, record) in &sorted {
             let data = Slot::Data(record_index[&record]);
             let network = format!("{}/{prefix_len} (IPv6 tree)", IpAddr::V6(start.into()));
+            let (start, prefix_len) = if self.ipv4_only {
+                // The 32-bit tree walks the IPv4 bits from the top.
+                (start << 96, prefix_len - 96)
+            } else {
+                (start, prefix_len)
+            };
+            if prefix_len == 0 {
+                return Err(MmdbWriteError(format!(
+                    "{network}: the tree root must be a node"
+                )));
+            }
             set_slot(&mut nodes, start, prefix_len, data, &network)?;
         }
         // Aliases: point the alias ranges at the ::/96 slot (the IPv4 root).
-        if let Some(ipv4_root) = slot_at(&nodes, 0, 96).filter(|&slot| slot != Slot::Empty) {
+        if self.ipv4_only {
+            // No IPv6 space, no aliases.
+        } else if let Some(ipv4_root) = slot_at(&nodes, 0, 96).filter(|&slot| slot != Slot::Empty) {
             for (alias_start, alias_prefix_len) in IPV4_ALIASES {
                 let network = format!(
                     "alias {}/{alias_prefix_len}",
@@ -243,7 +273,7 @@ impl MmdbWriter {
         write_string(out, "en");
         write_string(out, &self.description);
         write_string(out, "ip_version");
-        write_uint(out, TYPE_UINT16, 6);
+        write_uint(out, TYPE_UINT16, if self.ipv4_only { 4 } else { 6 });
         write_string(out, "languages");
         write_control(out, TYPE_ARRAY, 1);
         write_string(out, "en");
