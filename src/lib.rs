@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 
 pub mod answer;
+pub mod geo;
 pub mod select;
 pub mod server;
 pub mod snapshot;

@@ -1,0 +1,54 @@
+//! Loads a GeoIP database and prints what the flattened table costs:
+//! load time, the table's heap bytes, and the process RSS after the load
+//! (the file bytes are freed by then) and at its peak (during the load).
+//!
+//! cargo run --release --example geo_table_memory [FILE.mmdb]
+//! (default: data/geoip/GeoLite2-City.mmdb, see scripts/geoip.sh)
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use timepool::geo::GeoTable;
+
+/// A line of /proc/self/status such as "VmRSS:     1234 kB", if present.
+fn proc_status(field: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(field))
+                .map(|line| {
+                    line.split_whitespace()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("data/geoip/GeoLite2-City.mmdb"));
+    println!("before load: VmRSS {}", proc_status("VmRSS:"));
+    let started = Instant::now();
+    let table = GeoTable::open(&path)?;
+    let load_time = started.elapsed();
+    println!("{}", table.description());
+    println!("load time: {load_time:?}");
+    println!(
+        "table heap: {} bytes ({:.1} MiB) for {} networks",
+        table.heap_bytes(),
+        table.heap_bytes() as f64 / 1_048_576.0,
+        table.network_count()
+    );
+    println!(
+        "after load: VmRSS {}, peak VmHWM {}",
+        proc_status("VmRSS:"),
+        proc_status("VmHWM:")
+    );
+    Ok(())
+}
