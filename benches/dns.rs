@@ -79,11 +79,27 @@ fn query(name: &str, qtype: u16, ecs: Option<([u8; 3], u8)>) -> Vec<u8> {
     packet
 }
 
+/// The real 2018 GeoLite2-City when scripts/geoip.sh has put it in place,
+/// else the project's small test database.
+fn geo_table() -> timepool::geo::GeoTable {
+    let real =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/geoip/GeoLite2-City.mmdb");
+    let path = if real.exists() {
+        real
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb")
+    };
+    eprintln!("GeoIP database: {}", path.display());
+    timepool::geo::GeoTable::open(&path).expect("GeoIP database")
+}
+
 fn benchmarks(c: &mut Criterion) {
     let table = table(1000);
     let config = AnswerConfig::default();
+    let geo = geo_table();
     let ctx = Context {
         table: &table,
+        geo: &geo,
         config: &config,
     };
     let client = Client {

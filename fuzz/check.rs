@@ -10,6 +10,7 @@ use domain::rdata::AllRecordData;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::geo::GeoTable;
 use timepool::zone::ZoneTable;
 
 fn table() -> &'static ZoneTable {
@@ -18,6 +19,15 @@ fn table() -> &'static ZoneTable {
         let snapshot = include_bytes!("../zones/example.json");
         timepool::snapshot::load_bytes(snapshot, "zones/example.json")
             .expect("the example snapshot is valid")
+    })
+}
+
+fn geo() -> &'static GeoTable {
+    static GEO: OnceLock<GeoTable> = OnceLock::new();
+    GEO.get_or_init(|| {
+        let database = include_bytes!("../tests/data/geo-test.mmdb");
+        GeoTable::from_bytes(database.to_vec(), "tests/data/geo-test.mmdb")
+            .expect("the test GeoIP database is valid")
     })
 }
 
@@ -49,6 +59,7 @@ pub fn check(data: &[u8]) {
     };
     let ctx = Context {
         table: table(),
+        geo: geo(),
         config: config(),
     };
     let client = Client { source, transport };

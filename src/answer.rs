@@ -15,6 +15,8 @@ use std::net::IpAddr;
 
 use rand::Rng;
 
+use crate::geo::{GeoMatch, GeoTable};
+use crate::netaddr::is_public_unicast;
 use crate::select::Picked;
 use crate::wire::query::header_only_id;
 use crate::wire::writer::Section;
@@ -66,12 +68,78 @@ pub struct Client {
     pub transport: Transport,
 }
 
-/// What an answer needs besides the query: the zone table of this batch
-/// and the daemon's settings.
+/// What an answer needs besides the query: the zone table and GeoIP table
+/// of this batch, and the daemon's settings.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub table: &'a ZoneTable,
+    pub geo: &'a GeoTable,
     pub config: &'a AnswerConfig,
+}
+
+/// Where a client is, and which address said so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The ECS address (truncated to its prefix) or the packet's source.
+    pub address: IpAddr,
+    pub from_ecs: bool,
+    /// The ECS source prefix, or the full address length for a source
+    /// address.
+    pub source_prefix: u8,
+    pub geo: GeoMatch,
+}
+
+impl Location {
+    /// The ECS scope prefix of an answer that depends on this location:
+    /// the GeoIP network's prefix, never more than the source prefix; 0
+    /// when the location did not come from ECS.
+    pub fn ecs_scope(&self) -> u8 {
+        if self.from_ecs {
+            self.geo.prefix_len.min(self.source_prefix)
+        } else {
+            0
+        }
+    }
+}
+
+/// Locate a client (RFC 7871 section 7.1): the ECS address when present,
+/// public unicast and with a source prefix above 0, else the source address
+/// of the packet.
+pub fn locate(geo: &GeoTable, query: &Query<'_>, client: Client) -> Location {
+    if let Some(subnet) = query.edns.and_then(|edns| edns.client_subnet) {
+        let address = subnet.ip();
+        if subnet.source_prefix > 0 && is_public_unicast(address) {
+            return Location {
+                address,
+                from_ecs: true,
+                source_prefix: subnet.source_prefix,
+                geo: geo.lookup(address),
+            };
+        }
+    }
+    let full_length = if client.source.is_ipv4() { 32 } else { 128 };
+    Location {
+        address: client.source,
+        from_ecs: false,
+        source_prefix: full_length,
+        geo: geo.lookup(client.source),
+    }
+}
+
+/// The zone that serves a located client: its country's, else its
+/// continent's, else the global zone. Top-up walks the parents from there.
+pub fn target_zone(table: &ZoneTable, location: &Location) -> ZoneId {
+    location
+        .geo
+        .country
+        .and_then(|country| table.country_zone(country))
+        .or_else(|| {
+            location
+                .geo
+                .continent
+                .and_then(|continent| table.continent_zone(continent))
+        })
+        .unwrap_or(table.global)
 }
 
 /// The outcome of one query, for counters and logs.
@@ -252,22 +320,33 @@ fn answer_question<R: Rng + ?Sized>(
         Node::Pool {
             zone,
             label,
-            geo: _,
+            geo,
             apex,
-        } => answer_pool(
-            ctx.table,
-            origin,
-            origin_pointer,
-            zone,
-            label,
-            apex,
-            query.qtype,
-            rng,
-            writer,
-        )?,
+        } => {
+            let zone = if geo && matches!(query.qtype, rtype::A | rtype::AAAA | rtype::ANY) {
+                let location = locate(ctx.geo, query, client);
+                state.ecs_scope = location.ecs_scope();
+                target_zone(ctx.table, &location)
+            } else {
+                zone
+            };
+            answer_pool(
+                ctx.table,
+                origin,
+                origin_pointer,
+                zone,
+                label,
+                apex,
+                query.qtype,
+                rng,
+                writer,
+            )?
+        }
         Node::CountryDebug => {
             if matches!(query.qtype, rtype::TXT | rtype::ANY) {
-                write_country_debug(writer, ctx.table, query, client)?;
+                let location = locate(ctx.geo, query, client);
+                state.ecs_scope = location.ecs_scope();
+                write_country_debug(writer, ctx.table, &location)?;
                 true
             } else {
                 false
@@ -448,26 +527,66 @@ fn write_character_strings(writer: &mut MessageWriter<'_>, text: &[u8]) -> Resul
     Ok(())
 }
 
-/// `_country.<origin>` TXT: how this client was located (TTL 1).
+/// `_country.<origin>` TXT (TTL 1): how this client was located: the
+/// address used and where it came from, the GeoIP network's prefix, the
+/// country and continent, the zones tried in order, and the zone that
+/// answers A queries (the first of them with IPv4 servers).
 fn write_country_debug(
     writer: &mut MessageWriter<'_>,
-    _table: &ZoneTable,
-    query: &Query<'_>,
-    client: Client,
+    table: &ZoneTable,
+    location: &Location,
 ) -> Result<(), NoSpace> {
-    let mut text = StackText::new();
-    let _ = write!(text, "client {}", client.source);
-    let subnet = query.edns.and_then(|edns| edns.client_subnet);
     writer.push_pointer(HEADER_LEN as u16)?;
     let rdlength_at = writer.begin_record(rtype::TXT, class::IN, 1)?;
+    let mut text = StackText::new();
+    let origin = if location.from_ecs { "ecs" } else { "source" };
+    let _ = write!(
+        text,
+        "address {} from {origin}/{}",
+        location.address, location.source_prefix
+    );
     write_character_strings(writer, text.as_bytes())?;
     text.clear();
-    match subnet {
-        Some(subnet) => {
-            let _ = write!(text, "ecs {}/{}", subnet.ip(), subnet.source_prefix);
+    let _ = write!(text, "network /{}", location.geo.prefix_len);
+    write_character_strings(writer, text.as_bytes())?;
+    text.clear();
+    match location.geo.country {
+        Some(country) => {
+            let _ = write!(text, "country {}", country.as_str());
         }
         None => {
-            let _ = write!(text, "ecs none");
+            let _ = write!(text, "country none");
+        }
+    }
+    match location.geo.continent {
+        Some(continent) => {
+            let _ = write!(text, ", continent {}", continent.zone_name());
+        }
+        None => {
+            let _ = write!(text, ", continent none");
+        }
+    }
+    write_character_strings(writer, text.as_bytes())?;
+    text.clear();
+    let _ = write!(text, "targets");
+    let mut answering = None;
+    let mut current = Some(target_zone(table, location));
+    while let Some(id) = current {
+        let zone = table.zone(id);
+        let _ = write!(text, " {}", zone.name);
+        if answering.is_none() && zone.label(0).is_some_and(|l| !l.v4.is_empty()) {
+            answering = Some(id);
+        }
+        current = zone.parent;
+    }
+    write_character_strings(writer, text.as_bytes())?;
+    text.clear();
+    match answering {
+        Some(id) => {
+            let _ = write!(text, "zone {}", table.zone(id).name);
+        }
+        None => {
+            let _ = write!(text, "zone none (no IPv4 servers)");
         }
     }
     write_character_strings(writer, text.as_bytes())?;

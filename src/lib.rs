@@ -4,6 +4,7 @@
 
 pub mod answer;
 pub mod geo;
+pub mod netaddr;
 pub mod select;
 pub mod server;
 pub mod snapshot;

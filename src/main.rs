@@ -66,6 +66,12 @@ struct DnsArgs {
     /// The zone snapshot file; reloaded when it changes and on SIGHUP.
     #[arg(long, env = "TIMEPOOL_SNAPSHOT")]
     snapshot: PathBuf,
+    /// MaxMind GeoLite2/GeoIP2 Country or City database (.mmdb). Default:
+    /// /var/lib/GeoIP/GeoLite2-Country.mmdb or
+    /// /usr/share/GeoIP/GeoLite2-Country.mmdb when present; with none,
+    /// every client is served the global zone. Reloaded when it changes.
+    #[arg(long, env = "TIMEPOOL_GEOIP")]
+    geoip: Option<PathBuf>,
     /// UDP worker threads per listen address (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
@@ -238,6 +244,7 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
         threads,
         pin_workers: args.pin_workers,
         snapshot: args.snapshot,
+        geoip: args.geoip.or_else(default_geoip),
         reload_interval: seconds(args.reload_interval, "--reload-interval")?,
         answer: AnswerConfig {
             identity: bytes(args.identity),
@@ -303,4 +310,17 @@ fn run_reflector(listen: SocketAddr, threads: usize, batch: usize) -> ExitCode {
         let _ = worker.join();
     }
     ExitCode::SUCCESS
+}
+
+/// Where geoipupdate and Debian's packages put the GeoLite2 Country file.
+const DEFAULT_GEOIP_PATHS: [&str; 2] = [
+    "/var/lib/GeoIP/GeoLite2-Country.mmdb",
+    "/usr/share/GeoIP/GeoLite2-Country.mmdb",
+];
+
+fn default_geoip() -> Option<PathBuf> {
+    DEFAULT_GEOIP_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
 }

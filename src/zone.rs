@@ -7,13 +7,15 @@
 //! candidate lists with alias tables, SOA and NS data in wire format.
 //!
 //! Architecture invariant: the zone table knows the snapshot spec and the
-//! wire format of names. It knows nothing of sockets, clients or GeoIP
-//! databases, and nothing of the web layer.
+//! wire format of names, and the geo module's country and continent types
+//! (to map them to zones once, at load). It knows nothing of sockets,
+//! clients or GeoIP databases, and nothing of the web layer.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
+use crate::geo::{Continent, CountryCode};
 use crate::select::Candidates;
 use crate::snapshot::SnapshotSpec;
 
@@ -169,6 +171,22 @@ pub struct ZoneTable {
     pub global: ZoneId,
     names: NameIndex,
     zone_ids: HashMap<Box<str>, ZoneId>,
+    /// Zone of each two-letter country code (`aa`..`zz`), aliases followed
+    /// (so GeoIP's `gb` is the pool's `uk`); [`NO_ZONE`] when none.
+    country_zones: Box<[ZoneId]>,
+    /// Zone of each continent, in the order of [`Continent::ALL`].
+    continent_zones: [ZoneId; 7],
+}
+
+/// Marks "no such zone" in the precomputed maps.
+const NO_ZONE: ZoneId = ZoneId::MAX;
+
+fn country_slot(code: [u8; 2]) -> Option<usize> {
+    let (a, b) = (code[0].to_ascii_lowercase(), code[1].to_ascii_lowercase());
+    if !a.is_ascii_lowercase() || !b.is_ascii_lowercase() {
+        return None;
+    }
+    Some(usize::from(a - b'a') * 26 + usize::from(b - b'a'))
 }
 
 impl ZoneTable {
@@ -305,7 +323,7 @@ impl ZoneTable {
             })
             .collect();
 
-        ZoneTable {
+        let mut table = ZoneTable {
             serial: spec.serial,
             origins,
             servers,
@@ -313,7 +331,40 @@ impl ZoneTable {
             global,
             names,
             zone_ids,
+            country_zones: vec![NO_ZONE; 26 * 26].into(),
+            continent_zones: [NO_ZONE; 7],
+        };
+        let mut country_zones = vec![NO_ZONE; 26 * 26];
+        for (slot, zone) in country_zones.iter_mut().enumerate() {
+            let code = [b'a' + (slot / 26) as u8, b'a' + (slot % 26) as u8];
+            let name = std::str::from_utf8(&code).unwrap_or_default();
+            if let Some(id) = table.resolve_zone_name(name) {
+                // A vendor alias of the global zone is not a country.
+                if id != table.global {
+                    *zone = id;
+                }
+            }
         }
+        table.country_zones = country_zones.into();
+        for (i, continent) in Continent::ALL.iter().enumerate() {
+            table.continent_zones[i] = table.zone_id(continent.zone_name()).unwrap_or(NO_ZONE);
+        }
+        table
+    }
+
+    /// The zone of a country (GeoIP's code; `gb` gives the pool's `uk`).
+    #[inline]
+    pub fn country_zone(&self, country: CountryCode) -> Option<ZoneId> {
+        let zone = *self.country_zones.get(country_slot(country.0)?)?;
+        (zone != NO_ZONE).then_some(zone)
+    }
+
+    /// The zone of a continent.
+    #[inline]
+    pub fn continent_zone(&self, continent: Continent) -> Option<ZoneId> {
+        let index = Continent::ALL.iter().position(|&c| c == continent)?;
+        let zone = self.continent_zones[index];
+        (zone != NO_ZONE).then_some(zone)
     }
 
     /// The zone with this name (`@`, `europe`, `de`), aliases not followed.

@@ -59,7 +59,12 @@ fn run(
     rng: &mut SmallRng,
 ) -> Reply {
     let packet = query(name, qtype, ask);
-    let ctx = Context { table, config };
+    let geo = timepool::geo::GeoTable::empty();
+    let ctx = Context {
+        table,
+        geo: &geo,
+        config,
+    };
     let client = Client {
         source: "198.51.100.7".parse().unwrap(),
         transport,

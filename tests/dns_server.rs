@@ -20,6 +20,7 @@ fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
         threads: 2,
         pin_workers: false,
         snapshot: snapshot.to_path_buf(),
+        geoip: None,
         reload_interval: Duration::from_millis(100),
         answer: AnswerConfig::default(),
         udp: UdpSettings {
@@ -400,4 +401,69 @@ fn a_thousand_concurrent_tcp_connections() {
         "all were already closed"
     );
     server.shutdown();
+}
+
+/// The GeoIP database is reloaded when its file changes; a corrupt file is
+/// rejected and the previous table keeps serving.
+#[test]
+fn geoip_database_reloads_and_rejects_a_corrupt_file() {
+    use timepool::geo::Continent;
+    use timepool::geo::mmdb_writer::{CountryRecord, MmdbWriter};
+    let dir = temp_dir("geoip");
+    let database = dir.join("geo.mmdb");
+    std::fs::write(&database, timepool::geo::testdata::write_test_database()).unwrap();
+    let mut settings = config(&support::example_snapshot(), &["127.0.0.1:0"]);
+    settings.geoip = Some(database.clone());
+    let server = DnsServer::start(settings).expect("starts");
+    let address = server.udp_addresses()[0];
+    let located = || {
+        let ask = Ask {
+            subnet: Some((24, "85.214.1.0".parse().unwrap())),
+            ..Ask::edns(1232)
+        };
+        let reply = parse_reply(
+            &udp_exchange(address, &query("_country.pool.ntp.org", 16, &ask)).expect("answer"),
+        );
+        reply.answer[0].data.clone()
+    };
+    assert!(located().contains("country de"), "{}", located());
+    // A corrupt file: rejected, Germany still Germany.
+    std::fs::write(dir.join("bad.tmp"), b"not a MaxMind database").unwrap();
+    std::fs::rename(dir.join("bad.tmp"), &database).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(located().contains("country de"));
+    assert!(
+        server
+            .shared()
+            .counters
+            .reload_failures
+            .load(Ordering::Relaxed)
+            >= 1
+    );
+    // A new database that puts the network in France: swapped in.
+    let mut writer = MmdbWriter::new("GeoLite2-Country", "reload test", 1_704_067_200);
+    writer
+        .insert(
+            "85.214.0.0".parse().unwrap(),
+            16,
+            CountryRecord {
+                country: Some(*b"fr"),
+                registered_country: None,
+                continent: Some(Continent::Europe),
+            },
+        )
+        .unwrap();
+    std::fs::write(dir.join("new.tmp"), writer.to_bytes().unwrap()).unwrap();
+    std::fs::rename(dir.join("new.tmp"), &database).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !located().contains("country fr") {
+        assert!(
+            Instant::now() < deadline,
+            "new GeoIP database never loaded: {}",
+            located()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.shutdown();
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -83,8 +83,18 @@ fn the_answer_path_does_not_allocate() {
         ),
         vec![0xAB, 0xCD, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0],
     ];
+    let geo = timepool::geo::GeoTable::from_bytes(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/geo-test.mmdb"
+        ))
+        .unwrap(),
+        "geo-test.mmdb",
+    )
+    .unwrap();
     let ctx = Context {
         table: &table,
+        geo: &geo,
         config: &config,
     };
     let client = Client {

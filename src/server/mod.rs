@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::answer::AnswerConfig;
+use crate::geo::{GeoError, GeoTable};
 use crate::snapshot::{self, SnapshotError};
 use crate::zone::ZoneTable;
 
@@ -34,7 +35,9 @@ pub struct DnsConfig {
     /// Pin UDP worker i to CPU i (modulo the CPUs this process may use).
     pub pin_workers: bool,
     pub snapshot: PathBuf,
-    /// How often the snapshot file is checked for a change.
+    /// The MaxMind database; `None`: every client gets the global zone.
+    pub geoip: Option<PathBuf>,
+    /// How often the snapshot (and GeoIP) file is checked for a change.
     pub reload_interval: Duration,
     pub answer: AnswerConfig,
     pub udp: UdpSettings,
@@ -57,13 +60,37 @@ pub struct Counters {
 /// reload), the answer settings and the stop flag.
 pub struct Shared {
     pub table: ArcSwap<ZoneTable>,
+    pub geo: ArcSwap<GeoTable>,
     pub answer_config: AnswerConfig,
     pub stopping: AtomicBool,
     pub counters: Counters,
     snapshot_path: PathBuf,
+    geoip_path: Option<PathBuf>,
 }
 
 impl Shared {
+    /// Read and flatten the GeoIP database again and swap it in. On error
+    /// the table in use is kept.
+    pub fn reload_geoip(&self) -> Result<(), GeoError> {
+        let Some(path) = &self.geoip_path else {
+            return Ok(());
+        };
+        match GeoTable::open(path) {
+            Ok(table) => {
+                tracing::info!(file = %path.display(), database = table.description(), "GeoIP database loaded");
+                self.geo.store(Arc::new(table));
+                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.counters
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
     /// Read, validate and swap in the snapshot file. On error the table in
     /// use is kept and the error returned (the caller logs it).
     pub fn reload(&self) -> Result<u32, SnapshotError> {
@@ -118,8 +145,21 @@ impl DnsServer {
             zones = table.zones.len(),
             "zone snapshot loaded"
         );
+        let geo = match &config.geoip {
+            Some(path) => {
+                let geo = GeoTable::open(path).map_err(StartError::Geo)?;
+                tracing::info!(file = %path.display(), database = geo.description(), "GeoIP database loaded");
+                geo
+            }
+            None => {
+                tracing::warn!("no GeoIP database: every client is served the global zone");
+                GeoTable::empty()
+            }
+        };
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(table),
+            geo: ArcSwap::from_pointee(geo),
+            geoip_path: config.geoip.clone(),
             answer_config: config.answer.clone(),
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
@@ -156,7 +196,7 @@ impl DnsServer {
             };
             runtime.spawn(tcp::serve(listener, shared.clone(), config.tcp));
         }
-        runtime.spawn(watch_snapshot(shared.clone(), config.reload_interval));
+        runtime.spawn(watch_files(shared.clone(), config.reload_interval));
 
         let cpus = allowed_cpus();
         let mut workers = Vec::new();
@@ -243,6 +283,7 @@ impl Drop for DnsServer {
 #[derive(Debug)]
 pub enum StartError {
     Snapshot(SnapshotError),
+    Geo(GeoError),
     Io(io::Error),
 }
 
@@ -250,6 +291,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Snapshot(error) => write!(f, "{error}"),
+            StartError::Geo(error) => write!(f, "{error}"),
             StartError::Io(error) => write!(f, "{error}"),
         }
     }
@@ -276,31 +318,44 @@ fn file_version(path: &std::path::Path) -> Option<FileVersion> {
     })
 }
 
-/// Poll the snapshot file and reload it when it changes. A bad file is
-/// logged once per change and the table in use keeps serving.
-async fn watch_snapshot(shared: Arc<Shared>, interval: Duration) {
-    let mut seen = file_version(&shared.snapshot_path);
+/// Poll the snapshot and GeoIP files and reload whichever changed. A bad
+/// file is logged once per change and the table in use keeps serving.
+async fn watch_files(shared: Arc<Shared>, interval: Duration) {
+    let mut snapshot_seen = file_version(&shared.snapshot_path);
+    let mut geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(50)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let current = file_version(&shared.snapshot_path);
-        if current == seen || current.is_none() {
-            continue;
+        if current != snapshot_seen && current.is_some() {
+            // Let a writer that is not renaming into place finish.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            snapshot_seen = file_version(&shared.snapshot_path);
+            let reloading = shared.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::error!(
+                    %error,
+                    serial = shared.serial(),
+                    "snapshot rejected; still serving the previous one"
+                ),
+                Err(error) => tracing::error!(%error, "snapshot reload task failed"),
+            }
         }
-        // Let a writer that is not renaming into place finish its write.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        seen = file_version(&shared.snapshot_path);
-        let reloading = shared.clone();
-        let result = tokio::task::spawn_blocking(move || reloading.reload()).await;
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::error!(
-                %error,
-                serial = shared.serial(),
-                "snapshot rejected; still serving the previous one"
-            ),
-            Err(error) => tracing::error!(%error, "snapshot reload task failed"),
+        let current = shared.geoip_path.as_deref().and_then(file_version);
+        if current != geoip_seen && current.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
+            let reloading = shared.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload_geoip()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(
+                    %error,
+                    "GeoIP database rejected; still using the previous one"
+                ),
+                Err(error) => tracing::error!(%error, "GeoIP reload task failed"),
+            }
         }
     }
 }

@@ -110,8 +110,10 @@ async fn connection(
         }
         let answered = {
             let table = shared.table.load();
+            let geo = shared.geo.load();
             let ctx = Context {
                 table: &table,
+                geo: &geo,
                 config: &shared.answer_config,
             };
             answer::respond(&ctx, &query, client, &mut rng, &mut response[2..])

@@ -155,15 +155,21 @@ pub trait Responder {
 /// The DNS daemon's responder: the answer path over the current table.
 pub struct DnsResponder {
     shared: Arc<Shared>,
-    table: Option<arc_swap::Guard<Arc<crate::zone::ZoneTable>>>,
+    tables: Option<BatchTables>,
     rng: SmallRng,
+}
+
+/// The tables a batch is answered from, loaded once per batch.
+struct BatchTables {
+    zones: arc_swap::Guard<Arc<crate::zone::ZoneTable>>,
+    geo: arc_swap::Guard<Arc<crate::geo::GeoTable>>,
 }
 
 impl DnsResponder {
     pub fn new(shared: Arc<Shared>) -> Self {
         DnsResponder {
             shared,
-            table: None,
+            tables: None,
             rng: SmallRng::from_rng(&mut rand::rng()),
         }
     }
@@ -171,13 +177,17 @@ impl DnsResponder {
 
 impl Responder for DnsResponder {
     fn start_batch(&mut self) {
-        self.table = Some(self.shared.table.load());
+        self.tables = Some(BatchTables {
+            zones: self.shared.table.load(),
+            geo: self.shared.geo.load(),
+        });
     }
 
     fn respond(&mut self, query: &[u8], source: IpAddr, out: &mut [u8]) -> Option<usize> {
-        let table = self.table.as_ref()?;
+        let tables = self.tables.as_ref()?;
         let ctx = Context {
-            table,
+            table: &tables.zones,
+            geo: &tables.geo,
             config: &self.shared.answer_config,
         };
         let client = Client {
@@ -190,7 +200,7 @@ impl Responder for DnsResponder {
     fn end_batch(&mut self) {
         // Release the table before the send, so a reload's old table is
         // not held by a worker blocked in sendmmsg or recvmmsg.
-        self.table = None;
+        self.tables = None;
     }
 }
 

@@ -1,0 +1,168 @@
+//! Which addresses are public unicast.
+//!
+//! The DNS daemon ignores an ECS address that is not (RFC 7871 section
+//! 7.1.2: private and reserved addresses say nothing about where a client
+//! is), and the control plane refuses such an address for a pool server.
+//! One function decides both, with the reason for a refusal.
+//!
+//! Architecture invariant: pure functions of an address; no I/O.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// `None` for a public unicast address, else why it is not one.
+pub fn non_public_reason(address: IpAddr) -> Option<&'static str> {
+    match address {
+        IpAddr::V4(v4) => v4_reason(v4),
+        IpAddr::V6(v6) => v6_reason(v6),
+    }
+}
+
+pub fn is_public_unicast(address: IpAddr) -> bool {
+    non_public_reason(address).is_none()
+}
+
+fn in_v4(address: Ipv4Addr, network: [u8; 4], prefix: u32) -> bool {
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    u32::from(address) & mask == u32::from(Ipv4Addr::from(network)) & mask
+}
+
+fn v4_reason(address: Ipv4Addr) -> Option<&'static str> {
+    const RANGES: &[([u8; 4], u32, &str)] = &[
+        ([0, 0, 0, 0], 8, "is in 0.0.0.0/8 (this network)"),
+        ([10, 0, 0, 0], 8, "is private (10.0.0.0/8)"),
+        (
+            [100, 64, 0, 0],
+            10,
+            "is shared address space (100.64.0.0/10, carrier-grade NAT)",
+        ),
+        ([127, 0, 0, 0], 8, "is loopback (127.0.0.0/8)"),
+        ([169, 254, 0, 0], 16, "is link-local (169.254.0.0/16)"),
+        ([172, 16, 0, 0], 12, "is private (172.16.0.0/12)"),
+        (
+            [192, 0, 0, 0],
+            24,
+            "is reserved for protocol assignments (192.0.0.0/24)",
+        ),
+        ([192, 0, 2, 0], 24, "is for documentation (192.0.2.0/24)"),
+        (
+            [192, 88, 99, 0],
+            24,
+            "is reserved (192.88.99.0/24, former 6to4 relay)",
+        ),
+        ([192, 168, 0, 0], 16, "is private (192.168.0.0/16)"),
+        ([198, 18, 0, 0], 15, "is for benchmarking (198.18.0.0/15)"),
+        (
+            [198, 51, 100, 0],
+            24,
+            "is for documentation (198.51.100.0/24)",
+        ),
+        (
+            [203, 0, 113, 0],
+            24,
+            "is for documentation (203.0.113.0/24)",
+        ),
+        ([224, 0, 0, 0], 4, "is multicast (224.0.0.0/4)"),
+        ([240, 0, 0, 0], 4, "is reserved (240.0.0.0/4)"),
+    ];
+    RANGES
+        .iter()
+        .find(|(network, prefix, _)| in_v4(address, *network, *prefix))
+        .map(|&(_, _, reason)| reason)
+}
+
+fn v6_reason(address: Ipv6Addr) -> Option<&'static str> {
+    if let Some(v4) = address.to_ipv4_mapped() {
+        return v4_reason(v4).or(Some("is an IPv4-mapped IPv6 address"));
+    }
+    let bits = u128::from(address);
+    let within = |network: u128, prefix: u32| {
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - prefix)
+        };
+        bits & mask == network & mask
+    };
+    if address.is_unspecified() {
+        return Some("is unspecified (::)");
+    }
+    if address.is_loopback() {
+        return Some("is loopback (::1)");
+    }
+    if within(0xff00 << 112, 8) {
+        return Some("is multicast (ff00::/8)");
+    }
+    if within(0xfe80 << 112, 10) {
+        return Some("is link-local (fe80::/10)");
+    }
+    if within(0xfc00 << 112, 7) {
+        return Some("is a unique local address (fc00::/7)");
+    }
+    if within(0x2001_0db8 << 96, 32) {
+        return Some("is for documentation (2001:db8::/32)");
+    }
+    if within(0x3fff << 112, 20) {
+        return Some("is for documentation (3fff::/20)");
+    }
+    if within(0x0064_ff9b_0001 << 80, 48) {
+        return Some("is for local NAT64 (64:ff9b:1::/48)");
+    }
+    if within(0x0100 << 112, 64) {
+        return Some("is a discard prefix (100::/64)");
+    }
+    if within(0x2001 << 112, 23) {
+        return Some("is reserved for IETF protocol assignments (2001::/23)");
+    }
+    if within(0x2002 << 112, 16) {
+        return Some("is a 6to4 address (2002::/16)");
+    }
+    if !within(0x2000 << 112, 3) {
+        return Some("is outside global unicast space (2000::/3)");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_addresses() {
+        let cases = [
+            ("85.10.1.7", None),
+            ("8.8.8.8", None),
+            ("2a01:4f8::1", None),
+            ("10.1.2.3", Some("private")),
+            ("172.31.0.1", Some("private")),
+            ("192.168.1.1", Some("private")),
+            ("127.0.0.1", Some("loopback")),
+            ("169.254.1.1", Some("link-local")),
+            ("100.64.1.1", Some("shared")),
+            ("192.0.2.1", Some("documentation")),
+            ("224.0.0.1", Some("multicast")),
+            ("255.255.255.255", Some("reserved")),
+            ("::1", Some("loopback")),
+            ("::", Some("unspecified")),
+            ("fe80::1", Some("link-local")),
+            ("fd00::1", Some("unique local")),
+            ("2001:db8::1", Some("documentation")),
+            ("ff02::1", Some("multicast")),
+            ("::ffff:10.0.0.1", Some("private")),
+            ("::ffff:8.8.8.8", Some("IPv4-mapped")),
+        ];
+        for (text, expected) in cases {
+            let reason = non_public_reason(text.parse().unwrap());
+            match expected {
+                None => assert_eq!(reason, None, "{text}"),
+                Some(word) => assert!(
+                    reason.is_some_and(|r| r.contains(word)),
+                    "{text}: {reason:?}"
+                ),
+            }
+        }
+    }
+}
