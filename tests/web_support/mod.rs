@@ -36,10 +36,10 @@ pub async fn database_urls() -> Vec<(&'static str, String)> {
         "sqlite",
         format!("sqlite://{}/timepool.db?mode=rwc", dir.display()),
     )];
-    if let Ok(admin_url) = std::env::var("TIMEPOOL_TEST_PG_URL") {
-        if !admin_url.is_empty() {
-            urls.push(("postgres", fresh_pg_database(&admin_url).await));
-        }
+    if let Ok(admin_url) = std::env::var("TIMEPOOL_TEST_PG_URL")
+        && !admin_url.is_empty()
+    {
+        urls.push(("postgres", fresh_pg_database(&admin_url).await));
     }
     urls
 }
