@@ -73,8 +73,7 @@ fn settings_merge_flags_over_file() {
         config: Some(bad),
         ..WebArgs::default()
     })
-    .err()
-    .expect("unknown key refused");
+    .expect_err("unknown key refused");
     assert!(err.to_string().contains("colour"), "{err}");
 }
 
@@ -111,6 +110,7 @@ fn start_web(args: &[&str], envs: &[(&str, &str)]) -> (Child, u16) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("timepool web did not report its listening address");
 }
 
@@ -141,6 +141,7 @@ fn sigterm_and_wait(mut child: Child) {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("timepool web did not stop on SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
