@@ -818,7 +818,10 @@ async fn score_pages_csv_graph_and_api() {
             .assert(StatusCode::NOT_FOUND, &[]);
         c.get("/api/v1/servers/8.8.8.8/scores?limit=-1")
             .await
-            .assert(StatusCode::BAD_REQUEST, &[]);
+            .assert(StatusCode::BAD_REQUEST, &["\"error\":\"limit must be"]);
+        let unknown = c.get("/api/v1/nothing").await;
+        unknown.assert(StatusCode::NOT_FOUND, &["{\"error\":\"not found\"}"]);
+        assert_eq!(unknown.content_type(), "application/json");
     })
     .await;
 }

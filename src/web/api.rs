@@ -32,6 +32,38 @@ pub fn router() -> Router<AppState> {
         .route("/zones/{zone}", get(zone))
         .route("/servers/{address}/scores", get(server_scores))
         .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError(AppError::NotFound) })
+}
+
+/// API errors are JSON `{"error": "..."}` with the status the page would get.
+pub struct ApiError(pub AppError);
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> ApiError {
+        ApiError(err)
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> ApiError {
+        ApiError(AppError::Db(err))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use axum::http::StatusCode;
+        let (status, message) = match self.0 {
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not found".to_string()),
+            AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg),
+            // The rest are not expected here; let the page mapping log them.
+            other => {
+                let status = other.into_response().status();
+                (status, "internal error; nothing was changed".to_string())
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
 }
 
 #[derive(Serialize)]
@@ -40,7 +72,7 @@ struct ZonesResponse {
 }
 
 /// The global zone, the continents and every country with servers.
-async fn zones(State(state): State<AppState>) -> Result<Json<ZonesResponse>, AppError> {
+async fn zones(State(state): State<AppState>) -> Result<Json<ZonesResponse>, ApiError> {
     let counts = servers::zone_counts(&state.db).await?;
     let mut out = Vec::new();
     for zone in std::iter::once("@").chain(zone_tree::CONTINENTS.iter().map(|c| c.zone)) {
@@ -70,7 +102,7 @@ struct ZoneResponse {
 async fn zone(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ZoneResponse>, AppError> {
+) -> Result<Json<ZoneResponse>, ApiError> {
     let zone = zone_tree::canonical(&name)
         .and_then(zone_tree::lookup)
         .ok_or(AppError::NotFound)?;
@@ -105,7 +137,7 @@ async fn server_scores(
     State(state): State<AppState>,
     Path(address): Path<String>,
     Query(params): Query<LogParams>,
-) -> Result<Json<ScoresResponse>, AppError> {
+) -> Result<Json<ScoresResponse>, ApiError> {
     let ip: std::net::IpAddr = address.parse().map_err(|_| AppError::NotFound)?;
     let server = servers::get_by_address(&state.db, &ip.to_string())
         .await?
