@@ -332,3 +332,65 @@ pub fn html_unescape(text: &str) -> String {
         .replace("&gt;", ">")
         .replace("&amp;", "&")
 }
+
+// ---- The real binary ------------------------------------------------------
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `timepool web` and returns it with the port it listens on.
+pub fn start_web(args: &[&str], envs: &[(&str, &str)]) -> (Child, u16) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_timepool"));
+    cmd.arg("web")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn timepool web");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(at) = line
+            .find("listen=127.0.0.1:")
+            .or_else(|| line.find("listen\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:"))
+        {
+            let rest = &line[at..];
+            let after = &rest[rest.find("127.0.0.1:").expect("addr") + "127.0.0.1:".len()..];
+            let port: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, port.parse().expect("port"));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("timepool web did not report its listening address");
+}
+
+pub fn sigterm_and_wait(mut child: Child) {
+    // SAFETY: kill(2) with a PID we spawned and own; no memory is touched.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "exit status after SIGTERM: {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timepool web did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
