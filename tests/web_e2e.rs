@@ -276,6 +276,52 @@ fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// Writes a monitor's checks every 15 minutes over two days, and the
+/// server's overall score, straight into the database the server uses.
+fn seed_history(url: &str, address: &str) {
+    use timepool::db::scores::{self, Check};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let db = timepool::db::Db::connect(url).await.expect("connect");
+        let server = timepool::db::servers::get_by_address(&db, address)
+            .await
+            .expect("q")
+            .expect("server");
+        let mut tx = db.begin().await.expect("begin");
+        let (monitor_id, _) = timepool::db::monitors::create(&mut tx, "e2e-monitor")
+            .await
+            .expect("monitor");
+        let start = timepool::db::now() - 2 * 86_400;
+        let mut score = -5.0f64;
+        for i in 0..192i64 {
+            let ts = start + i * 900;
+            // A wobble of a few ms, and an outage in the middle.
+            let outage = (90..100).contains(&i);
+            let offset = ((i as f64) / 7.0).sin() * 0.004;
+            let step = if outage { -5.0 } else { 1.0 };
+            score = score * 0.95 + step;
+            let check = Check {
+                server_id: server.id,
+                monitor_id,
+                ts,
+                offset: (!outage).then_some(offset),
+                rtt: (!outage).then_some(0.012),
+                stratum: Some(2),
+                leap: Some(0),
+                error: outage.then(|| "no response".to_string()),
+                step,
+                score,
+            };
+            scores::record_check(&mut tx, &check).await.expect("check");
+            scores::set_server_score(&mut tx, server.id, score, ts)
+                .await
+                .expect("score");
+        }
+        tx.commit().await.expect("commit");
+        db.pool.close().await;
+    });
+}
+
 #[test]
 fn base64_round_trip() {
     assert_eq!(base64_decode("aGVsbG8="), b"hello");
@@ -355,6 +401,10 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     );
     browser.screenshot(&shots, "04-my-servers-mobile.png");
     browser.call("Emulation.clearDeviceMetricsOverride", json!({}));
+
+    // Give it two days of measurements (as the ingest of issue 6 will) so
+    // the score page has a graph to show.
+    seed_history(&format!("sqlite://{data_dir}/timepool.db"), "127.0.0.1");
 
     // Its score page, by the link in the list.
     browser.eval("document.querySelector('a[href=\"/scores/127.0.0.1\"]').click(); true");
