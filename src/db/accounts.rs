@@ -101,9 +101,14 @@ pub async fn email_exists(db: &Db, email: &str) -> Result<bool, DbError> {
 }
 
 /// Starts a session; returns the cookie value (only its hash is stored).
+/// Expired sessions are swept here, at the rate logins happen.
 pub async fn create_session(db: &Db, user_id: i64) -> Result<String, DbError> {
     let token = new_token();
     let ts = now();
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(ts)
+        .execute(&db.pool)
+        .await?;
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
     )

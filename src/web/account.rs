@@ -177,7 +177,12 @@ pub async fn login(
                 None
             }
         }
-        None => None,
+        None => {
+            // Spend the same time as a real check so response times do not
+            // tell which emails have a login.
+            session::verify_password_blocking(form.password.clone(), session::dummy_hash()).await;
+            None
+        }
     };
     match verified {
         Some(found_user) => {

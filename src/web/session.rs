@@ -31,6 +31,14 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
         .is_ok()
 }
 
+/// A valid argon2id hash of a random password, for checking against when an
+/// email has no login (see `account::login`).
+pub fn dummy_hash() -> String {
+    static DUMMY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| hash_password(&crate::db::new_token()).unwrap_or_default());
+    DUMMY.clone()
+}
+
 /// Hashing costs ~50 ms; run it off the async workers.
 pub async fn hash_password_blocking(password: String) -> Result<String, AppError> {
     tokio::task::spawn_blocking(move || hash_password(&password))
