@@ -41,6 +41,7 @@ fn settings_merge_flags_over_file() {
     assert_eq!(from_file.listen.port(), 9999);
     assert_eq!(from_file.origin, "file.example");
     assert!(from_file.allow_loopback);
+    assert_eq!(from_file.counts_cache_secs, 10);
     assert!(from_file.database_url.starts_with("sqlite://data/"));
     let flags = WebArgs {
         config: Some(toml),

@@ -73,7 +73,7 @@ struct ZonesResponse {
 
 /// The global zone, the continents and every country with servers.
 async fn zones(State(state): State<AppState>) -> Result<Json<ZonesResponse>, ApiError> {
-    let counts = servers::zone_counts(&state.db).await?;
+    let counts = state.zone_counts().await?;
     let mut out = Vec::new();
     for zone in std::iter::once("@").chain(zone_tree::CONTINENTS.iter().map(|c| c.zone)) {
         if let Some(info) = zone_tree::lookup(zone) {
@@ -106,7 +106,7 @@ async fn zone(
     let zone = zone_tree::canonical(&name)
         .and_then(zone_tree::lookup)
         .ok_or(AppError::NotFound)?;
-    let counts = servers::zone_counts(&state.db).await?;
+    let counts = state.zone_counts().await?;
     Ok(Json(ZoneResponse {
         zone: zone_row(&zone, &counts),
         parent: zone.parent,

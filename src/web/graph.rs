@@ -1,6 +1,10 @@
 //! The score page's graph: score (left axis) and offset (right axis) over
 //! time, rendered to SVG by plotters so it works without JavaScript.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use plotters::prelude::*;
 
 use super::error::AppError;
@@ -15,6 +19,62 @@ const HEIGHT: u32 = 320;
 fn plot_err<E: std::fmt::Display>(e: E) -> AppError {
     AppError::Internal(format!("plotting: {e}"))
 }
+
+/// How long a rendered graph is reused (also its Cache-Control max-age):
+/// monitors report every few minutes, and rendering costs tens of ms.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Past this many cached graphs, expired ones are dropped.
+const CACHE_MAX: usize = 1024;
+
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<String>)>>>;
+
+/// Rendered graphs per server. Each server has its own slot, so a popular
+/// graph is rendered once per TTL while other servers' graphs render in
+/// parallel.
+#[derive(Default)]
+pub struct GraphCache {
+    slots: Mutex<HashMap<i64, Slot>>,
+}
+
+impl GraphCache {
+    /// The cached SVG of `server_id`, or `render()`'s, which is then cached.
+    pub async fn get_or_render<F, Fut>(
+        &self,
+        server_id: i64,
+        render: F,
+    ) -> Result<Arc<String>, AppError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<String, AppError>>,
+    {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .map_err(|_| AppError::Internal("graph cache poisoned".into()))?;
+            if slots.len() > CACHE_MAX {
+                slots.retain(|_, slot| {
+                    slot.try_lock().map_or(true, |s| {
+                        s.as_ref().is_some_and(|(at, _)| at.elapsed() < CACHE_TTL)
+                    })
+                });
+            }
+            slots.entry(server_id).or_default().clone()
+        };
+        let mut entry = slot.lock().await;
+        if let Some((at, svg)) = entry.as_ref()
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(svg.clone());
+        }
+        let svg = Arc::new(render().await?);
+        *entry = Some((Instant::now(), svg.clone()));
+        Ok(svg)
+    }
+}
+
+/// At most this many offset dots: more than the plot has pixels is wasted work.
+const MAX_DOTS: usize = 1200;
 
 /// `log` may be in any order. The overall score (rows without a monitor) is
 /// the line; when there is none yet, each monitor's score is drawn instead.
@@ -41,13 +101,17 @@ pub fn score_svg(log: &[LogEntry]) -> Result<String, AppError> {
         // Hours before the newest point, so the axis reads "-24 h ... 0".
         let x = |ts: i64| (ts - t1) as f64 / 3600.0;
 
-        let offsets_ms: Vec<(f64, f64)> = entries
+        let mut offsets_ms: Vec<(f64, f64)> = entries
             .iter()
             .filter_map(|e| {
                 e.offset
                     .map(|o| (x(e.ts), (o * 1000.0).clamp(-1000.0, 1000.0)))
             })
             .collect();
+        if offsets_ms.len() > MAX_DOTS {
+            let every = offsets_ms.len().div_ceil(MAX_DOTS);
+            offsets_ms = offsets_ms.into_iter().step_by(every).collect();
+        }
         let max_offset = offsets_ms
             .iter()
             .map(|(_, o)| o.abs())

@@ -34,6 +34,7 @@ pub mod staff;
 pub mod templates;
 pub mod timefmt;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use serde::Deserialize;
 
 use crate::db::Db;
 use crate::db::accounts::User;
+use crate::db::servers::ZoneCount;
 use csrf::CsrfToken;
 use error::AppError;
 
@@ -74,6 +76,9 @@ pub struct WebArgs {
     /// Mark cookies Secure (when served over HTTPS).
     #[arg(long, env = "TIMEPOOL_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Seconds the zone counts are reused between page views [default: 10].
+    #[arg(long, env = "TIMEPOOL_COUNTS_CACHE_SECS")]
+    pub counts_cache_secs: Option<u64>,
 }
 
 /// The config file's keys; all optional.
@@ -86,6 +91,7 @@ pub struct FileConfig {
     pub origin: Option<String>,
     pub allow_loopback: Option<bool>,
     pub secure_cookies: Option<bool>,
+    pub counts_cache_secs: Option<u64>,
 }
 
 /// The resolved settings the app runs with.
@@ -96,6 +102,8 @@ pub struct Settings {
     pub origin: String,
     pub allow_loopback: bool,
     pub secure_cookies: bool,
+    /// How long zone counts (home, zone pages, API) are reused; 0 = always fresh.
+    pub counts_cache_secs: u64,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -138,6 +146,10 @@ impl Settings {
             origin,
             allow_loopback: args.allow_loopback || file.allow_loopback.unwrap_or(false),
             secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
+            counts_cache_secs: args
+                .counts_cache_secs
+                .or(file.counts_cache_secs)
+                .unwrap_or(10),
         })
     }
 }
@@ -159,6 +171,15 @@ pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
     pub limiter: Arc<session::LoginLimiter>,
+    counts: Arc<tokio::sync::Mutex<Option<CachedCounts>>>,
+    pub graphs: Arc<graph::GraphCache>,
+}
+
+/// Zone counts and when they were read. Counting joins every server's zones,
+/// too much for every view of the front page; a few seconds old is fine.
+struct CachedCounts {
+    at: std::time::Instant,
+    counts: Arc<HashMap<String, ZoneCount>>,
 }
 
 impl AppState {
@@ -167,7 +188,27 @@ impl AppState {
             db,
             settings: Arc::new(settings),
             limiter: Arc::default(),
+            counts: Arc::default(),
+            graphs: Arc::default(),
         }
+    }
+
+    /// The zone counts, at most `counts_cache_secs` old. One request
+    /// recounts while the others wait for its result.
+    pub async fn zone_counts(&self) -> Result<Arc<HashMap<String, ZoneCount>>, crate::db::DbError> {
+        let ttl = std::time::Duration::from_secs(self.settings.counts_cache_secs);
+        let mut cached = self.counts.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.at.elapsed() < ttl
+        {
+            return Ok(c.counts.clone());
+        }
+        let counts = Arc::new(crate::db::servers::zone_counts(&self.db).await?);
+        *cached = Some(CachedCounts {
+            at: std::time::Instant::now(),
+            counts: counts.clone(),
+        });
+        Ok(counts)
     }
 
     /// The values every page's layout needs, merged with the page's own.

@@ -57,7 +57,7 @@ pub async fn home(
     MaybeUser(user): MaybeUser,
     csrf: CsrfToken,
 ) -> Result<Response, AppError> {
-    let counts = servers::zone_counts(&state.db).await?;
+    let counts = state.zone_counts().await?;
     let continents: Vec<ZoneRow> = zone_tree::children("@")
         .iter()
         .map(|z| zone_row(z, &counts))
@@ -81,7 +81,7 @@ pub async fn zone(
         return Ok(Redirect::permanent(&format!("/zone/{canonical}")).into_response());
     }
     let info = zone_tree::lookup(canonical).ok_or(AppError::NotFound)?;
-    let counts = servers::zone_counts(&state.db).await?;
+    let counts = state.zone_counts().await?;
     let this = zone_row(&info, &counts);
     let children: Vec<ZoneRow> = zone_tree::children(canonical)
         .iter()
@@ -136,24 +136,25 @@ pub async fn score_graph(
     Path(address): Path<String>,
 ) -> Result<Response, AppError> {
     let server = server_at(&state, &address).await?;
-    let since = crate::db::now() - super::graph::WINDOW_SECS;
-    let log = scores::log(
-        &state.db,
-        server.id,
-        &LogQuery {
-            limit: 10_000,
-            since: Some(since),
-            monitor_id: None,
-        },
-    )
-    .await?;
-    let svg = super::graph::score_svg(&log)?;
+    let svg = state
+        .graphs
+        .get_or_render(server.id, || async {
+            let since = crate::db::now() - super::graph::WINDOW_SECS;
+            let query = LogQuery {
+                limit: 10_000,
+                since: Some(since),
+                monitor_id: None,
+            };
+            let log = scores::log(&state.db, server.id, &query).await?;
+            super::graph::score_svg(&log)
+        })
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/svg+xml"),
             (header::CACHE_CONTROL, "max-age=60"),
         ],
-        svg,
+        svg.as_str().to_owned(),
     )
         .into_response())
 }

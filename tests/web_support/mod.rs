@@ -69,6 +69,8 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         origin: "pool.example.org".to_string(),
         allow_loopback,
         secure_cookies: false,
+        // Tests read counts right after changing servers.
+        counts_cache_secs: 0,
     }
 }
 
