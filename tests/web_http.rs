@@ -82,6 +82,9 @@ async fn signup_login_logout() {
         c.get("/signup")
             .await
             .assert(StatusCode::OK, &["name=\"csrf\""]);
+        c.get("/login")
+            .await
+            .assert(StatusCode::OK, &["name=\"csrf\"", "Log in"]);
         // Validation: messages next to fields, typed email kept.
         let bad = c
             .post(
@@ -1026,6 +1029,53 @@ async fn database_errors_show_a_plain_page() {
             "no internals leak: {}",
             r.body
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_invites_and_past_deletions() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("old@example.net").await;
+        let page = c
+            .post("/manage/users/invite", &[("email", "late@example.net")])
+            .await;
+        let link = format!(
+            "/invite/{}",
+            between(&page.body, "href=\"/invite/", "\"").expect("link")
+        );
+        sqlx::query("UPDATE invites SET expires_at = $1")
+            .bind(now() - 1)
+            .execute(&app.db.pool)
+            .await
+            .expect("expire");
+        app.client()
+            .get(&link)
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        c.get("/manage/users")
+            .await
+            .assert(StatusCode::OK, &["expired"]);
+
+        // A server whose deletion date has passed is gone from lists and counts.
+        let id = c.add_server("9.9.9.10", "at").await;
+        sqlx::query("UPDATE servers SET deletion_on = $1, score = 20, score_ts = $1 WHERE id = $2")
+            .bind(now() - 60)
+            .bind(id)
+            .execute(&app.db.pool)
+            .await
+            .expect("delete");
+        assert!(!c.get("/manage").await.body.contains("9.9.9.10"));
+        c.get("/zone/at")
+            .await
+            .assert(StatusCode::OK, &["<td>Registered</td><td>0</td><td>0</td>"]);
+        c.get("/scores/9.9.9.10")
+            .await
+            .assert(StatusCode::OK, &["deleted"]);
+        c.post(&format!("/manage/servers/{id}/undelete"), &[])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
     })
     .await;
 }
