@@ -147,6 +147,9 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
+    // The peer address; absent when the router runs without connect info
+    // (in-process tests). Behind a reverse proxy this is the proxy's address,
+    // so the limit then works per email only.
     let ip = connect
         .map(|Extension(c)| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());

@@ -2,12 +2,11 @@
 //! rate limit.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
@@ -126,15 +125,6 @@ impl FromRequestParts<AppState> for StaffUser {
             Err(AppError::Forbidden)
         }
     }
-}
-
-/// The client's IP as text, for the rate limit; "unknown" when the server
-/// was not started with connect info (in-process tests).
-pub fn client_ip(parts_ext: &axum::http::Extensions) -> String {
-    parts_ext
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Failed logins per (email, IP): at most `MAX_FAILURES` within `WINDOW_SECS`.
