@@ -50,6 +50,18 @@ async fn public_pages_render() {
         c.get("/join")
             .await
             .assert(StatusCode::OK, &["Sign up", "three days"]);
+        let home = c.get("/").await;
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                home.headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value)
+            );
+        }
+        assert!(home.headers.contains_key("content-security-policy"));
         let css = c.get("/static/style.css").await;
         assert_eq!(css.status, StatusCode::OK);
         assert!(css.content_type().starts_with("text/css"));
