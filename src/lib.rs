@@ -3,10 +3,12 @@
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 
 pub mod answer;
+pub mod db;
 pub mod geo;
 pub mod netaddr;
 pub mod select;
 pub mod server;
 pub mod snapshot;
+pub mod web;
 pub mod wire;
 pub mod zone;

@@ -35,6 +35,13 @@ enum LogFormat {
 enum Command {
     /// Run the authoritative DNS daemon.
     Dns(DnsArgs),
+    /// Run the control plane's web app.
+    Web(timepool::web::WebArgs),
+    /// Staff tasks from the command line.
+    Admin {
+        #[command(subcommand)]
+        command: timepool::web::admin::AdminCommand,
+    },
     /// Validate a snapshot file and print every problem with its JSON path.
     CheckSnapshot {
         /// The snapshot file (JSON, format v1).
@@ -118,12 +125,37 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Dns(args) => run_dns(args),
+        Command::Web(args) => run_async(timepool::web::run(args)),
+        Command::Admin { command } => run_async(timepool::web::admin::run_admin(command)),
         Command::CheckSnapshot { file } => check_snapshot(&file),
         Command::BenchReflector {
             listen,
             threads,
             batch,
         } => run_reflector(listen, threads, batch),
+    }
+}
+
+/// Run a control-plane command on a tokio runtime.
+fn run_async<E: std::fmt::Display>(
+    command: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("timepool: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("timepool: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

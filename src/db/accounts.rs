@@ -1,0 +1,302 @@
+//! Accounts, their users, login sessions and invites.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, DbError, Tx, new_token, now, token_hash};
+
+/// A logged-in (or loginable) user.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct User {
+    pub id: i64,
+    pub account_id: i64,
+    pub email: String,
+    pub role: String,
+}
+
+impl User {
+    pub fn is_staff(&self) -> bool {
+        self.role == "staff"
+    }
+
+    fn from_row(row: &AnyRow) -> Result<User, DbError> {
+        Ok(User {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            email: row.try_get("email")?,
+            role: row.try_get("role")?,
+        })
+    }
+}
+
+pub const SESSION_TTL_SECS: i64 = 14 * 86_400;
+pub const INVITE_TTL_SECS: i64 = 7 * 86_400;
+
+/// Creates an account and its first user in the caller's transaction.
+pub async fn create_account_with_user(
+    tx: &mut Tx,
+    email: &str,
+    password_hash: &str,
+    role: &str,
+) -> Result<User, DbError> {
+    let ts = now();
+    let account_id: i64 =
+        sqlx::query("INSERT INTO accounts (name, created_at) VALUES ($1, $2) RETURNING id")
+            .bind(email)
+            .bind(ts)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("id")?;
+    insert_user(tx, account_id, email, password_hash, role).await
+}
+
+pub async fn insert_user(
+    tx: &mut Tx,
+    account_id: i64,
+    email: &str,
+    password_hash: &str,
+    role: &str,
+) -> Result<User, DbError> {
+    let id: i64 = sqlx::query(
+        "INSERT INTO users (account_id, email, password_hash, role, created_at)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(account_id)
+    .bind(email)
+    .bind(password_hash)
+    .bind(role)
+    .bind(now())
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    Ok(User {
+        id,
+        account_id,
+        email: email.to_string(),
+        role: role.to_string(),
+    })
+}
+
+/// The user and the stored password hash, for login. Removed users are absent.
+pub async fn find_login(db: &Db, email: &str) -> Result<Option<(User, String)>, DbError> {
+    let row = sqlx::query(
+        "SELECT id, account_id, email, role, password_hash FROM users
+         WHERE email = $1 AND removed_at IS NULL",
+    )
+    .bind(email)
+    .fetch_optional(&db.pool)
+    .await?;
+    match row {
+        Some(row) => Ok(Some((User::from_row(&row)?, row.try_get("password_hash")?))),
+        None => Ok(None),
+    }
+}
+
+pub async fn email_exists(db: &Db, email: &str) -> Result<bool, DbError> {
+    let row = sqlx::query("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Starts a session; returns the cookie value (only its hash is stored).
+/// Expired sessions are swept here, at the rate logins happen.
+pub async fn create_session(db: &Db, user_id: i64) -> Result<String, DbError> {
+    let token = new_token();
+    let ts = now();
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(ts)
+        .execute(&db.pool)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(token_hash(&token))
+    .bind(user_id)
+    .bind(ts)
+    .bind(ts + SESSION_TTL_SECS)
+    .execute(&db.pool)
+    .await?;
+    Ok(token)
+}
+
+pub async fn session_user(db: &Db, token: &str) -> Result<Option<User>, DbError> {
+    let row = sqlx::query(
+        "SELECT u.id, u.account_id, u.email, u.role FROM sessions s
+         JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.removed_at IS NULL",
+    )
+    .bind(token_hash(token))
+    .bind(now())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(User::from_row).transpose()
+}
+
+pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash(token))
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn list_users(db: &Db, account_id: i64) -> Result<Vec<User>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, account_id, email, role FROM users
+         WHERE account_id = $1 AND removed_at IS NULL ORDER BY email",
+    )
+    .bind(account_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(User::from_row).collect()
+}
+
+/// Removes a user of `account_id`; false when there is no such user there.
+/// Their sessions end at once.
+pub async fn remove_user(tx: &mut Tx, account_id: i64, user_id: i64) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE users SET removed_at = $1 WHERE id = $2 AND account_id = $3 AND removed_at IS NULL",
+    )
+    .bind(now())
+    .bind(user_id)
+    .bind(account_id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(true)
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Invite {
+    pub id: i64,
+    pub account_id: i64,
+    pub email: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl Invite {
+    fn from_row(row: &AnyRow) -> Result<Invite, DbError> {
+        Ok(Invite {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            email: row.try_get("email")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            used_at: row.try_get("used_at")?,
+        })
+    }
+}
+
+/// Creates an invite; returns the one-time token for the link.
+pub async fn create_invite(
+    tx: &mut Tx,
+    account_id: i64,
+    email: &str,
+    created_by: i64,
+) -> Result<String, DbError> {
+    let token = new_token();
+    let ts = now();
+    sqlx::query(
+        "INSERT INTO invites (account_id, email, token_hash, created_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(account_id)
+    .bind(email)
+    .bind(token_hash(&token))
+    .bind(created_by)
+    .bind(ts)
+    .bind(ts + INVITE_TTL_SECS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(token)
+}
+
+const INVITE_COLUMNS: &str = "id, account_id, email, created_at, expires_at, used_at";
+
+/// An invite that is neither used nor expired.
+pub async fn find_open_invite(db: &Db, token: &str) -> Result<Option<Invite>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {INVITE_COLUMNS} FROM invites
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2"
+    )))
+    .bind(token_hash(token))
+    .bind(now())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(Invite::from_row).transpose()
+}
+
+/// Marks an invite used; false if someone used it first (one-time).
+pub async fn use_invite(tx: &mut Tx, invite_id: i64) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE invites SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now())
+    .bind(invite_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn list_invites(db: &Db, account_id: i64) -> Result<Vec<Invite>, DbError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {INVITE_COLUMNS} FROM invites WHERE account_id = $1 ORDER BY created_at DESC, id DESC"
+    )))
+    .bind(account_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(Invite::from_row).collect()
+}
+
+/// Withdraws an open invite of `account_id`; false when not found there.
+pub async fn revoke_invite(tx: &mut Tx, account_id: i64, invite_id: i64) -> Result<bool, DbError> {
+    let done =
+        sqlx::query("DELETE FROM invites WHERE id = $1 AND account_id = $2 AND used_at IS NULL")
+            .bind(invite_id)
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AccountSummary {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub users: i64,
+    pub servers: i64,
+}
+
+/// All accounts with their user and server counts (staff page).
+pub async fn list_accounts(db: &Db) -> Result<Vec<AccountSummary>, DbError> {
+    let rows = sqlx::query(
+        "SELECT a.id, a.name, a.created_at,
+           (SELECT COUNT(*) FROM users u WHERE u.account_id = a.id AND u.removed_at IS NULL) AS users,
+           (SELECT COUNT(*) FROM servers s WHERE s.account_id = a.id) AS servers
+         FROM accounts a ORDER BY a.id",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AccountSummary {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
+                users: row.try_get("users")?,
+                servers: row.try_get("servers")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,58 @@
+//! Form helpers: per-field error messages and shared field rules.
+
+use std::collections::BTreeMap;
+
+/// Messages keyed by field name; templates show each next to its field.
+#[derive(Default, Debug, serde::Serialize)]
+pub struct FieldErrors(pub BTreeMap<&'static str, String>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.entry(field).or_insert_with(|| message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub const MIN_PASSWORD_LEN: usize = 10;
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Normalises an email (trim, lower case) and checks its shape; not that it exists.
+pub fn check_email(raw: &str) -> Result<String, String> {
+    let email = raw.trim().to_ascii_lowercase();
+    if email.is_empty() {
+        return Err("Enter your email address.".into());
+    }
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            }
+            None => false,
+        };
+    if valid {
+        Ok(email)
+    } else {
+        Err("This does not look like an email address.".into())
+    }
+}
+
+pub fn check_new_password(password: &str, repeat: &str, errors: &mut FieldErrors) {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        errors.add(
+            "password",
+            format!("Use at least {MIN_PASSWORD_LEN} characters."),
+        );
+    } else if password.len() > MAX_PASSWORD_LEN {
+        errors.add("password", format!("Use at most {MAX_PASSWORD_LEN} bytes."));
+    } else if password != repeat {
+        errors.add("password2", "The two passwords differ.");
+    }
+}

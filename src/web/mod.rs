@@ -1,0 +1,396 @@
+//! `timepool web`: the control plane's web app (operators, staff, public
+//! pages, JSON API).
+//!
+//! Architecture invariant: the web layer never answers DNS and the DNS path
+//! never imports this module; the two meet only at the snapshot file.
+//!
+//! Code map: `mod.rs` settings and the router; `public` pages anyone can see;
+//! `account` sign-up, login, users and invites; `servers` an operator's
+//! servers; `staff` staff pages; `api` the JSON API; `admin` the CLI;
+//! `session`/`csrf` who is asking and form protection; `error` the one place
+//! errors become responses; `templates`/`graph` rendering.
+
+/// `minijinja::context!` for serde values: `ctx! { servers, form => f }`.
+macro_rules! ctx {
+    ($($key:ident $(=> $value:expr)?),* $(,)?) => {
+        minijinja::context! { $($key => minijinja::value::Serde(ctx!(@value $key $(=> $value)?))),* }
+    };
+    (@value $key:ident) => { $key };
+    (@value $key:ident => $value:expr) => { $value };
+}
+
+pub mod account;
+pub mod address;
+pub mod admin;
+pub mod api;
+pub mod csrf;
+pub mod error;
+pub mod form;
+pub mod graph;
+pub mod public;
+pub mod servers;
+pub mod session;
+pub mod staff;
+pub mod templates;
+pub mod timefmt;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::db::Db;
+use crate::db::accounts::User;
+use crate::db::servers::ZoneCount;
+use csrf::CsrfToken;
+use error::AppError;
+
+/// `timepool web` flags. Each can also come from the environment
+/// (TIMEPOOL_*) or the config file; a flag wins over the environment, which
+/// wins over the file.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WebArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TIMEPOOL_LISTEN")]
+    pub listen: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://... [default: SQLite in the data dir].
+    #[arg(long, env = "TIMEPOOL_DATABASE")]
+    pub database: Option<String>,
+    /// Directory for the SQLite database [default: ./data].
+    #[arg(long, env = "TIMEPOOL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file, TOML (.toml) or JSON (.json), with the same keys as the flags.
+    #[arg(long, env = "TIMEPOOL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The pool's DNS origin the pages talk about [default: pool.ntp.org].
+    #[arg(long, env = "TIMEPOOL_ORIGIN")]
+    pub origin: Option<String>,
+    /// Accept loopback addresses as servers (tests and demos only).
+    #[arg(long, env = "TIMEPOOL_ALLOW_LOOPBACK")]
+    pub allow_loopback: bool,
+    /// Mark cookies Secure (when served over HTTPS).
+    #[arg(long, env = "TIMEPOOL_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// Seconds the zone counts are reused between page views [default: 10].
+    #[arg(long, env = "TIMEPOOL_COUNTS_CACHE_SECS")]
+    pub counts_cache_secs: Option<u64>,
+}
+
+/// The config file's keys; all optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub origin: Option<String>,
+    pub allow_loopback: Option<bool>,
+    pub secure_cookies: Option<bool>,
+    pub counts_cache_secs: Option<u64>,
+}
+
+/// The resolved settings the app runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub origin: String,
+    pub allow_loopback: bool,
+    pub secure_cookies: bool,
+    /// How long zone counts (home, zone pages, API) are reused; 0 = always fresh.
+    pub counts_cache_secs: u64,
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Settings {
+    /// Merges flags/environment (already merged by clap) over the config file.
+    pub fn resolve(args: &WebArgs) -> Result<Settings, BoxError> {
+        let file = match &args.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|e| format!("--listen {listen:?}: {e}"))?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| "data".into());
+        let database_url = args
+            .database
+            .clone()
+            .or(file.database)
+            .unwrap_or_else(|| crate::db::default_sqlite_url(&data_dir));
+        let origin = args
+            .origin
+            .clone()
+            .or(file.origin)
+            .unwrap_or_else(|| "pool.ntp.org".to_string())
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        Ok(Settings {
+            listen,
+            database_url,
+            origin,
+            allow_loopback: args.allow_loopback || file.allow_loopback.unwrap_or(false),
+            secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
+            counts_cache_secs: args
+                .counts_cache_secs
+                .or(file.counts_cache_secs)
+                .unwrap_or(10),
+        })
+    }
+}
+
+fn read_config(path: &std::path::Path) -> Result<FileConfig, BoxError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+    } else {
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+    };
+    Ok(parsed)
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub limiter: Arc<session::LoginLimiter>,
+    counts: Arc<tokio::sync::Mutex<Option<CachedCounts>>>,
+    pub graphs: Arc<graph::GraphCache>,
+}
+
+/// Zone counts and when they were read. Counting joins every server's zones,
+/// too much for every view of the front page; a few seconds old is fine.
+struct CachedCounts {
+    at: std::time::Instant,
+    counts: Arc<HashMap<String, ZoneCount>>,
+}
+
+impl AppState {
+    pub fn new(db: Db, settings: Settings) -> AppState {
+        AppState {
+            db,
+            settings: Arc::new(settings),
+            limiter: Arc::default(),
+            counts: Arc::default(),
+            graphs: Arc::default(),
+        }
+    }
+
+    /// The zone counts, at most `counts_cache_secs` old. One request
+    /// recounts while the others wait for its result.
+    pub async fn zone_counts(&self) -> Result<Arc<HashMap<String, ZoneCount>>, crate::db::DbError> {
+        let ttl = std::time::Duration::from_secs(self.settings.counts_cache_secs);
+        let mut cached = self.counts.lock().await;
+        if let Some(c) = cached.as_ref()
+            && c.at.elapsed() < ttl
+        {
+            return Ok(c.counts.clone());
+        }
+        let counts = Arc::new(crate::db::servers::zone_counts(&self.db).await?);
+        *cached = Some(CachedCounts {
+            at: std::time::Instant::now(),
+            counts: counts.clone(),
+        });
+        Ok(counts)
+    }
+
+    /// The values every page's layout needs, merged with the page's own.
+    pub fn page(
+        &self,
+        user: &Option<User>,
+        csrf: &CsrfToken,
+        extra: minijinja::Value,
+    ) -> minijinja::Value {
+        minijinja::context! {
+            user => minijinja::value::Serde(user),
+            csrf => csrf.0.as_str(),
+            origin => self.settings.origin.as_str(),
+            ..extra
+        }
+    }
+}
+
+/// Renders a template into an HTML response with the given status.
+pub fn html(
+    status: StatusCode,
+    name: &str,
+    ctx: minijinja::Value,
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse;
+    let body = templates::render(name, ctx)?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}
+
+/// Every route of the web app.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // Public pages.
+        .route("/", get(public::home))
+        .route("/zone/{name}", get(public::zone))
+        .route("/scores/{address}", get(public::scores))
+        .route("/scores/{address}/graph.svg", get(public::score_graph))
+        .route("/scores/{address}/log", get(public::score_log_csv))
+        .route("/use", get(public::how_to_use))
+        .route("/join", get(public::how_to_join))
+        .route("/static/style.css", get(public::style_css))
+        // Accounts.
+        .route("/signup", get(account::signup_form).post(account::signup))
+        .route("/login", get(account::login_form).post(account::login))
+        .route("/logout", post(account::logout))
+        .route(
+            "/invite/{token}",
+            get(account::invite_form).post(account::invite_accept),
+        )
+        .route("/manage/users", get(account::users))
+        .route("/manage/users/invite", post(account::invite_create))
+        .route("/manage/users/{id}/remove", post(account::user_remove))
+        .route("/manage/invites/{id}/revoke", post(account::invite_revoke))
+        // An operator's servers.
+        .route("/manage", get(servers::list))
+        .route("/manage/servers", post(servers::add))
+        .route(
+            "/manage/servers/{id}",
+            get(servers::detail).post(servers::update),
+        )
+        .route(
+            "/manage/servers/{id}/delete",
+            post(servers::schedule_deletion),
+        )
+        .route(
+            "/manage/servers/{id}/undelete",
+            post(servers::cancel_deletion),
+        )
+        .route(
+            "/manage/vendor",
+            get(servers::vendor_list).post(servers::vendor_apply),
+        )
+        // Staff.
+        .route("/staff", get(staff::index))
+        .route("/staff/accounts", get(staff::accounts))
+        .route(
+            "/staff/monitors",
+            get(staff::monitors).post(staff::monitor_create),
+        )
+        .route("/staff/monitors/{id}/state", post(staff::monitor_state))
+        .route("/staff/vendor-zones", get(staff::vendor_zones))
+        .route(
+            "/staff/vendor-zones/{id}/decide",
+            post(staff::vendor_decide),
+        )
+        .route("/staff/audit", get(staff::audit))
+        // JSON API.
+        .nest("/api/v1", api::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::ensure_token,
+        ))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Headers on every response: no framing, no MIME sniffing, resources only
+/// from this site, and no Referer to other sites (invite links carry tokens).
+async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'self'; img-src 'self'; script-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+async fn method_not_allowed() -> axum::response::Response {
+    error::error_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "This address does not accept that kind of request.",
+    )
+}
+
+/// `timepool web`: connect, migrate, serve until Ctrl-C or SIGTERM.
+pub async fn run(args: WebArgs) -> Result<(), BoxError> {
+    let settings = Settings::resolve(&args)?;
+    let db = Db::connect(&settings.database_url).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        origin = %settings.origin,
+        engine = ?db.engine,
+        "timepool web listening"
+    );
+    let app = router(AppState::new(db.clone(), settings));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    db.pool.close().await;
+    tracing::info!("timepool web stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,1093 @@
+//! HTTP-level tests of every route of `timepool web`, on SQLite and (when
+//! TIMEPOOL_TEST_PG_URL is set) PostgreSQL.
+
+mod web_support;
+
+use axum::http::StatusCode;
+use timepool::db::scores::{self, Check};
+use timepool::db::{monitors, now, servers};
+use web_support::{TestApp, for_each_engine, server_id_in, staff_client};
+
+#[tokio::test]
+async fn public_pages_render() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.get("/").await.assert(
+            StatusCode::OK,
+            &[
+                "pool.example.org",
+                "Europe",
+                "North America",
+                "Global",
+                "IPv6",
+            ],
+        );
+        c.get("/zone/@").await.assert(
+            StatusCode::OK,
+            &["0.pool.example.org", "europe", "Sub-zones"],
+        );
+        c.get("/zone/europe").await.assert(
+            StatusCode::OK,
+            &["2.europe.pool.example.org", "Germany", "/zone/de"],
+        );
+        c.get("/zone/de").await.assert(
+            StatusCode::OK,
+            &[
+                "0.de.pool.example.org",
+                "de.pool.example.org",
+                "/zone/europe",
+            ],
+        );
+        let gb = c.get("/zone/gb").await;
+        assert_eq!(gb.status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(gb.location(), "/zone/uk");
+        c.get("/zone/xx")
+            .await
+            .assert(StatusCode::NOT_FOUND, &["Not found"]);
+        c.get("/use")
+            .await
+            .assert(StatusCode::OK, &["pool 0.pool.example.org iburst"]);
+        c.get("/join")
+            .await
+            .assert(StatusCode::OK, &["Sign up", "three days"]);
+        let home = c.get("/").await;
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                home.headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value)
+            );
+        }
+        assert!(home.headers.contains_key("content-security-policy"));
+        let css = c.get("/static/style.css").await;
+        assert_eq!(css.status, StatusCode::OK);
+        assert!(css.content_type().starts_with("text/css"));
+        let missing = c.get("/no/such/page").await;
+        missing.assert(StatusCode::NOT_FOUND, &["There is no page at this address"]);
+        assert!(missing.content_type().starts_with("text/html"));
+        c.request("DELETE", "/", None)
+            .await
+            .assert(StatusCode::METHOD_NOT_ALLOWED, &["Method not allowed"]);
+        c.request("PUT", "/login", None)
+            .await
+            .assert(StatusCode::METHOD_NOT_ALLOWED, &[]);
+        c.get("/logout")
+            .await
+            .assert(StatusCode::METHOD_NOT_ALLOWED, &[]);
+        c.get("/scores/192.0.2.1")
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        c.get("/scores/not-an-ip")
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn signup_login_logout() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.get("/signup")
+            .await
+            .assert(StatusCode::OK, &["name=\"csrf\""]);
+        c.get("/login")
+            .await
+            .assert(StatusCode::OK, &["name=\"csrf\"", "Log in"]);
+        // Validation: messages next to fields, typed email kept.
+        let bad = c
+            .post(
+                "/signup",
+                &[
+                    ("email", "not-an-email"),
+                    ("password", "short"),
+                    ("password2", "short"),
+                ],
+            )
+            .await;
+        bad.assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &[
+                "does not look like an email",
+                "at least 10 characters",
+                "value=\"not-an-email\"",
+            ],
+        );
+        let mismatch = c
+            .post(
+                "/signup",
+                &[
+                    ("email", "op@example.net"),
+                    ("password", "long enough 1"),
+                    ("password2", "long enough 2"),
+                ],
+            )
+            .await;
+        mismatch.assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["The two passwords differ", "value=\"op@example.net\""],
+        );
+
+        c.signup("Op@Example.net").await;
+        let session = c
+            .cookies
+            .get("tp_session")
+            .cloned()
+            .expect("session cookie");
+        assert_eq!(session.len(), 64);
+        let manage = c.get("/manage").await;
+        manage.assert(StatusCode::OK, &["op@example.net", "Add a server"]);
+
+        // The same email again is refused (any case).
+        let mut other = app.client();
+        let dup = other
+            .post(
+                "/signup",
+                &[
+                    ("email", "OP@example.net"),
+                    ("password", "another password"),
+                    ("password2", "another password"),
+                ],
+            )
+            .await;
+        dup.assert(StatusCode::UNPROCESSABLE_ENTITY, &["already a login"]);
+
+        // Log out: the session is gone server-side too.
+        let out = c.post("/logout", &[]).await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER);
+        let mut replay = app.client();
+        replay.cookies.insert("tp_session".into(), session);
+        assert_eq!(replay.get("/manage").await.location(), "/login");
+
+        // Wrong password, then right.
+        c.post(
+            "/login",
+            &[("email", "op@example.net"), ("password", "wrong password")],
+        )
+        .await
+        .assert(
+            StatusCode::UNAUTHORIZED,
+            &["wrong", "value=\"op@example.net\""],
+        );
+        let ok = c
+            .post(
+                "/login",
+                &[
+                    ("email", "op@example.net"),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER);
+        assert_eq!(ok.location(), "/manage");
+        let cookie = ok
+            .headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn csrf_is_required_on_every_form() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.get("/").await;
+        let fields = [
+            ("email", "x@example.net"),
+            ("password", "long enough pw"),
+            ("password2", "long enough pw"),
+        ];
+        c.post_raw("/signup", &fields)
+            .await
+            .assert(StatusCode::FORBIDDEN, &["Form expired"]);
+        let mut with_wrong = fields.to_vec();
+        let wrong = "0".repeat(64);
+        with_wrong.push(("csrf", &wrong));
+        c.post_raw("/signup", &with_wrong)
+            .await
+            .assert(StatusCode::FORBIDDEN, &[]);
+        c.signup("x@example.net").await;
+        for path in [
+            "/logout",
+            "/manage/servers",
+            "/manage/users/invite",
+            "/manage/vendor",
+        ] {
+            c.post_raw(path, &[("address", "8.8.8.8")])
+                .await
+                .assert(StatusCode::FORBIDDEN, &["Form expired"]);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("rl@example.net").await;
+        for _ in 0..5 {
+            c.post(
+                "/login",
+                &[("email", "rl@example.net"), ("password", "bad guess")],
+            )
+            .await
+            .assert(StatusCode::UNAUTHORIZED, &[]);
+        }
+        // Now even the right password waits.
+        c.post(
+            "/login",
+            &[
+                ("email", "rl@example.net"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await
+        .assert(StatusCode::TOO_MANY_REQUESTS, &["Too many failed attempts"]);
+        // Another email from the same client is not affected.
+        c.post(
+            "/login",
+            &[("email", "other@example.net"), ("password", "bad guess")],
+        )
+        .await
+        .assert(StatusCode::UNAUTHORIZED, &[]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn add_servers_with_validation() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("add@example.net").await;
+        let cases: &[(&str, &str)] = &[
+            ("10.1.2.3", "is a private address (10.0.0.0/8)"),
+            ("192.168.0.10", "is a private address"),
+            ("127.0.0.1", "is a loopback address"),
+            ("169.254.3.4", "link-local"),
+            ("192.0.2.1", "documentation"),
+            ("224.0.0.1", "multicast"),
+            ("240.1.1.1", "reserved"),
+            ("0.0.0.0", "unspecified"),
+            ("fe80::1", "link-local"),
+            ("fd12::1", "unique local"),
+            ("2001:db8::5", "documentation"),
+            ("::1", "loopback"),
+            ("ff02::1", "multicast"),
+            ("not a host!", "neither an IP address nor a valid hostname"),
+            ("", "Enter an IPv4 or IPv6 address"),
+        ];
+        for (address, reason) in cases {
+            let r = c
+                .post(
+                    "/manage/servers",
+                    &[("address", address), ("zone", "de"), ("netspeed", "10000")],
+                )
+                .await;
+            r.assert(StatusCode::UNPROCESSABLE_ENTITY, &[reason]);
+            if !address.is_empty() && !address.contains('!') {
+                assert!(
+                    r.body.contains(&format!("value=\"{address}\"")),
+                    "typed value kept for {address}"
+                );
+            }
+        }
+        // Bad netspeed and zone, and no zone where GeoIP cannot tell.
+        c.post(
+            "/manage/servers",
+            &[("address", "8.8.4.4"), ("zone", "de"), ("netspeed", "7")],
+        )
+        .await
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["Choose a connection speed"],
+        );
+        c.post(
+            "/manage/servers",
+            &[
+                ("address", "8.8.4.4"),
+                ("zone", "atlantis"),
+                ("netspeed", "10000"),
+            ],
+        )
+        .await
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["Choose a country from the list"],
+        );
+        c.post(
+            "/manage/servers",
+            &[("address", "8.8.4.4"), ("zone", ""), ("netspeed", "10000")],
+        )
+        .await
+        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["choose its country"]);
+
+        // Good ones: IPv4 and IPv6, the latter written in a long form.
+        let v4 = c.add_server("8.8.4.4", "de").await;
+        let v6 = c.add_server("2a01:04f8:0000::0001", "GB").await;
+        let list = c.get("/manage").await;
+        list.assert(
+            StatusCode::OK,
+            &[
+                "8.8.4.4",
+                "2a01:4f8::1",
+                "de, europe, @",
+                "uk, europe, @",
+                "new",
+            ],
+        );
+        assert_ne!(v4, v6);
+
+        // No duplicates, across accounts too.
+        let mut other = app.client();
+        other.signup("other@example.net").await;
+        other
+            .post(
+                "/manage/servers",
+                &[
+                    ("address", "8.8.4.4"),
+                    ("zone", "fr"),
+                    ("netspeed", "10000"),
+                ],
+            )
+            .await
+            .assert(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &["8.8.4.4 is already in the pool"],
+            );
+        c.post(
+            "/manage/servers",
+            &[
+                ("address", "2a01:4f8::1"),
+                ("zone", "de"),
+                ("netspeed", "10000"),
+            ],
+        )
+        .await
+        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["already in the pool"]);
+        assert!(server_id_in(&other.get("/manage").await.body, "8.8.4.4").is_none());
+
+        // Settings: zone override and netspeed, with validation.
+        let path = format!("/manage/servers/{v4}");
+        c.get(&path)
+            .await
+            .assert(StatusCode::OK, &["Settings", "Leave the pool"]);
+        c.post(&path, &[("zone", "fr"), ("netspeed", "3")])
+            .await
+            .assert(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &["Choose a connection speed"],
+            );
+        let saved = c.post(&path, &[("zone", "fr"), ("netspeed", "0")]).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+        c.get("/manage")
+            .await
+            .assert(StatusCode::OK, &["fr, europe, @", "monitor only"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hostnames_and_loopback_setting() {
+    for_each_engine(true, |app| async move {
+        let mut c = app.client();
+        c.signup("lo@example.net").await;
+        // localhost resolves through /etc/hosts to 127.0.0.1 (and ::1 where configured).
+        let r = c
+            .post(
+                "/manage/servers",
+                &[
+                    ("address", "localhost"),
+                    ("zone", "de"),
+                    ("netspeed", "10000"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let list = c.get("/manage").await;
+        list.assert(StatusCode::OK, &["127.0.0.1", "localhost"]);
+        // Still no private addresses with the loopback setting.
+        c.post(
+            "/manage/servers",
+            &[
+                ("address", "10.0.0.1"),
+                ("zone", "de"),
+                ("netspeed", "10000"),
+            ],
+        )
+        .await
+        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["private"]);
+        c.post(
+            "/manage/servers",
+            &[
+                ("address", "no-such-host.invalid"),
+                ("zone", "de"),
+                ("netspeed", "10000"),
+            ],
+        )
+        .await
+        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["could not be resolved"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deletion_is_scheduled_and_cancelled() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("del@example.net").await;
+        let id = c.add_server("9.9.9.9", "ch").await;
+        let path = format!("/manage/servers/{id}/delete");
+        let tomorrow = timepool::web::timefmt::date(now() + 86_400);
+        c.post(&path, &[("on", &tomorrow)]).await.assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["at least 3 days out", &tomorrow],
+        );
+        c.post(&path, &[("on", "soon")])
+            .await
+            .assert(StatusCode::UNPROCESSABLE_ENTITY, &["YYYY-MM-DD"]);
+        let later = timepool::web::timefmt::date(now() + 5 * 86_400);
+        assert_eq!(
+            c.post(&path, &[("on", &later)]).await.status,
+            StatusCode::SEE_OTHER
+        );
+        c.get("/manage")
+            .await
+            .assert(StatusCode::OK, &["deletion scheduled", &later]);
+        c.get(&format!("/manage/servers/{id}"))
+            .await
+            .assert(StatusCode::OK, &["Cancel the deletion"]);
+        assert_eq!(
+            c.post(&format!("/manage/servers/{id}/undelete"), &[])
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+        let list = c.get("/manage").await;
+        assert!(!list.body.contains("deletion scheduled"), "{}", list.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operators_cannot_reach_other_accounts() {
+    for_each_engine(false, |app| async move {
+        let mut alice = app.client();
+        alice.signup("alice@example.net").await;
+        let id = alice.add_server("1.1.1.1", "au").await;
+        alice
+            .post("/manage/users/invite", &[("email", "carol@example.net")])
+            .await
+            .assert(StatusCode::OK, &["/invite/"]);
+        let users = alice.get("/manage/users").await;
+        let invite_id = between(&users.body, "/manage/invites/", "/revoke").expect("invite id");
+
+        let mut bob = app.client();
+        bob.signup("bob@example.net").await;
+        let alice_user_id: i64 =
+            sqlx::query_scalar("SELECT id FROM users WHERE email = 'alice@example.net'")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("alice id");
+        let s = format!("/manage/servers/{id}");
+        bob.get(&s).await.assert(StatusCode::NOT_FOUND, &[]);
+        bob.post(&s, &[("zone", "de"), ("netspeed", "0")])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        let far = timepool::web::timefmt::date(now() + 10 * 86_400);
+        bob.post(&format!("{s}/delete"), &[("on", &far)])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        bob.post(&format!("{s}/undelete"), &[])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        bob.post(&format!("/manage/users/{alice_user_id}/remove"), &[])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        bob.post(&format!("/manage/invites/{invite_id}/revoke"), &[])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        let bob_users = bob.get("/manage/users").await;
+        assert!(!bob_users.body.contains("alice@") && !bob_users.body.contains("carol@"));
+        assert!(!bob.get("/manage").await.body.contains("1.1.1.1"));
+        // Alice's server is unchanged.
+        alice
+            .get("/manage")
+            .await
+            .assert(StatusCode::OK, &["au, oceania, @"]);
+
+        // Staff pages: operators 403, anonymous to the login.
+        for path in [
+            "/staff",
+            "/staff/accounts",
+            "/staff/monitors",
+            "/staff/vendor-zones",
+            "/staff/audit",
+        ] {
+            bob.get(path)
+                .await
+                .assert(StatusCode::FORBIDDEN, &["staff"]);
+            assert_eq!(app.client().get(path).await.location(), "/login");
+        }
+        bob.post("/staff/monitors", &[("name", "sneaky")])
+            .await
+            .assert(StatusCode::FORBIDDEN, &[]);
+        bob.post("/staff/monitors/1/state", &[("state", "active")])
+            .await
+            .assert(StatusCode::FORBIDDEN, &[]);
+        bob.post("/staff/vendor-zones/1/decide", &[("decision", "approve")])
+            .await
+            .assert(StatusCode::FORBIDDEN, &[]);
+        for path in [
+            "/manage",
+            "/manage/users",
+            "/manage/vendor",
+            "/manage/servers/1",
+        ] {
+            assert_eq!(app.client().get(path).await.location(), "/login");
+        }
+    })
+    .await;
+}
+
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(text[from..to].to_string())
+}
+
+#[tokio::test]
+async fn invites_add_users_once_and_users_can_be_removed() {
+    for_each_engine(false, |app| async move {
+        let mut alice = app.client();
+        alice.signup("alice@example.net").await;
+        alice.add_server("1.0.0.1", "au").await;
+        alice
+            .post("/manage/users/invite", &[("email", "bad")])
+            .await
+            .assert(StatusCode::UNPROCESSABLE_ENTITY, &["email address"]);
+        let page = alice
+            .post("/manage/users/invite", &[("email", "Dave@example.net")])
+            .await;
+        page.assert(
+            StatusCode::OK,
+            &["dave@example.net", "will not be shown again"],
+        );
+        let link = format!(
+            "/invite/{}",
+            between(&page.body, "href=\"/invite/", "\"").expect("link")
+        );
+
+        let mut dave = app.client();
+        dave.get(&link)
+            .await
+            .assert(StatusCode::OK, &["dave@example.net"]);
+        dave.post(&link, &[("password", "short"), ("password2", "short")])
+            .await
+            .assert(StatusCode::UNPROCESSABLE_ENTITY, &["at least 10"]);
+        let ok = dave
+            .post(
+                &link,
+                &[
+                    ("password", "daves password"),
+                    ("password2", "daves password"),
+                ],
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+        dave.get("/manage")
+            .await
+            .assert(StatusCode::OK, &["1.0.0.1"]);
+        // One time only.
+        app.client()
+            .get(&link)
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        app.client()
+            .get("/invite/deadbeef")
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+
+        // Alice removes Dave; his session ends.
+        let dave_id: i64 =
+            sqlx::query_scalar("SELECT id FROM users WHERE email = 'dave@example.net'")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("dave");
+        let alice_id: i64 =
+            sqlx::query_scalar("SELECT id FROM users WHERE email = 'alice@example.net'")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("alice");
+        alice
+            .post(&format!("/manage/users/{alice_id}/remove"), &[])
+            .await
+            .assert(StatusCode::BAD_REQUEST, &["cannot remove yourself"]);
+        assert_eq!(
+            alice
+                .post(&format!("/manage/users/{dave_id}/remove"), &[])
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+        assert_eq!(dave.get("/manage").await.location(), "/login");
+        dave.post(
+            "/login",
+            &[
+                ("email", "dave@example.net"),
+                ("password", "daves password"),
+            ],
+        )
+        .await
+        .assert(StatusCode::UNAUTHORIZED, &[]);
+
+        // Withdrawing an open invite.
+        alice
+            .post("/manage/users/invite", &[("email", "erin@example.net")])
+            .await;
+        let users = alice.get("/manage/users").await;
+        let invite_id = between(&users.body, "/manage/invites/", "/revoke").expect("invite");
+        assert_eq!(
+            alice
+                .post(&format!("/manage/invites/{invite_id}/revoke"), &[])
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+    })
+    .await;
+}
+
+/// Seeds a monitor and a few checks for `address`, plus an overall score.
+async fn seed_scores(app: &TestApp, address: &str, overall: f64) -> i64 {
+    let server = servers::get_by_address(&app.db, address)
+        .await
+        .expect("query")
+        .expect("server");
+    let mut tx = app.db.begin().await.expect("begin");
+    let (monitor_id, _token) = monitors::create(&mut tx, "mon-a, \"quoted\"")
+        .await
+        .expect("monitor");
+    let t0 = now() - 3600;
+    for i in 0..30 {
+        let ts = t0 + i * 60;
+        scores::record_check(
+            &mut tx,
+            &Check {
+                server_id: server.id,
+                monitor_id,
+                ts,
+                offset: Some(0.001 * i as f64),
+                rtt: Some(0.02),
+                stratum: Some(2),
+                leap: Some(0),
+                error: if i == 3 {
+                    Some("i/o timeout, no reply".into())
+                } else {
+                    None
+                },
+                step: 1.0,
+                score: i as f64 * 0.5,
+            },
+        )
+        .await
+        .expect("check");
+        scores::set_server_score(&mut tx, server.id, overall.min(i as f64), ts)
+            .await
+            .expect("score");
+    }
+    tx.commit().await.expect("commit");
+    monitor_id
+}
+
+#[tokio::test]
+async fn score_pages_csv_graph_and_api() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("sc@example.net").await;
+        c.add_server("2a01:4f8::53", "de").await;
+        c.add_server("8.8.8.8", "de").await;
+        let monitor_id = seed_scores(&app, "8.8.8.8", 15.0).await;
+
+        let page = c.get("/scores/8.8.8.8").await;
+        page.assert(
+            StatusCode::OK,
+            &["graph.svg", "mon-a", "active", "/zone/de", "/zone/europe"],
+        );
+        let svg = c.get("/scores/8.8.8.8/graph.svg").await;
+        assert_eq!(svg.status, StatusCode::OK);
+        assert_eq!(svg.content_type(), "image/svg+xml");
+        assert!(
+            svg.body.contains("<svg") && svg.body.contains("<polyline"),
+            "{}",
+            &svg.body[..svg.body.len().min(400)]
+        );
+        let empty = c.get("/scores/2a01:4f8::53/graph.svg").await;
+        assert!(empty.body.contains("No measurements yet"));
+        c.get("/scores/2a01:04f8::0053")
+            .await
+            .assert(StatusCode::OK, &["2a01:4f8::53"]);
+
+        // CSV: header, default limit, filters.
+        let csv = c.get("/scores/8.8.8.8/log").await;
+        assert_eq!(csv.status, StatusCode::OK);
+        assert!(csv.content_type().starts_with("text/csv"));
+        let lines: Vec<&str> = csv.body.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ts_epoch,ts,offset,step,score,monitor_id,monitor_name,rtt,leap,error"
+        );
+        assert_eq!(lines.len(), 61, "30 checks + 30 overall scores + header");
+        assert!(
+            csv.body.contains("\"mon-a, \"\"quoted\"\"\""),
+            "monitor name quoted"
+        );
+        assert!(csv.body.contains("\"i/o timeout, no reply\""));
+        let limited = c.get("/scores/8.8.8.8/log?limit=5").await;
+        assert_eq!(limited.body.lines().count(), 6);
+        let by_monitor = c
+            .get(&format!(
+                "/scores/8.8.8.8/log?monitor={monitor_id}&limit=10000"
+            ))
+            .await;
+        assert_eq!(by_monitor.body.lines().count(), 31);
+        let since = now() - 3600 + 25 * 60;
+        let recent = c
+            .get(&format!("/scores/8.8.8.8/log?since={since}&limit=20000"))
+            .await;
+        assert_eq!(recent.body.lines().count(), 1 + 2 * 5);
+        c.get("/scores/8.8.8.8/log?limit=0")
+            .await
+            .assert(StatusCode::BAD_REQUEST, &["limit"]);
+        c.get("/scores/8.8.8.8/log?limit=abc")
+            .await
+            .assert(StatusCode::BAD_REQUEST, &[]);
+        c.get("/scores/8.8.8.8/log?since=yesterday")
+            .await
+            .assert(StatusCode::BAD_REQUEST, &["since"]);
+        c.get("/scores/8.8.8.8/log?monitor=nobody")
+            .await
+            .assert(StatusCode::BAD_REQUEST, &["no monitor"]);
+        c.get("/scores/8.8.4.4/log")
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+
+        // Counts: 8.8.8.8 has score 15 (eligible), the IPv6 one is new.
+        let home = c.get("/").await;
+        assert!(
+            home.body
+                .contains("<td><a href=\"/zone/europe\">Europe</a></td><td>1</td><td>0</td>"),
+            "{}",
+            home.body
+        );
+        c.get("/zone/de")
+            .await
+            .assert(StatusCode::OK, &["<td>Registered</td><td>1</td><td>1</td>"]);
+
+        // JSON API.
+        let zones: serde_json::Value =
+            serde_json::from_str(&c.get("/api/v1/zones").await.body).expect("json");
+        let de = zones["zones"]
+            .as_array()
+            .expect("zones")
+            .iter()
+            .find(|z| z["zone"] == "de")
+            .expect("de listed")
+            .clone();
+        assert_eq!(
+            (
+                de["v4"].as_i64(),
+                de["v6"].as_i64(),
+                de["registered_v6"].as_i64()
+            ),
+            (Some(1), Some(0), Some(1))
+        );
+        let zone: serde_json::Value =
+            serde_json::from_str(&c.get("/api/v1/zones/europe").await.body).expect("json");
+        assert_eq!(zone["names"][0], "0.europe.pool.example.org");
+        assert!(
+            zone["children"]
+                .as_array()
+                .expect("children")
+                .iter()
+                .any(|z| z["zone"] == "de")
+        );
+        c.get("/api/v1/zones/nowhere")
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        let hist = c.get("/api/v1/servers/8.8.8.8/scores?limit=3").await;
+        let hist: serde_json::Value = serde_json::from_str(&hist.body).expect("json");
+        assert_eq!(hist["server"]["status"], "active");
+        assert_eq!(hist["history"].as_array().map(Vec::len), Some(3));
+        c.get("/api/v1/servers/8.8.4.4/scores")
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        c.get("/api/v1/servers/8.8.8.8/scores?limit=-1")
+            .await
+            .assert(StatusCode::BAD_REQUEST, &["\"error\":\"limit must be"]);
+        let unknown = c.get("/api/v1/nothing").await;
+        unknown.assert(StatusCode::NOT_FOUND, &["{\"error\":\"not found\"}"]);
+        assert_eq!(unknown.content_type(), "application/json");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        let r = c.get("/api/v1/openapi.json").await;
+        assert_eq!(r.status, StatusCode::OK);
+        let doc: serde_json::Value = serde_json::from_str(&r.body).expect("valid JSON");
+        assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
+        for route in timepool::web::api::ROUTES {
+            assert!(
+                doc["paths"].get(*route).is_some(),
+                "{route} missing from openapi.json"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn staff_monitors_vendor_zones_accounts_audit() {
+    for_each_engine(false, |app| async move {
+        let mut staff = staff_client(&app, "staff@example.net").await;
+        let mut op = app.client();
+        op.signup("vendor@example.net").await;
+
+        // Monitors: token shown once, states change, validation.
+        let created = staff.post("/staff/monitors", &[("name", "mon-1")]).await;
+        created.assert(StatusCode::OK, &["mon-1", "monitor-token"]);
+        let token =
+            between(&created.body, "<code id=\"monitor-token\">", "</code>").expect("token");
+        assert_eq!(token.len(), 64);
+        let stored: String =
+            sqlx::query_scalar("SELECT token_hash FROM monitors WHERE name = 'mon-1'")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("hash");
+        assert_ne!(stored, token);
+        assert_eq!(stored, timepool::db::token_hash(&token));
+        let list = staff.get("/staff/monitors").await;
+        assert!(!list.body.contains(&token), "token shown only once");
+        staff
+            .post("/staff/monitors", &[("name", "mon-1")])
+            .await
+            .assert(StatusCode::UNPROCESSABLE_ENTITY, &["exists"]);
+        staff
+            .post("/staff/monitors", &[("name", "bad name!")])
+            .await
+            .assert(StatusCode::UNPROCESSABLE_ENTITY, &["Use 1 to 64"]);
+        let id: i64 = sqlx::query_scalar("SELECT id FROM monitors WHERE name = 'mon-1'")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("id");
+        assert_eq!(
+            staff
+                .post(
+                    &format!("/staff/monitors/{id}/state"),
+                    &[("state", "active")]
+                )
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+        staff
+            .post(&format!("/staff/monitors/{id}/state"), &[("state", "boss")])
+            .await
+            .assert(StatusCode::BAD_REQUEST, &[]);
+        staff
+            .post("/staff/monitors/999999/state", &[("state", "paused")])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        staff
+            .get("/staff/monitors")
+            .await
+            .assert(StatusCode::OK, &["<td>active</td>"]);
+
+        // Vendor zones: operator applies (validated), staff decides once.
+        op.post(
+            "/manage/vendor",
+            &[("name", "de"), ("client_type", "ntp"), ("description", "x")],
+        )
+        .await
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["country or continent zone"],
+        );
+        op.post(
+            "/manage/vendor",
+            &[
+                ("name", "Bad_Name"),
+                ("client_type", "nope"),
+                ("description", " "),
+            ],
+        )
+        .await
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &[
+                "lower-case letters",
+                "kind of client",
+                "Describe the product",
+            ],
+        );
+        let ok = op
+            .post(
+                "/manage/vendor",
+                &[
+                    ("name", "acme-os"),
+                    ("client_type", "sntp"),
+                    ("description", "Acme routers"),
+                ],
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER);
+        op.post(
+            "/manage/vendor",
+            &[
+                ("name", "acme-os"),
+                ("client_type", "ntp"),
+                ("description", "again"),
+            ],
+        )
+        .await
+        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["already taken"]);
+        op.get("/manage/vendor")
+            .await
+            .assert(StatusCode::OK, &["acme-os", "pending"]);
+        staff
+            .get("/staff/vendor-zones")
+            .await
+            .assert(StatusCode::OK, &["acme-os", "Acme routers", "Approve"]);
+        let vz: i64 = sqlx::query_scalar("SELECT id FROM vendor_zones WHERE name = 'acme-os'")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("vz");
+        staff
+            .post(
+                &format!("/staff/vendor-zones/{vz}/decide"),
+                &[("decision", "maybe")],
+            )
+            .await
+            .assert(StatusCode::BAD_REQUEST, &[]);
+        assert_eq!(
+            staff
+                .post(
+                    &format!("/staff/vendor-zones/{vz}/decide"),
+                    &[("decision", "approve")]
+                )
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+        staff
+            .post(
+                &format!("/staff/vendor-zones/{vz}/decide"),
+                &[("decision", "reject")],
+            )
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        op.get("/manage/vendor")
+            .await
+            .assert(StatusCode::OK, &["approved"]);
+
+        // Accounts and the audit log.
+        assert_eq!(staff.get("/staff").await.location(), "/staff/accounts");
+        staff
+            .get("/staff/accounts")
+            .await
+            .assert(StatusCode::OK, &["vendor@example.net", "staff@example.net"]);
+        staff.get("/staff/audit").await.assert(
+            StatusCode::OK,
+            &[
+                "account.signup",
+                "monitor.create",
+                "monitor.state",
+                "vendor.apply",
+                "vendor.decide",
+                "staff@example.net",
+                "vendor@example.net",
+            ],
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn database_errors_show_a_plain_page() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.get("/").await.assert(StatusCode::OK, &[]);
+        app.db.pool.close().await;
+        let r = c.get("/").await;
+        r.assert(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &["Something went wrong", "Nothing was changed"],
+        );
+        assert!(
+            !r.body.to_lowercase().contains("sqlx") && !r.body.contains("closed"),
+            "no internals leak: {}",
+            r.body
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_invites_and_past_deletions() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("old@example.net").await;
+        let page = c
+            .post("/manage/users/invite", &[("email", "late@example.net")])
+            .await;
+        let link = format!(
+            "/invite/{}",
+            between(&page.body, "href=\"/invite/", "\"").expect("link")
+        );
+        sqlx::query("UPDATE invites SET expires_at = $1")
+            .bind(now() - 1)
+            .execute(&app.db.pool)
+            .await
+            .expect("expire");
+        app.client()
+            .get(&link)
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+        c.get("/manage/users")
+            .await
+            .assert(StatusCode::OK, &["expired"]);
+
+        // A server whose deletion date has passed is gone from lists and counts.
+        let id = c.add_server("9.9.9.10", "at").await;
+        sqlx::query("UPDATE servers SET deletion_on = $1, score = 20, score_ts = $1 WHERE id = $2")
+            .bind(now() - 60)
+            .bind(id)
+            .execute(&app.db.pool)
+            .await
+            .expect("delete");
+        assert!(!c.get("/manage").await.body.contains("9.9.9.10"));
+        c.get("/zone/at")
+            .await
+            .assert(StatusCode::OK, &["<td>Registered</td><td>0</td><td>0</td>"]);
+        c.get("/scores/9.9.9.10")
+            .await
+            .assert(StatusCode::OK, &["deleted"]);
+        c.post(&format!("/manage/servers/{id}/undelete"), &[])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+    })
+    .await;
+}

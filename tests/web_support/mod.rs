@@ -1,0 +1,398 @@
+//! Shared test harness for the web tests: a fresh database per test on
+//! SQLite, and on PostgreSQL too when TIMEPOOL_TEST_PG_URL is set
+//! (scripts/pg-test-cluster.sh start), plus a small cookie-keeping client
+//! that drives the router in process.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use timepool::db::Db;
+use timepool::web::{AppState, Settings, router};
+use tower::ServiceExt;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Database URLs to run a test against, each a fresh empty database.
+pub async fn database_urls() -> Vec<(&'static str, String)> {
+    let dir = std::env::temp_dir().join(unique("timepool_test"));
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}/timepool.db?mode=rwc", dir.display()),
+    )];
+    if let Ok(admin_url) = std::env::var("TIMEPOOL_TEST_PG_URL")
+        && !admin_url.is_empty()
+    {
+        urls.push(("postgres", fresh_pg_database(&admin_url).await));
+    }
+    urls
+}
+
+async fn fresh_pg_database(admin_url: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = unique("tp");
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+        .await
+        .expect("connect to TIMEPOOL_TEST_PG_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+    format!("{base}/{name}{query}")
+}
+
+pub fn settings(url: &str, allow_loopback: bool) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: url.to_string(),
+        origin: "pool.example.org".to_string(),
+        allow_loopback,
+        secure_cookies: false,
+        // Tests read counts right after changing servers.
+        counts_cache_secs: 0,
+    }
+}
+
+/// One app on one database.
+pub struct TestApp {
+    pub engine: &'static str,
+    pub db: Db,
+    pub router: Router,
+}
+
+impl TestApp {
+    pub fn client(&self) -> Client {
+        Client {
+            router: self.router.clone(),
+            cookies: HashMap::new(),
+        }
+    }
+}
+
+/// Runs `body` once per engine with a fresh database each time.
+pub async fn for_each_engine<F, Fut>(allow_loopback: bool, body: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for (engine, url) in database_urls().await {
+        let db = Db::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: connect {url}: {e}"));
+        let router = router(AppState::new(db.clone(), settings(&url, allow_loopback)));
+        eprintln!("--- engine: {engine}");
+        body(TestApp {
+            engine,
+            db: db.clone(),
+            router,
+        })
+        .await;
+        db.pool.close().await;
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn assert(&self, status: StatusCode, contains: &[&str]) -> &Response {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        for needle in contains {
+            assert!(
+                self.body.contains(needle),
+                "missing {needle:?} in body:\n{}",
+                self.body
+            );
+        }
+        self
+    }
+}
+
+/// A browser-like client: keeps cookies, fills the CSRF field.
+pub struct Client {
+    router: Router,
+    pub cookies: HashMap<String, String>,
+}
+
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Client {
+    pub async fn request(&mut self, method: &str, path: &str, body: Option<String>) -> Response {
+        let mut builder = Request::builder().method(method).uri(path);
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            builder = builder.header(header::COOKIE, cookie);
+        }
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body)),
+            None => builder.body(Body::empty()),
+        }
+        .expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        for value in headers.get_all(header::SET_COOKIE) {
+            let text = value.to_str().expect("cookie text");
+            let pair = text.split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || text.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let mut body = String::from_utf8_lossy(&bytes).into_owned();
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+        {
+            // Assertions read the text as a browser shows it.
+            body = html_unescape(&body);
+        }
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Response {
+        self.request("GET", path, None).await
+    }
+
+    /// POSTs a form with this client's CSRF token added.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
+        if !self.cookies.contains_key("tp_csrf") {
+            self.get("/").await;
+        }
+        let csrf = self.cookies.get("tp_csrf").cloned().unwrap_or_default();
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf", &csrf));
+        self.request("POST", path, Some(form_encode(&all))).await
+    }
+
+    /// POSTs without adding the CSRF field.
+    pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.request("POST", path, Some(form_encode(fields))).await
+    }
+
+    /// Signs up a new operator and stays logged in.
+    pub async fn signup(&mut self, email: &str) {
+        let r = self
+            .post(
+                "/signup",
+                &[
+                    ("email", email),
+                    ("password", "correct horse battery"),
+                    ("password2", "correct horse battery"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::SEE_OTHER,
+            "signup {email}: {}",
+            r.body
+        );
+    }
+
+    /// Adds a server and returns its id, found in the account's list.
+    pub async fn add_server(&mut self, address: &str, zone: &str) -> i64 {
+        let r = self
+            .post(
+                "/manage/servers",
+                &[
+                    ("address", address),
+                    ("zone", zone),
+                    ("netspeed", "1000000"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "add {address}: {}", r.body);
+        let list = self.get("/manage").await;
+        let canonical = address
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|_| address.to_string());
+        server_id_in(&list.body, &canonical)
+            .unwrap_or_else(|| panic!("{address} not listed:\n{}", list.body))
+    }
+}
+
+/// Finds `/manage/servers/{id}` in the row of `address` on the list page.
+pub fn server_id_in(body: &str, address: &str) -> Option<i64> {
+    let at = body.find(&format!(">{address}<"))?;
+    let rest = &body[at..];
+    let start = rest.find("/manage/servers/")? + "/manage/servers/".len();
+    let digits: String = rest[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Creates a staff user directly in the database; returns a logged-in client.
+pub async fn staff_client(app: &TestApp, email: &str) -> Client {
+    let hash = timepool::web::session::hash_password("staff password 123").expect("hash");
+    let mut tx = app.db.begin().await.expect("begin");
+    timepool::db::accounts::create_account_with_user(&mut tx, email, &hash, "staff")
+        .await
+        .expect("staff");
+    tx.commit().await.expect("commit");
+    let mut client = app.client();
+    let r = client
+        .post(
+            "/login",
+            &[("email", email), ("password", "staff password 123")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "staff login: {}", r.body);
+    client
+}
+
+/// The entities minijinja's HTML escaping produces.
+pub fn html_unescape(text: &str) -> String {
+    text.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+// ---- The real binary ------------------------------------------------------
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `timepool web` and returns it with the port it listens on.
+pub fn start_web(args: &[&str], envs: &[(&str, &str)]) -> (Child, u16) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_timepool"));
+    cmd.arg("web")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn timepool web");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(at) = line
+            .find("listen=127.0.0.1:")
+            .or_else(|| line.find("listen\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:"))
+        {
+            let rest = &line[at..];
+            let after = &rest[rest.find("127.0.0.1:").expect("addr") + "127.0.0.1:".len()..];
+            let port: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, port.parse().expect("port"));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("timepool web did not report its listening address");
+}
+
+pub fn sigterm_and_wait(mut child: Child) {
+    // SAFETY: kill(2) with a PID we spawned and own; no memory is touched.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "exit status after SIGTERM: {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("timepool web did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
