@@ -13,9 +13,9 @@
 //!
 //! Memory: an IPv4 network costs 8 bytes (4 for its first address, 4 for
 //! [`NetworkInfo`]), an IPv6 network 24 bytes (16 + 4, padded), plus the
-//! bucket indexes (4 MiB for IPv4, 256 KiB for IPv6). The 2018
-//! GeoLite2-City (3.07M IPv4 + 0.35M IPv6 networks) takes ~37 MiB. See
-//! [`GeoTable::heap_bytes`].
+//! bucket indexes (8 bytes a bucket: 8 MiB for IPv4, 512 KiB for IPv6 at
+//! most). The 2018 GeoLite2-City (3.07M IPv4 + 0.35M IPv6 networks) takes
+//! ~40 MiB. See [`GeoTable::heap_bytes`].
 
 mod flatten;
 pub mod mmdb_writer;
@@ -274,6 +274,7 @@ impl Address for u128 {
 }
 
 /// Where an address falls in one family's table.
+#[derive(Clone, Copy)]
 enum Position {
     InNetwork(NetworkInfo),
     /// In no network; the largest empty aligned block has this prefix.
@@ -296,17 +297,38 @@ struct Entry<A> {
     info: NetworkInfo,
 }
 
+/// One bucket of a family's index, 8 bytes. Low 32 bits: how many networks
+/// start before the bucket's first address. High 32 bits: 0, or, when one
+/// network or one gap covers the whole bucket, that answer
+/// ([`DIRECT_ANSWER`] | [`DIRECT_GAP`]? | prefix_len << 16 | location), so
+/// most lookups read the index and nothing else (one cache miss, not two:
+/// 75% of the IPv4 space with the 2018 GeoLite2-City and 2^20 buckets).
+type Bucket = u64;
+
+const DIRECT_ANSWER: u32 = 1 << 31;
+const DIRECT_GAP: u32 = 1 << 30;
+
+fn direct_answer(position: Position) -> u32 {
+    match position {
+        Position::InNetwork(info) => {
+            DIRECT_ANSWER | u32::from(info.prefix_len) << 16 | u32::from(info.location)
+        }
+        Position::Gap { prefix_len } => DIRECT_ANSWER | DIRECT_GAP | u32::from(prefix_len) << 16,
+    }
+}
+
 /// One address family: disjoint networks sorted by first address, and an
-/// index by the top `bucket_bits` bits so that the binary search runs only
-/// over the few networks that start in the address's bucket.
+/// index by the top `bucket_bits` bits that answers uniform buckets itself
+/// and otherwise bounds the binary search to the networks starting in the
+/// address's bucket.
 pub(crate) struct FamilyTable<A> {
     entries: Vec<Entry<A>>,
     /// About log2(networks), at most `A::MAX_BUCKET_BITS`: ~1 network per
     /// bucket, and a small table gets a small index.
     bucket_bits: u32,
-    /// `bucket_first[b]` = how many networks start before bucket `b`'s first
-    /// address; 2^bucket_bits + 1 values, or none for an empty table.
-    bucket_first: Vec<u32>,
+    /// 2^bucket_bits + 1 buckets (the last one only bounds the one before),
+    /// or none for an empty table.
+    buckets: Vec<Bucket>,
 }
 
 impl<A: Address> FamilyTable<A> {
@@ -314,7 +336,7 @@ impl<A: Address> FamilyTable<A> {
         FamilyTable {
             entries: Vec::new(),
             bucket_bits: 1,
-            bucket_first: Vec::new(),
+            buckets: Vec::new(),
         }
     }
 
@@ -330,7 +352,7 @@ impl<A: Address> FamilyTable<A> {
         let bucket_bits =
             (usize::BITS - entries.len().leading_zeros()).clamp(1, A::MAX_BUCKET_BITS);
         let bucket_count = 1usize << bucket_bits;
-        let mut bucket_first = Vec::with_capacity(bucket_count + 1);
+        let mut buckets = Vec::with_capacity(bucket_count + 1);
         let mut before = 0usize;
         for bucket in 0..bucket_count {
             let bucket_start = A::bucket_start(bucket, bucket_bits);
@@ -340,14 +362,28 @@ impl<A: Address> FamilyTable<A> {
             }) {
                 before += 1;
             }
-            bucket_first.push(before as u32);
+            buckets.push(before as Bucket);
         }
-        bucket_first.push(entries.len() as u32);
-        FamilyTable {
+        buckets.push(entries.len() as Bucket);
+        let mut table = FamilyTable {
             entries,
             bucket_bits,
-            bucket_first,
+            buckets,
+        };
+
+        // A bucket is uniform when the answer for its first address reaches
+        // over the whole bucket (prefix no longer than the bucket's).
+        for bucket in 0..bucket_count {
+            let position = table.locate(A::bucket_start(bucket, bucket_bits));
+            let prefix_len = match position {
+                Position::InNetwork(info) => info.prefix_len,
+                Position::Gap { prefix_len } => prefix_len,
+            };
+            if u32::from(prefix_len) <= bucket_bits {
+                table.buckets[bucket] |= Bucket::from(direct_answer(position)) << 32;
+            }
         }
+        table
     }
 
     fn len(&self) -> usize {
@@ -356,19 +392,32 @@ impl<A: Address> FamilyTable<A> {
 
     fn heap_bytes(&self) -> usize {
         self.entries.capacity() * size_of::<Entry<A>>()
-            + self.bucket_first.capacity() * size_of::<u32>()
+            + self.buckets.capacity() * size_of::<Bucket>()
     }
 
     #[inline]
     fn locate(&self, addr: A) -> Position {
         let bucket = addr.bucket(self.bucket_bits);
-        let (Some(&low), Some(&high)) = (
-            self.bucket_first.get(bucket),
-            self.bucket_first.get(bucket + 1),
-        ) else {
+        let Some(&this_bucket) = self.buckets.get(bucket) else {
             return Position::Gap { prefix_len: 0 };
         };
-        let (low, high) = (low as usize, high as usize);
+        let answer = (this_bucket >> 32) as u32;
+        if answer & DIRECT_ANSWER != 0 {
+            let prefix_len = (answer >> 16) as u8;
+            return if answer & DIRECT_GAP != 0 {
+                Position::Gap { prefix_len }
+            } else {
+                Position::InNetwork(NetworkInfo {
+                    location: answer as u16,
+                    prefix_len,
+                })
+            };
+        }
+        let low = this_bucket as u32 as usize;
+        let high = self
+            .buckets
+            .get(bucket + 1)
+            .map_or(self.entries.len(), |&next| next as u32 as usize);
         // Networks before `low` start below this bucket, those from `high`
         // on start in a later one: only `low..high` can start past `addr`.
         let Some(bucket_entries) = self.entries.get(low..high) else {
