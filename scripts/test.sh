@@ -12,10 +12,15 @@ started=$SECONDS
 step() { printf '\n== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
 
 step "install test dependencies"
+# dig and dnsperf for the DNS checks, PostgreSQL for the database tests,
+# Chromium for the browser test, pip for the GeoLite2 download.
 packages=()
 command -v dig >/dev/null || packages+=(bind9-dnsutils)
 command -v dnsperf >/dev/null || packages+=(dnsperf)
 command -v python3 >/dev/null || packages+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+command -v chromium >/dev/null || packages+=(chromium)
 if [ "${#packages[@]}" -gt 0 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
@@ -24,6 +29,9 @@ if [ "${#packages[@]}" -gt 0 ]; then
   echo "installed: ${packages[*]}"
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+# The real 2018 GeoLite2-City: the GeoIP tests compare our table with
+# maxminddb's own lookups over it.
+scripts/geoip.sh
 
 step "cargo fmt --check"
 cargo fmt --check
@@ -31,9 +39,14 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-step "cargo test (unit, integration, corpus replay, benchmark smoke runs)"
+step "start a throwaway PostgreSQL cluster"
+eval "$(scripts/pg-test-cluster.sh start)"
+trap 'scripts/pg-test-cluster.sh stop >/dev/null 2>&1 || true' EXIT
+echo "PostgreSQL at $TIMEPOOL_TEST_PG_URL"
+
+step "cargo test (unit, integration on SQLite and PostgreSQL, browser, corpus replay, benchmark smoke runs)"
 # --all-targets also runs every criterion benchmark once, as a smoke test.
-cargo test --all-targets
+TIMEPOOL_E2E_REQUIRED=1 cargo test --all-targets
 cargo test --doc
 
 step "snapshot check"

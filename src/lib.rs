@@ -3,12 +3,15 @@
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 
 pub mod answer;
+#[cfg(feature = "web")]
 pub mod db;
 pub mod geo;
 pub mod netaddr;
 pub mod select;
 pub mod server;
 pub mod snapshot;
+#[cfg(feature = "web")]
 pub mod web;
 pub mod wire;
 pub mod zone;
+pub mod zonebuild;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod bench;
+
 use timepool::answer::AnswerConfig;
 use timepool::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
 use timepool::snapshot::{self, SnapshotError};
@@ -46,6 +48,25 @@ enum Command {
     CheckSnapshot {
         /// The snapshot file (JSON, format v1).
         file: PathBuf,
+    },
+    /// Benchmarks: write a pool-sized snapshot of made-up servers in the
+    /// countries of a GeoIP database, and a sample network per country.
+    #[command(hide = true)]
+    BenchSnapshot {
+        #[arg(long)]
+        geoip: PathBuf,
+        #[arg(long, default_value_t = 3000)]
+        servers: usize,
+        /// Country zones (the countries of the database, by code).
+        #[arg(long, default_value_t = 243)]
+        countries: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write "COUNTRY IPV4/PREFIX IPV6/PREFIX" lines.
+        #[arg(long)]
+        clients: PathBuf,
     },
     /// Benchmark baseline: echo every UDP query with QR set, using the
     /// DNS workers' own recvmmsg/sendmmsg loop (scripts/bench-dns.sh).
@@ -128,6 +149,23 @@ fn main() -> ExitCode {
         Command::Web(args) => run_async(timepool::web::run(args)),
         Command::Admin { command } => run_async(timepool::web::admin::run_admin(command)),
         Command::CheckSnapshot { file } => check_snapshot(&file),
+        Command::BenchSnapshot {
+            geoip,
+            servers,
+            countries,
+            seed,
+            out,
+            clients,
+        } => match bench::write_snapshot(&geoip, servers, countries, seed, &out, &clients) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("timepool bench-snapshot: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::BenchReflector {
             listen,
             threads,

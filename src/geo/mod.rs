@@ -564,6 +564,60 @@ impl GeoTable {
         &self.description
     }
 
+    /// For every country in the database: its continent, and the largest
+    /// IPv4 and IPv6 network located there (for benchmarks and demos that
+    /// need a client address in each country). Not for the hot path.
+    pub fn country_networks(&self) -> Vec<CountryNetworks> {
+        let mut by_location: Vec<Option<CountryNetworks>> = vec![None; self.locations.len()];
+        fn consider<A: Address>(
+            table: &FamilyTable<A>,
+            locations: &[Location],
+            by_location: &mut [Option<CountryNetworks>],
+            v6: bool,
+        ) {
+            for entry in &table.entries {
+                let (start, info) = (entry.start, entry.info);
+                let Some(location) = locations.get(usize::from(info.location)) else {
+                    continue;
+                };
+                let Some(country) = location.country else {
+                    continue;
+                };
+                let slot = &mut by_location[usize::from(info.location)];
+                let found = slot.get_or_insert(CountryNetworks {
+                    country,
+                    continent: location.continent,
+                    v4: None,
+                    v6: None,
+                });
+                let best = if v6 { &mut found.v6 } else { &mut found.v4 };
+                if best.is_none_or(|(_, prefix)| info.prefix_len < prefix) {
+                    *best = Some((start.to_ip(), info.prefix_len));
+                }
+            }
+        }
+        consider(&self.v4, &self.locations, &mut by_location, false);
+        consider(&self.v6, &self.locations, &mut by_location, true);
+        // Several locations can share a country (different continents in
+        // odd records); keep one entry per country.
+        let mut merged: Vec<CountryNetworks> = Vec::new();
+        for found in by_location.into_iter().flatten() {
+            match merged.iter_mut().find(|m| m.country == found.country) {
+                Some(existing) => {
+                    if existing.v4.is_none() {
+                        existing.v4 = found.v4;
+                    }
+                    if existing.v6.is_none() {
+                        existing.v6 = found.v6;
+                    }
+                }
+                None => merged.push(found),
+            }
+        }
+        merged.sort_by_key(|m| m.country.0);
+        merged
+    }
+
     /// Heap memory held by the table, in bytes.
     pub fn heap_bytes(&self) -> usize {
         self.v4.heap_bytes()
@@ -571,6 +625,16 @@ impl GeoTable {
             + self.locations.capacity() * size_of::<Location>()
             + self.description.capacity()
     }
+}
+
+/// A country of the database with a sample network of each family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CountryNetworks {
+    pub country: CountryCode,
+    pub continent: Option<Continent>,
+    /// The largest network of the country: (first address, prefix length).
+    pub v4: Option<(IpAddr, u8)>,
+    pub v6: Option<(IpAddr, u8)>,
 }
 
 /// Collects networks during flattening, then sorts and checks them.

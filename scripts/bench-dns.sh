@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# DNS benchmark: timepool against Knot DNS, NSD and a null reflector, in the
+# same invocation and the same way (design.md section 7, issue "hot path").
+#
+#   scripts/bench-dns.sh            15 s per run
+#   BENCH_SECONDS=5 scripts/bench-dns.sh
+#
+# Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only.
+# For each: an uncapped run (queries/s, lost, latency, server CPU us per
+# answered query from /proc/PID/stat), a run with the server capped at 25%
+# of a core (cgroup CPU quota) so the server is the bottleneck, and a run at
+# 80% of that capped rate (lost queries should be 0). Servers are stopped by
+# PID; every run is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${BENCH_SECONDS:-15}"
+
+packages=()
+command -v dnsperf >/dev/null || packages+=(dnsperf)
+command -v knotd >/dev/null || packages+=(knot)
+command -v nsd >/dev/null || packages+=(nsd)
+command -v dig >/dev/null || packages+=(bind9-dnsutils)
+if [ "${#packages[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+cargo build --release --quiet
+timepool=target/release/timepool
+geoip=$(scripts/geoip.sh)
+
+work=$(mktemp -d)
+server_pid=""
+cgroup=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  [ -n "$cgroup" ] && [ -d "$cgroup" ] && rmdir "$cgroup" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$timepool" bench-snapshot --geoip "$geoip" --servers 3000 --out "$work/pool.json" --clients "$work/clients.txt"
+python3 scripts/bench-queries.py "$work/pool.json" "$work/clients.txt" "$work/queries.raw" "$work/pool.ntp.org.zone" 20000
+port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ticks=$(getconf CLK_TCK)
+
+# The cgroup that caps a server at 25% of one core (v2 or v1 hierarchy).
+make_cgroup() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    cgroup=/sys/fs/cgroup/timepool-bench-$$
+    mkdir -p "$cgroup"
+    echo "25000 100000" > "$cgroup/cpu.max"
+    root_procs=/sys/fs/cgroup/cgroup.procs
+  else
+    cgroup=/sys/fs/cgroup/cpu/timepool-bench-$$
+    mkdir -p "$cgroup"
+    echo 100000 > "$cgroup/cpu.cfs_period_us"
+    echo 25000 > "$cgroup/cpu.cfs_quota_us"
+    root_procs=/sys/fs/cgroup/cpu/cgroup.procs
+  fi
+}
+make_cgroup
+
+# The server's process and its children (NSD forks its workers).
+tree_pids() {
+  local pid=$1
+  echo "$pid"
+  for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do tree_pids "$child"; done
+}
+cpu_ticks() { # utime + stime of the whole process tree
+  local total=0
+  for pid in $(tree_pids "$1"); do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+move_tree() { # cgroup.procs file
+  for pid in $(tree_pids "$server_pid"); do echo "$pid" > "$1" 2>/dev/null || true; done
+}
+
+start_server() { # name, command...
+  local name=$1; shift
+  taskset -c 0 "$@" > "$work/$name.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    if dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short pool.ntp.org SOA >/dev/null 2>&1 \
+       && [ -n "$(dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short de.pool.ntp.org A 2>/dev/null)" ]; then
+      return 0
+    fi
+    kill -0 "$server_pid" 2>/dev/null || { echo "$name died:"; cat "$work/$name.log"; exit 1; }
+    sleep 0.2
+  done
+  echo "$name did not answer"; cat "$work/$name.log"; exit 1
+}
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# One dnsperf run; prints "qps lost avg_latency_us cpu_us_per_query".
+measure() { # extra dnsperf args...
+  local before after output completed lost qps latency
+  before=$(cpu_ticks "$server_pid")
+  output=$(taskset -c 1 dnsperf -B -d "$work/queries.raw" -s 127.0.0.1 -p "$port" \
+    -l "$seconds" -c 4 -q 200 -t 1 "$@" 2>&1)
+  after=$(cpu_ticks "$server_pid")
+  completed=$(awk '/Queries completed:/ {print $3}' <<<"$output")
+  lost=$(awk '/Queries lost:/ {print $3}' <<<"$output")
+  qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' <<<"$output")
+  latency=$(awk '/Average Latency/ {printf "%.0f", $4 * 1000000}' <<<"$output")
+  awk -v q="$qps" -v l="$lost" -v lat="$latency" -v c="$completed" -v t=$((after - before)) -v hz="$ticks" \
+    'BEGIN { printf "%s %s %s %.2f\n", q, l, lat, (c > 0 ? t * 1000000 / hz / c : 0) }'
+}
+
+declare -A result
+printf '%-9s | %-34s | %-20s | %s\n' "" "uncapped" "capped at 25% of a core" "at 80% of the capped rate"
+printf '%-9s | %8s %6s %8s %9s | %9s %10s | %8s %6s\n' server "q/s" lost "avg us" "cpu us/q" "q/s" lost "q/s" lost
+run_all() { # name
+  local name=$1 q l lat cpu cq cl clat ccpu rate eq el elat ecpu
+  read -r q l lat cpu <<<"$(measure)"
+  move_tree "$cgroup/cgroup.procs"
+  read -r cq cl clat ccpu <<<"$(measure)"
+  rate=$((cq * 8 / 10))
+  read -r eq el elat ecpu <<<"$(measure -Q "$rate")"
+  move_tree "$root_procs"
+  result[$name]="$q $l $lat $cpu $cq $cl $eq $el"
+  printf '%-9s | %8s %6s %8s %9s | %9s %10s | %8s %6s\n' "$name" "$q" "$l" "$lat" "$cpu" "$cq" "$cl" "$eq" "$el"
+}
+
+echo "== $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $seconds s per run; servers on CPU 0, dnsperf on CPU 1"
+
+start_server timepool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
+  --geoip "$geoip" --threads 1 --reload-interval 3600
+echo "timepool RSS with 3000 servers and the GeoIP table: $(awk '/VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
+run_all timepool
+stop_server
+
+mkdir -p "$work/knot"
+cat > "$work/knot.conf" <<CONF
+server:
+    rundir: "$work/knot"
+    listen: 127.0.0.1@$port
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$work/knot"
+log:
+  - target: stderr
+    any: error
+zone:
+  - domain: pool.ntp.org
+    file: "$work/pool.ntp.org.zone"
+    journal-content: none
+    zonefile-load: whole
+CONF
+start_server knot knotd -c "$work/knot.conf"
+run_all knot
+stop_server
+
+cat > "$work/nsd.conf" <<CONF
+server:
+    ip-address: 127.0.0.1@$port
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$work"
+    pidfile: "$work/nsd.pid"
+    database: ""
+    zonelistfile: "$work/zone.list"
+    xfrdfile: "$work/xfrd.state"
+    xfrdir: "$work"
+    verbosity: 0
+remote-control:
+    control-enable: no
+zone:
+    name: pool.ntp.org
+    zonefile: "$work/pool.ntp.org.zone"
+CONF
+start_server nsd nsd -d -c "$work/nsd.conf"
+run_all nsd
+stop_server
+
+# The reflector answers every name with the query itself; start_server's
+# check needs an answer section, so it is checked by hand.
+taskset -c 0 "$timepool" bench-reflector --listen "127.0.0.1:$port" --threads 1 > "$work/null.log" 2>&1 &
+server_pid=$!
+sleep 0.5
+run_all null
+stop_server
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+field() { cut -d' ' -f"$2" <<<"${result[$1]}"; } # name, column (1 q/s, 4 cpu, 5 capped q/s)
+echo
+echo "capped q/s ratios: timepool/knot $(ratio "$(field timepool 5)" "$(field knot 5)")," \
+  "timepool/nsd $(ratio "$(field timepool 5)" "$(field nsd 5)")," \
+  "timepool/null $(ratio "$(field timepool 5)" "$(field null 5)")"
+echo "uncapped cpu us per query: timepool $(field timepool 4), knot $(field knot 4), nsd $(field nsd 4)," \
+  "null $(field null 4); timepool - null = $(awk -v a="$(field timepool 4)" -v b="$(field null 4)" 'BEGIN { printf "%.2f", a - b }') us"
