@@ -98,6 +98,23 @@ pub fn deal_numbered<R: Rng + ?Sized>(servers: &[u64], rng: &mut R) -> Vec<Vec<u
     labels
 }
 
+/// A zone's parent and its servers' ids by family, while building.
+struct ZoneMembers {
+    parent: Option<String>,
+    v4: Vec<u64>,
+    v6: Vec<u64>,
+}
+
+impl ZoneMembers {
+    fn under(parent: Option<String>) -> Self {
+        ZoneMembers {
+            parent,
+            v4: Vec::new(),
+            v6: Vec::new(),
+        }
+    }
+}
+
 /// Build a snapshot document (format v1). `aliases` maps alias names to
 /// zone names (`gb` -> `uk`, vendor zones -> `@`). The caller validates it
 /// with `snapshot::load_bytes` before publishing.
@@ -109,11 +126,10 @@ pub fn build_document<R: Rng + ?Sized>(
     aliases: &BTreeMap<String, String>,
     rng: &mut R,
 ) -> Value {
-    // zone -> (parent, IPv4 ids, IPv6 ids)
-    let mut zones: BTreeMap<String, (Option<String>, Vec<u64>, Vec<u64>)> = BTreeMap::new();
-    zones.insert("@".into(), (None, Vec::new(), Vec::new()));
+    let mut zones: BTreeMap<String, ZoneMembers> = BTreeMap::new();
+    zones.insert("@".into(), ZoneMembers::under(None));
     for continent in CONTINENT_ZONES {
-        zones.insert(continent.into(), (Some("@".into()), Vec::new(), Vec::new()));
+        zones.insert(continent.into(), ZoneMembers::under(Some("@".into())));
     }
     for server in servers {
         let mut chain: Vec<(String, Option<String>)> = Vec::new();
@@ -130,16 +146,24 @@ pub fn build_document<R: Rng + ?Sized>(
         for (zone, parent) in chain {
             let entry = zones
                 .entry(zone)
-                .or_insert_with(|| (parent, Vec::new(), Vec::new()));
+                .or_insert_with(|| ZoneMembers::under(parent));
             if server.address.is_ipv6() {
-                entry.2.push(server.id);
+                entry.v6.push(server.id);
             } else {
-                entry.1.push(server.id);
+                entry.v4.push(server.id);
             }
         }
     }
     let mut zone_documents = serde_json::Map::new();
-    for (name, (parent, mut v4, mut v6)) in zones {
+    for (
+        name,
+        ZoneMembers {
+            parent,
+            mut v4,
+            mut v6,
+        },
+    ) in zones
+    {
         v4.sort_unstable();
         v6.sort_unstable();
         let dealt4 = deal_numbered(&v4, rng);
