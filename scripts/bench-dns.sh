@@ -172,6 +172,10 @@ server:
     xfrdfile: "$work/xfrd.state"
     xfrdir: "$work"
     verbosity: 0
+    # Debian builds NSD with response rate limiting on (200 q/s per
+    # source); one benchmark client would be limited, not measured.
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
 remote-control:
     control-enable: no
 zone:

@@ -454,13 +454,22 @@ fn write_addresses<R: Rng + ?Sized>(
         }
         current = zone.parent;
     }
-    let record_type = if v6 { rtype::AAAA } else { rtype::A };
+    // Every record has the same owner (a pointer to the question), type,
+    // class, TTL and length: build that header once.
+    let (record_type, rdlength) = if v6 {
+        (rtype::AAAA, 16u16)
+    } else {
+        (rtype::A, 4u16)
+    };
+    let mut header = [0u8; 12];
+    header[..2].copy_from_slice(&(0xC000 | HEADER_LEN as u16).to_be_bytes());
+    header[2..4].copy_from_slice(&record_type.to_be_bytes());
+    header[4..6].copy_from_slice(&class::IN.to_be_bytes());
+    header[6..10].copy_from_slice(&origin.answer_ttl.to_be_bytes());
+    header[10..12].copy_from_slice(&rdlength.to_be_bytes());
     for &server in picked.as_slice() {
         let address = &table.servers[server as usize];
-        writer.push_pointer(HEADER_LEN as u16)?;
-        let rdlength_at = writer.begin_record(record_type, class::IN, origin.answer_ttl)?;
-        writer.push_bytes(address.rdata())?;
-        writer.end_record(Section::Answer, rdlength_at);
+        writer.push_record(Section::Answer, &header, address.rdata())?;
     }
     Ok(!picked.is_empty())
 }

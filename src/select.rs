@@ -171,11 +171,37 @@ impl Candidates {
 
     /// Every server not yet picked, in a weighted random order (so the
     /// first address, which many clients use, still follows the weights).
+    /// Called when at most `MAX_PICKS` remain: they are gathered once on
+    /// the stack and ordered by successive weighted draws among them.
     fn take_all_remaining<R: Rng + ?Sized>(&self, rng: &mut R, picked: &mut Picked) {
-        while picked.len() < MAX_PICKS {
-            if !self.draw_linear(rng, picked) {
-                return;
+        let mut remaining = [(0u32, 0u64); MAX_PICKS];
+        let mut count = 0;
+        let mut total = 0u64;
+        for (&server, &weight) in self.servers.iter().zip(self.weights.iter()) {
+            if count == MAX_PICKS {
+                break;
             }
+            if !picked.contains(server) {
+                remaining[count] = (server, u64::from(weight));
+                total += u64::from(weight);
+                count += 1;
+            }
+        }
+        while count > 0 && picked.len() < MAX_PICKS {
+            let mut target = uniform_below(rng, total);
+            let mut chosen = count - 1;
+            for (i, &(_, weight)) in remaining[..count].iter().enumerate() {
+                if target < weight {
+                    chosen = i;
+                    break;
+                }
+                target -= weight;
+            }
+            let (server, weight) = remaining[chosen];
+            picked.push(server);
+            total -= weight;
+            remaining[chosen] = remaining[count - 1];
+            count -= 1;
         }
     }
 

@@ -200,6 +200,27 @@ impl<'b> MessageWriter<'b> {
         self.counts[section as usize] += 1;
     }
 
+    /// Write a whole record from a ready header (owner, type, class, TTL,
+    /// RDLENGTH) and its data, and count it: one bounds check.
+    #[inline]
+    pub fn push_record(
+        &mut self,
+        section: Section,
+        header: &[u8],
+        rdata: &[u8],
+    ) -> Result<(), NoSpace> {
+        let end = self.len + header.len() + rdata.len();
+        if end > self.limit {
+            return Err(NoSpace);
+        }
+        let middle = self.len + header.len();
+        self.buf[self.len..middle].copy_from_slice(header);
+        self.buf[middle..end].copy_from_slice(rdata);
+        self.len = end;
+        self.counts[section as usize] += 1;
+        Ok(())
+    }
+
     /// Write the section counts and return the message length.
     pub fn finish(self) -> usize {
         for (i, count) in self.counts.iter().enumerate() {
