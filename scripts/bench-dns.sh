@@ -70,7 +70,8 @@ cpu_ticks() { # utime + stime of the whole process tree
   local total=0
   for pid in $(tree_pids "$1"); do
     [ -r "/proc/$pid/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    # Fields after "PID (COMM) ": the name may hold spaces ("nsd: main").
+    total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
   done
   echo "$total"
 }
