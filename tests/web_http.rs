@@ -1091,3 +1091,40 @@ async fn expired_invites_and_past_deletions() {
     })
     .await;
 }
+
+/// With a GeoIP database, a new server's country comes from its address
+/// (GeoIP's GB is the pool's uk); the operator may still override it.
+#[tokio::test]
+async fn geoip_places_new_servers() {
+    web_support::for_each_engine_with_geo(false, true, |app| async move {
+        let mut c = app.client();
+        c.signup("geo@example.net").await;
+        for address in ["85.214.1.1", "81.2.69.7"] {
+            let r = c
+                .post(
+                    "/manage/servers",
+                    &[("address", address), ("zone", ""), ("netspeed", "10000")],
+                )
+                .await;
+            assert!(
+                r.status == StatusCode::SEE_OTHER || r.status == StatusCode::FOUND,
+                "{address} added without choosing a zone: {} {}",
+                r.status,
+                r.body
+            );
+        }
+        let list = c.get("/manage").await;
+        list.assert(
+            StatusCode::OK,
+            &["85.214.1.1", "de, europe, @", "81.2.69.7", "uk, europe, @"],
+        );
+        // An address GeoIP does not know still needs a country.
+        c.post(
+            "/manage/servers",
+            &[("address", "9.9.9.9"), ("zone", ""), ("netspeed", "10000")],
+        )
+        .await
+        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["choose its country"]);
+    })
+    .await;
+}

@@ -3,12 +3,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The country zone for an address from GeoIP.
-///
-/// Hook for the GeoIP database the DNS daemon uses (the same .mmdb): until it
-/// is wired in, this knows nothing and the operator's manual choice decides.
-pub fn zone_for_address(_addr: IpAddr) -> Option<String> {
-    None
+/// The country zone of an address from GeoIP (the same .mmdb as the DNS
+/// daemon): GeoIP's `GB` is the pool's `uk`. `None` when the database does
+/// not know the address (or there is none); the operator then chooses.
+pub fn zone_for_address(geo: &crate::geo::GeoTable, addr: IpAddr) -> Option<String> {
+    let country = geo.lookup(addr).country?;
+    let zone = match country.as_str() {
+        "gb" => "uk",
+        other => other,
+    };
+    crate::db::zone_tree::is_country(zone).then(|| zone.to_string())
 }
 
 /// Why an address cannot serve the public, or Ok for a public unicast one.

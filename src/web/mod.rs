@@ -79,6 +79,11 @@ pub struct WebArgs {
     /// Seconds the zone counts are reused between page views [default: 10].
     #[arg(long, env = "TIMEPOOL_COUNTS_CACHE_SECS")]
     pub counts_cache_secs: Option<u64>,
+    /// MaxMind .mmdb that places new servers in their country (the DNS
+    /// daemon's database) [default: /var/lib/GeoIP/GeoLite2-Country.mmdb or
+    /// /usr/share/GeoIP/GeoLite2-Country.mmdb when present].
+    #[arg(long, env = "TIMEPOOL_GEOIP")]
+    pub geoip: Option<PathBuf>,
 }
 
 /// The config file's keys; all optional.
@@ -92,6 +97,7 @@ pub struct FileConfig {
     pub allow_loopback: Option<bool>,
     pub secure_cookies: Option<bool>,
     pub counts_cache_secs: Option<u64>,
+    pub geoip: Option<PathBuf>,
 }
 
 /// The resolved settings the app runs with.
@@ -104,6 +110,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// How long zone counts (home, zone pages, API) are reused; 0 = always fresh.
     pub counts_cache_secs: u64,
+    /// The GeoIP database, if any.
+    pub geoip: Option<PathBuf>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -150,6 +158,15 @@ impl Settings {
                 .counts_cache_secs
                 .or(file.counts_cache_secs)
                 .unwrap_or(10),
+            geoip: args.geoip.clone().or(file.geoip).or_else(|| {
+                [
+                    "/var/lib/GeoIP/GeoLite2-Country.mmdb",
+                    "/usr/share/GeoIP/GeoLite2-Country.mmdb",
+                ]
+                .iter()
+                .map(PathBuf::from)
+                .find(|path| path.exists())
+            }),
         })
     }
 }
@@ -173,6 +190,8 @@ pub struct AppState {
     pub limiter: Arc<session::LoginLimiter>,
     counts: Arc<tokio::sync::Mutex<Option<CachedCounts>>>,
     pub graphs: Arc<graph::GraphCache>,
+    /// GeoIP for new servers' zones; empty when no database is configured.
+    pub geo: Arc<crate::geo::GeoTable>,
 }
 
 /// Zone counts and when they were read. Counting joins every server's zones,
@@ -190,7 +209,14 @@ impl AppState {
             limiter: Arc::default(),
             counts: Arc::default(),
             graphs: Arc::default(),
+            geo: Arc::new(crate::geo::GeoTable::empty()),
         }
+    }
+
+    /// Use this GeoIP table to place new servers.
+    pub fn with_geo(mut self, geo: crate::geo::GeoTable) -> AppState {
+        self.geo = Arc::new(geo);
+        self
     }
 
     /// The zone counts, at most `counts_cache_secs` old. One request
@@ -362,7 +388,19 @@ pub async fn run(args: WebArgs) -> Result<(), BoxError> {
         engine = ?db.engine,
         "timepool web listening"
     );
-    let app = router(AppState::new(db.clone(), settings));
+    let geo = match settings.geoip.clone() {
+        Some(path) => {
+            let geo =
+                tokio::task::spawn_blocking(move || crate::geo::GeoTable::open(&path)).await??;
+            tracing::info!(database = geo.description(), "GeoIP places new servers");
+            geo
+        }
+        None => {
+            tracing::warn!("no GeoIP database: operators choose each new server's country");
+            crate::geo::GeoTable::empty()
+        }
+    };
+    let app = router(AppState::new(db.clone(), settings).with_geo(geo));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -166,7 +166,7 @@ pub async fn add(
                 errors.add("address", msg);
                 break;
             }
-            planned.push((*addr, zone_for_address(*addr)));
+            planned.push((*addr, zone_for_address(&state.geo, *addr)));
         }
     }
     if errors.is_empty() && zone_override.is_none() && planned.iter().any(|(_, geo)| geo.is_none())

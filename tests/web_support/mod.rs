@@ -71,6 +71,7 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         secure_cookies: false,
         // Tests read counts right after changing servers.
         counts_cache_secs: 0,
+        geoip: None,
     }
 }
 
@@ -96,11 +97,28 @@ where
     F: Fn(TestApp) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    for_each_engine_with_geo(allow_loopback, false, body).await
+}
+
+/// The same, with the project's test GeoIP database placing new servers
+/// when `with_geo` is set.
+pub async fn for_each_engine_with_geo<F, Fut>(allow_loopback: bool, with_geo: bool, body: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     for (engine, url) in database_urls().await {
         let db = Db::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("{engine}: connect {url}: {e}"));
-        let router = router(AppState::new(db.clone(), settings(&url, allow_loopback)));
+        let mut state = AppState::new(db.clone(), settings(&url, allow_loopback));
+        if with_geo {
+            let database = timepool::geo::testdata::write_test_database();
+            state = state.with_geo(
+                timepool::geo::GeoTable::from_bytes(database, "test database").expect("test GeoIP"),
+            );
+        }
+        let router = router(state);
         eprintln!("--- engine: {engine}");
         body(TestApp {
             engine,
