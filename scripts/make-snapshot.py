@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
-"""Write a timepool snapshot (format v1) of made-up servers, deterministically.
+"""Write zones/example.json, a snapshot (format v1) of made-up servers.
 
-  scripts/make-snapshot.py --example            > zones/example.json
-  scripts/make-snapshot.py --servers 3000 --countries 243 --seed 7 > big.json
+  scripts/make-snapshot.py > zones/example.json
 
-The example uses documentation addresses (RFC 5737, RFC 3849) only. The
-large one (for benchmarks) uses addresses from 100.64.0.0/10-free public
-space that is never contacted: the DNS daemon only hands them out.
+Deterministic; documentation addresses only (RFC 5737, RFC 3849). The
+pool-sized snapshot of the benchmarks comes from `timepool bench-snapshot`
+(src/bench.rs), which uses the zone builder's own rules.
 
 Numbered labels are dealt as design.md section 4 says (N < 8: every label
 gets all; else one shuffle deals k = max(2, N // 4) to each of 0..3, the
@@ -110,47 +109,15 @@ def documentation_v4():
         yield from ipaddress.ip_network(net).hosts()
 
 
-def large_v4(count):
-    # 11.0.0.0/8 and up: public space, only ever handed out, never contacted.
-    base = int(ipaddress.IPv4Address("11.0.0.0"))
-    for i in range(count):
-        yield ipaddress.IPv4Address(base + 256 * i + 1)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--example", action="store_true")
-    parser.add_argument("--servers", type=int, default=3000)
-    parser.add_argument("--countries", type=int, default=243)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--serial", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    if args.example:
-        snapshot = build(EXAMPLE_COUNTRIES, documentation_v4(),
-                         [ipaddress.IPv6Address("2001:db8::")], rng,
-                         args.serial, ["debian"])
-    else:
-        # Country-like zone names aa, ab, ... spread over the continents,
-        # servers spread unevenly (a few big countries, a long tail).
-        names = [a + b for a in "abcdefghijklmnopqrstuvwxyz"
-                 for b in "abcdefghijklmnopqrstuvwxyz"][:args.countries]
-        weights = [1.0 / (i + 1) ** 0.8 for i in range(len(names))]
-        total = sum(weights)
-        countries = []
-        remaining = args.servers
-        for i, name in enumerate(names):
-            share = max(1, round(args.servers * weights[i] / total))
-            share = min(share, remaining) if i < len(names) - 1 else remaining
-            remaining -= share
-            n6 = share // 4
-            countries.append((name, CONTINENTS[i % len(CONTINENTS)],
-                              share - n6, n6))
-        total4 = sum(c[2] for c in countries)
-        snapshot = build(countries, large_v4(total4),
-                         [ipaddress.IPv6Address("2a00:1000::")], rng,
-                         args.serial, ["debian", "ubuntu", "android"])
-        snapshot["origins"][0]["ipv6_everywhere"] = True
+    snapshot = build(EXAMPLE_COUNTRIES, documentation_v4(),
+                     [ipaddress.IPv6Address("2001:db8::")], rng,
+                     args.serial, ["debian"])
     print(json.dumps(snapshot, indent=1))
 
 
