@@ -31,41 +31,63 @@ fn in_v4(address: Ipv4Addr, network: [u8; 4], prefix: u32) -> bool {
 }
 
 fn v4_reason(address: Ipv4Addr) -> Option<&'static str> {
+    // IANA's special-purpose registry; the order matters only for the text.
     const RANGES: &[([u8; 4], u32, &str)] = &[
-        ([0, 0, 0, 0], 8, "is in 0.0.0.0/8 (this network)"),
-        ([10, 0, 0, 0], 8, "is private (10.0.0.0/8)"),
+        (
+            [0, 0, 0, 0],
+            8,
+            "is unspecified (0.0.0.0/8, \"this network\")",
+        ),
+        ([10, 0, 0, 0], 8, "is a private address (10.0.0.0/8)"),
         (
             [100, 64, 0, 0],
             10,
-            "is shared address space (100.64.0.0/10, carrier-grade NAT)",
+            "is shared address space for carrier-grade NAT (100.64.0.0/10)",
         ),
-        ([127, 0, 0, 0], 8, "is loopback (127.0.0.0/8)"),
-        ([169, 254, 0, 0], 16, "is link-local (169.254.0.0/16)"),
-        ([172, 16, 0, 0], 12, "is private (172.16.0.0/12)"),
+        ([127, 0, 0, 0], 8, "is a loopback address (127.0.0.0/8)"),
+        (
+            [169, 254, 0, 0],
+            16,
+            "is a link-local address (169.254.0.0/16)",
+        ),
+        ([172, 16, 0, 0], 12, "is a private address (172.16.0.0/12)"),
         (
             [192, 0, 0, 0],
             24,
-            "is reserved for protocol assignments (192.0.0.0/24)",
+            "is reserved for IETF protocol assignments (192.0.0.0/24)",
         ),
-        ([192, 0, 2, 0], 24, "is for documentation (192.0.2.0/24)"),
+        (
+            [192, 0, 2, 0],
+            24,
+            "is reserved for documentation (192.0.2.0/24)",
+        ),
         (
             [192, 88, 99, 0],
             24,
-            "is reserved (192.88.99.0/24, former 6to4 relay)",
+            "is reserved (192.88.99.0/24, the former 6to4 relay anycast)",
         ),
-        ([192, 168, 0, 0], 16, "is private (192.168.0.0/16)"),
-        ([198, 18, 0, 0], 15, "is for benchmarking (198.18.0.0/15)"),
+        (
+            [192, 168, 0, 0],
+            16,
+            "is a private address (192.168.0.0/16)",
+        ),
+        (
+            [198, 18, 0, 0],
+            15,
+            "is reserved for benchmarking (198.18.0.0/15)",
+        ),
         (
             [198, 51, 100, 0],
             24,
-            "is for documentation (198.51.100.0/24)",
+            "is reserved for documentation (198.51.100.0/24)",
         ),
         (
             [203, 0, 113, 0],
             24,
-            "is for documentation (203.0.113.0/24)",
+            "is reserved for documentation (203.0.113.0/24)",
         ),
-        ([224, 0, 0, 0], 4, "is multicast (224.0.0.0/4)"),
+        ([224, 0, 0, 0], 4, "is a multicast address (224.0.0.0/4)"),
+        ([255, 255, 255, 255], 32, "is the broadcast address"),
         ([240, 0, 0, 0], 4, "is reserved (240.0.0.0/4)"),
     ];
     RANGES
@@ -75,9 +97,6 @@ fn v4_reason(address: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn v6_reason(address: Ipv6Addr) -> Option<&'static str> {
-    if let Some(v4) = address.to_ipv4_mapped() {
-        return v4_reason(v4).or(Some("is an IPv4-mapped IPv6 address"));
-    }
     let bits = u128::from(address);
     let within = |network: u128, prefix: u32| {
         let mask = if prefix == 0 {
@@ -87,38 +106,49 @@ fn v6_reason(address: Ipv6Addr) -> Option<&'static str> {
         };
         bits & mask == network & mask
     };
-    if address.is_unspecified() {
-        return Some("is unspecified (::)");
-    }
-    if address.is_loopback() {
-        return Some("is loopback (::1)");
-    }
-    if within(0xff00 << 112, 8) {
-        return Some("is multicast (ff00::/8)");
-    }
-    if within(0xfe80 << 112, 10) {
-        return Some("is link-local (fe80::/10)");
-    }
-    if within(0xfc00 << 112, 7) {
-        return Some("is a unique local address (fc00::/7)");
-    }
-    if within(0x2001_0db8 << 96, 32) {
-        return Some("is for documentation (2001:db8::/32)");
-    }
-    if within(0x3fff << 112, 20) {
-        return Some("is for documentation (3fff::/20)");
-    }
-    if within(0x0064_ff9b_0001 << 80, 48) {
-        return Some("is for local NAT64 (64:ff9b:1::/48)");
-    }
-    if within(0x0100 << 112, 64) {
-        return Some("is a discard prefix (100::/64)");
-    }
-    if within(0x2001 << 112, 23) {
-        return Some("is reserved for IETF protocol assignments (2001::/23)");
-    }
-    if within(0x2002 << 112, 16) {
-        return Some("is a 6to4 address (2002::/16)");
+    const RANGES: &[(u128, u32, &str)] = &[
+        (0, 128, "is the unspecified address (::)"),
+        (1, 128, "is a loopback address (::1)"),
+        (
+            0xffff << 32,
+            96,
+            "is an IPv4-mapped address; use the IPv4 address instead",
+        ),
+        (0xff00 << 112, 8, "is a multicast address (ff00::/8)"),
+        (0xfe80 << 112, 10, "is a link-local address (fe80::/10)"),
+        (
+            0xfc00 << 112,
+            7,
+            "is a unique local (private) address (fc00::/7)",
+        ),
+        (
+            0x2001_0db8 << 96,
+            32,
+            "is reserved for documentation (2001:db8::/32)",
+        ),
+        (
+            0x3fff << 112,
+            20,
+            "is reserved for documentation (3fff::/20)",
+        ),
+        (
+            0x0064_ff9b_0001 << 80,
+            48,
+            "is for local NAT64 (64:ff9b:1::/48)",
+        ),
+        (0x0100 << 112, 64, "is a discard prefix (100::/64)"),
+        (
+            0x2001 << 112,
+            23,
+            "is reserved for IETF protocol assignments (2001::/23)",
+        ),
+        (0x2002 << 112, 16, "is a 6to4 address (2002::/16)"),
+    ];
+    if let Some(&(_, _, reason)) = RANGES
+        .iter()
+        .find(|(network, prefix, _)| within(*network, *prefix))
+    {
+        return Some(reason);
     }
     if !within(0x2000 << 112, 3) {
         return Some("is outside global unicast space (2000::/3)");
@@ -136,23 +166,27 @@ mod tests {
             ("85.10.1.7", None),
             ("8.8.8.8", None),
             ("2a01:4f8::1", None),
-            ("10.1.2.3", Some("private")),
+            ("10.1.2.3", Some("private address (10.0.0.0/8)")),
             ("172.31.0.1", Some("private")),
             ("192.168.1.1", Some("private")),
             ("127.0.0.1", Some("loopback")),
             ("169.254.1.1", Some("link-local")),
             ("100.64.1.1", Some("shared")),
+            ("0.1.2.3", Some("unspecified")),
             ("192.0.2.1", Some("documentation")),
             ("224.0.0.1", Some("multicast")),
-            ("255.255.255.255", Some("reserved")),
+            ("255.255.255.255", Some("broadcast")),
+            ("240.1.2.3", Some("reserved")),
             ("::1", Some("loopback")),
             ("::", Some("unspecified")),
             ("fe80::1", Some("link-local")),
             ("fd00::1", Some("unique local")),
             ("2001:db8::1", Some("documentation")),
             ("ff02::1", Some("multicast")),
-            ("::ffff:10.0.0.1", Some("private")),
+            ("::ffff:10.0.0.1", Some("IPv4-mapped")),
             ("::ffff:8.8.8.8", Some("IPv4-mapped")),
+            ("2002::1", Some("6to4")),
+            ("2001:200::1", None),
         ];
         for (text, expected) in cases {
             let reason = non_public_reason(text.parse().unwrap());

@@ -1,7 +1,7 @@
 //! What an operator may add: public unicast addresses, typed directly or as
 //! a hostname whose A and AAAA records are taken.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// The country zone of an address from GeoIP (the same .mmdb as the DNS
 /// daemon): GeoIP's `GB` is the pool's `uk`. `None` when the database does
@@ -16,123 +16,16 @@ pub fn zone_for_address(geo: &crate::geo::GeoTable, addr: IpAddr) -> Option<Stri
 }
 
 /// Why an address cannot serve the public, or Ok for a public unicast one.
+/// One classifier decides this for the web app and the DNS daemon
+/// (`crate::netaddr`); loopback is allowed here only for tests and demos.
 pub fn check_public(addr: IpAddr, allow_loopback: bool) -> Result<(), &'static str> {
-    if addr.is_loopback() {
-        return if allow_loopback {
-            Ok(())
-        } else {
-            Err("is a loopback address")
-        };
+    if addr.is_loopback() && allow_loopback {
+        return Ok(());
     }
-    match addr {
-        IpAddr::V4(v4) => check_v4(v4),
-        IpAddr::V6(v6) => check_v6(v6),
-    }
-}
-
-fn in_v4(addr: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    u32::from(addr) & mask == u32::from(Ipv4Addr::from(net)) & mask
-}
-
-fn check_v4(a: Ipv4Addr) -> Result<(), &'static str> {
-    // Order matters only for the message; the ranges are IANA's special-purpose registry.
-    const RULES: &[([u8; 4], u32, &str)] = &[
-        (
-            [0, 0, 0, 0],
-            8,
-            "is unspecified (0.0.0.0/8, \"this network\")",
-        ),
-        ([10, 0, 0, 0], 8, "is a private address (10.0.0.0/8)"),
-        (
-            [100, 64, 0, 0],
-            10,
-            "is shared address space for carrier-grade NAT (100.64.0.0/10)",
-        ),
-        (
-            [169, 254, 0, 0],
-            16,
-            "is a link-local address (169.254.0.0/16)",
-        ),
-        ([172, 16, 0, 0], 12, "is a private address (172.16.0.0/12)"),
-        (
-            [192, 0, 0, 0],
-            24,
-            "is reserved for IETF protocol assignments (192.0.0.0/24)",
-        ),
-        (
-            [192, 0, 2, 0],
-            24,
-            "is reserved for documentation (192.0.2.0/24)",
-        ),
-        (
-            [192, 168, 0, 0],
-            16,
-            "is a private address (192.168.0.0/16)",
-        ),
-        (
-            [198, 18, 0, 0],
-            15,
-            "is reserved for benchmarking (198.18.0.0/15)",
-        ),
-        (
-            [198, 51, 100, 0],
-            24,
-            "is reserved for documentation (198.51.100.0/24)",
-        ),
-        (
-            [203, 0, 113, 0],
-            24,
-            "is reserved for documentation (203.0.113.0/24)",
-        ),
-        ([224, 0, 0, 0], 4, "is a multicast address (224.0.0.0/4)"),
-        ([255, 255, 255, 255], 32, "is the broadcast address"),
-        ([240, 0, 0, 0], 4, "is reserved (240.0.0.0/4)"),
-    ];
-    match RULES
-        .iter()
-        .find(|(net, prefix, _)| in_v4(a, *net, *prefix))
-    {
-        Some((_, _, reason)) => Err(reason),
+    match crate::netaddr::non_public_reason(addr) {
+        Some(reason) => Err(reason),
         None => Ok(()),
     }
-}
-
-fn check_v6(a: Ipv6Addr) -> Result<(), &'static str> {
-    let s = a.segments();
-    if a.is_unspecified() {
-        return Err("is the unspecified address (::)");
-    }
-    if a.to_ipv4_mapped().is_some() {
-        return Err("is an IPv4-mapped address; add the IPv4 address instead");
-    }
-    if s[0] & 0xff00 == 0xff00 {
-        return Err("is a multicast address (ff00::/8)");
-    }
-    if s[0] & 0xffc0 == 0xfe80 {
-        return Err("is a link-local address (fe80::/10)");
-    }
-    if s[0] & 0xfe00 == 0xfc00 {
-        return Err("is a unique local (private) address (fc00::/7)");
-    }
-    if s[0] == 0x2001 && s[1] == 0x0db8 || s[0] & 0xfff0 == 0x3ff0 {
-        return Err("is reserved for documentation (2001:db8::/32, 3fff::/20)");
-    }
-    if s[0] == 0x2001 && s[1] < 0x0200 {
-        return Err("is reserved for IETF protocol assignments (2001::/23)");
-    }
-    if s[0] == 0x2002 {
-        return Err("is a 6to4 address (2002::/16)");
-    }
-    // Everything outside 2000::/3 is not global unicast.
-    if s[0] & 0xe000 != 0x2000 {
-        return Err("is reserved (not in global unicast 2000::/3)");
-    }
-    Ok(())
 }
 
 /// The outcome of resolving what the operator typed.
