@@ -189,6 +189,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub limiter: Arc<session::LoginLimiter>,
     counts: Arc<tokio::sync::Mutex<Option<CachedCounts>>>,
+    /// Set while a background task recounts the zones.
+    counts_refreshing: Arc<std::sync::atomic::AtomicBool>,
     pub graphs: Arc<graph::GraphCache>,
     /// GeoIP for new servers' zones; empty when no database is configured.
     pub geo: Arc<crate::geo::GeoTable>,
@@ -208,6 +210,7 @@ impl AppState {
             settings: Arc::new(settings),
             limiter: Arc::default(),
             counts: Arc::default(),
+            counts_refreshing: Arc::default(),
             graphs: Arc::default(),
             geo: Arc::new(crate::geo::GeoTable::empty()),
         }
@@ -219,18 +222,39 @@ impl AppState {
         self
     }
 
-    /// The zone counts, at most `counts_cache_secs` old. One request
-    /// recounts while the others wait for its result.
+    /// The zone counts, about `counts_cache_secs` old at most. When they are
+    /// stale, the request is served the previous counts while one
+    /// background task recounts: no request waits for a recount (which
+    /// joins every server's zones) except the very first, or every request
+    /// when the cache is off (`counts_cache_secs = 0`).
     pub async fn zone_counts(&self) -> Result<Arc<HashMap<String, ZoneCount>>, crate::db::DbError> {
+        use std::sync::atomic::Ordering;
         let ttl = std::time::Duration::from_secs(self.settings.counts_cache_secs);
-        let mut cached = self.counts.lock().await;
-        if let Some(c) = cached.as_ref()
-            && c.at.elapsed() < ttl
-        {
-            return Ok(c.counts.clone());
+        if !ttl.is_zero() {
+            let cached = self.counts.lock().await;
+            if let Some(c) = cached.as_ref() {
+                if c.at.elapsed() >= ttl && !self.counts_refreshing.swap(true, Ordering::AcqRel) {
+                    let state = self.clone();
+                    tokio::spawn(async move {
+                        match crate::db::servers::zone_counts(&state.db).await {
+                            Ok(counts) => {
+                                *state.counts.lock().await = Some(CachedCounts {
+                                    at: std::time::Instant::now(),
+                                    counts: Arc::new(counts),
+                                });
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "recounting zones failed; serving the previous counts")
+                            }
+                        }
+                        state.counts_refreshing.store(false, Ordering::Release);
+                    });
+                }
+                return Ok(c.counts.clone());
+            }
         }
         let counts = Arc::new(crate::db::servers::zone_counts(&self.db).await?);
-        *cached = Some(CachedCounts {
+        *self.counts.lock().await = Some(CachedCounts {
             at: std::time::Instant::now(),
             counts: counts.clone(),
         });
