@@ -44,6 +44,9 @@ enum Command {
         #[command(subcommand)]
         command: timepool::web::admin::AdminCommand,
     },
+    /// Build the zone snapshot from the database and publish it to a file
+    /// (atomically; unchanged content keeps its serial). For cron.
+    BuildZones(timepool::web::zonebuilder::BuildZonesArgs),
     /// Validate a snapshot file and print every problem with its JSON path.
     CheckSnapshot {
         /// The snapshot file (JSON, format v1).
@@ -148,6 +151,9 @@ fn main() -> ExitCode {
         Command::Dns(args) => run_dns(args),
         Command::Web(args) => run_async(timepool::web::run(args)),
         Command::Admin { command } => run_async(timepool::web::admin::run_admin(command)),
+        Command::BuildZones(args) => {
+            run_async(timepool::web::zonebuilder::build_zones_command(args))
+        }
         Command::CheckSnapshot { file } => check_snapshot(&file),
         Command::BenchSnapshot {
             geoip,
