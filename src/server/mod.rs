@@ -546,7 +546,7 @@ fn follow_control_plane(shared: &Shared, poll: Duration) {
                 failures = 0;
             }
             Err(error) => {
-                if failures % 20 == 0 {
+                if failures.is_multiple_of(20) {
                     tracing::warn!(%error, serial = shared.serial(), failures, "cannot pull the snapshot; still serving the last good one");
                 }
                 failures += 1;
