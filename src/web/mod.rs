@@ -519,3 +519,14 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sample_config_in_scripts_parses() {
+        let text = include_str!("../../scripts/timepool-web.toml");
+        let config: super::FileConfig = toml::from_str(text).expect("scripts/timepool-web.toml");
+        assert_eq!(config.nameservers.map(|n| n.len()), Some(3));
+        assert!(config.snapshot_out.is_some());
+    }
+}
