@@ -51,8 +51,8 @@ pub struct DnsConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Counters shared by the workers. Relaxed atomics on separate counters;
-/// per-worker counters come with the metrics work.
+/// Counters off the UDP answer path (sends that failed, TCP, reloads):
+/// Relaxed atomics. Query counts are per worker (`metrics`).
 #[derive(Debug, Default)]
 pub struct Counters {
     pub dropped: AtomicU64,
