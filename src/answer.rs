@@ -142,11 +142,75 @@ pub fn target_zone(table: &ZoneTable, location: &Location) -> ZoneId {
         .unwrap_or(table.global)
 }
 
-/// The outcome of one query, for counters and logs.
+/// The outcome of one query, for counters and logs. Plain values, no
+/// allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub rcode: u16,
     pub truncated: bool,
+    /// The question's type; 0 when the query had no readable question.
+    pub qtype: u16,
+    pub name_kind: NameKind,
+    /// The query carried an EDNS Client Subnet option.
+    pub ecs_present: bool,
+    /// The answer was located from the ECS address (public, prefix > 0).
+    pub ecs_used: bool,
+}
+
+impl Outcome {
+    fn bare(rcode: u16) -> Outcome {
+        Outcome {
+            rcode,
+            truncated: false,
+            qtype: 0,
+            name_kind: NameKind::None,
+            ecs_present: false,
+            ecs_used: false,
+        }
+    }
+}
+
+/// What kind of name a query asked for, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    /// No name looked up (a broken query, BADVERS, another class).
+    None,
+    /// A geo-targeted name: the apex, `N.<origin>`, a vendor alias of `@`.
+    Geo,
+    /// An explicit zone: `de`, `europe`, `N.de`, `gb`.
+    Zone,
+    /// `_country`, the debug name.
+    Debug,
+    /// A name under an origin that does not exist (NXDOMAIN).
+    Unknown,
+    /// Outside every origin (REFUSED).
+    Outside,
+}
+
+impl NameKind {
+    pub const ALL: [NameKind; 6] = [
+        NameKind::None,
+        NameKind::Geo,
+        NameKind::Zone,
+        NameKind::Debug,
+        NameKind::Unknown,
+        NameKind::Outside,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NameKind::None => "none",
+            NameKind::Geo => "geo",
+            NameKind::Zone => "zone",
+            NameKind::Debug => "debug",
+            NameKind::Unknown => "nxdomain",
+            NameKind::Outside => "outside",
+        }
+    }
 }
 
 /// Answer `packet` into `out`. Returns the response length, or `None` when
@@ -197,8 +261,8 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
         && edns.version != 0
     {
         let outcome = Outcome {
-            rcode: rcode::BADVERS,
-            truncated: false,
+            qtype: query.qtype,
+            ..Outcome::bare(rcode::BADVERS)
         };
         write_opt(&mut writer, ctx.config, &query, rcode::BADVERS, 0).ok()?;
         return Some((writer.finish(), outcome));
@@ -210,6 +274,8 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
         rcode: rcode::NOERROR,
         authoritative: false,
         ecs_scope: 0,
+        name_kind: NameKind::None,
+        ecs_used: false,
     };
     let result = answer_question(ctx, &query, client, rng, &mut writer, &mut state);
     let truncated = result.is_err();
@@ -237,6 +303,10 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
     let outcome = Outcome {
         rcode: state.rcode,
         truncated,
+        qtype: query.qtype,
+        name_kind: state.name_kind,
+        ecs_present: query.edns.is_some_and(|e| e.client_subnet.is_some()),
+        ecs_used: state.ecs_used,
     };
     Some((writer.finish(), outcome))
 }
@@ -248,6 +318,8 @@ struct Answer {
     /// The ECS scope prefix to return (0 when the answer does not depend
     /// on the client's address).
     ecs_scope: u8,
+    name_kind: NameKind,
+    ecs_used: bool,
 }
 
 /// A response with only the header: for queries too broken to echo.
@@ -256,11 +328,7 @@ fn header_only(packet: &[u8], code: u16, out: &mut [u8]) -> Option<(usize, Outco
     let mut writer = MessageWriter::new(out, HEADER_LEN);
     let response_flags = flags::QR | (query_flags & (flags::OPCODE_MASK | flags::RD)) | code;
     writer.header(id, response_flags).ok()?;
-    let outcome = Outcome {
-        rcode: code,
-        truncated: false,
-    };
-    Some((writer.finish(), outcome))
+    Some((writer.finish(), Outcome::bare(code)))
 }
 
 fn answer_question<R: Rng + ?Sized>(
@@ -291,6 +359,7 @@ fn answer_question<R: Rng + ?Sized>(
     let (origin, origin_offset, node) = match ctx.table.lookup(name, query.label_starts()) {
         Lookup::Outside => {
             state.rcode = rcode::REFUSED;
+            state.name_kind = NameKind::Outside;
             return Ok(());
         }
         Lookup::Inside {
@@ -308,6 +377,7 @@ fn answer_question<R: Rng + ?Sized>(
     }
     let Some(node) = node else {
         state.rcode = rcode::NXDOMAIN;
+        state.name_kind = NameKind::Unknown;
         return write_soa(
             writer,
             ctx.table,
@@ -323,9 +393,11 @@ fn answer_question<R: Rng + ?Sized>(
             geo,
             apex,
         } => {
+            state.name_kind = if geo { NameKind::Geo } else { NameKind::Zone };
             let zone = if geo && matches!(query.qtype, rtype::A | rtype::AAAA | rtype::ANY) {
                 let location = locate(ctx.geo, query, client);
                 state.ecs_scope = location.ecs_scope();
+                state.ecs_used = location.from_ecs;
                 target_zone(ctx.table, &location)
             } else {
                 zone
@@ -343,9 +415,11 @@ fn answer_question<R: Rng + ?Sized>(
             )?
         }
         Node::CountryDebug => {
+            state.name_kind = NameKind::Debug;
             if matches!(query.qtype, rtype::TXT | rtype::ANY) {
                 let location = locate(ctx.geo, query, client);
                 state.ecs_scope = location.ecs_scope();
+                state.ecs_used = location.from_ecs;
                 write_country_debug(writer, ctx.table, &location)?;
                 true
             } else {

@@ -3,10 +3,12 @@
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 
 pub mod answer;
+pub mod atomic_file;
 #[cfg(feature = "web")]
 pub mod db;
 pub mod geo;
 pub mod netaddr;
+pub mod prometheus;
 pub mod select;
 pub mod server;
 pub mod snapshot;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod bench;
 
 use timepool::answer::AnswerConfig;
-use timepool::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
+use timepool::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
 use timepool::snapshot::{self, SnapshotError};
 
 #[derive(Parser)]
@@ -44,6 +44,9 @@ enum Command {
         #[command(subcommand)]
         command: timepool::web::admin::AdminCommand,
     },
+    /// Build the zone snapshot from the database and publish it to a file
+    /// (atomically; unchanged content keeps its serial). For cron.
+    BuildZones(timepool::web::zonebuilder::BuildZonesArgs),
     /// Validate a snapshot file and print every problem with its JSON path.
     CheckSnapshot {
         /// The snapshot file (JSON, format v1).
@@ -92,8 +95,31 @@ struct DnsArgs {
     )]
     listen: Vec<SocketAddr>,
     /// The zone snapshot file; reloaded when it changes and on SIGHUP.
-    #[arg(long, env = "TIMEPOOL_SNAPSHOT")]
-    snapshot: PathBuf,
+    #[arg(
+        long,
+        env = "TIMEPOOL_SNAPSHOT",
+        required_unless_present = "snapshot_url",
+        conflicts_with = "snapshot_url"
+    )]
+    snapshot: Option<PathBuf>,
+    /// Follow a control plane: poll its snapshot
+    /// (http://HOST:PORT/api/v1/snapshot) with If-None-Match, swap on
+    /// change, keep serving the last good one when it is unreachable.
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT_URL")]
+    snapshot_url: Option<String>,
+    /// With --snapshot-url: where to keep the last good snapshot (replaced
+    /// atomically), loaded at start when the control plane is down.
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT_CACHE", requires = "snapshot_url")]
+    snapshot_cache: Option<PathBuf>,
+    /// With --snapshot-url: seconds between polls.
+    #[arg(long, default_value_t = 3.0)]
+    snapshot_poll: f64,
+    /// With --snapshot-url: seconds a whole request may take.
+    #[arg(long, default_value_t = 10.0)]
+    snapshot_timeout: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9153).
+    #[arg(long, env = "TIMEPOOL_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// MaxMind GeoLite2/GeoIP2 Country or City database (.mmdb). Default:
     /// /var/lib/GeoIP/GeoLite2-Country.mmdb or
     /// /usr/share/GeoIP/GeoLite2-Country.mmdb when present; with none,
@@ -148,6 +174,9 @@ fn main() -> ExitCode {
         Command::Dns(args) => run_dns(args),
         Command::Web(args) => run_async(timepool::web::run(args)),
         Command::Admin { command } => run_async(timepool::web::admin::run_admin(command)),
+        Command::BuildZones(args) => {
+            run_async(timepool::web::zonebuilder::build_zones_command(args))
+        }
         Command::CheckSnapshot { file } => check_snapshot(&file),
         Command::BenchSnapshot {
             geoip,
@@ -309,11 +338,22 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
             .unwrap_or(1)
     });
     let bytes = |text: Option<String>| text.map(|t| t.into_bytes().into_boxed_slice());
+    let snapshot = match (args.snapshot, args.snapshot_url) {
+        (_, Some(url)) => SnapshotSource::Url {
+            url,
+            cache: args.snapshot_cache,
+            poll: seconds(args.snapshot_poll, "--snapshot-poll")?,
+            timeout: seconds(args.snapshot_timeout, "--snapshot-timeout")?,
+        },
+        (Some(file), None) => SnapshotSource::File(file),
+        (None, None) => return Err("give --snapshot FILE or --snapshot-url URL".into()),
+    };
     Ok(DnsConfig {
+        metrics_listen: args.metrics_listen,
         listen: args.listen,
         threads,
         pin_workers: args.pin_workers,
-        snapshot: args.snapshot,
+        snapshot,
         geoip: args.geoip.or_else(default_geoip),
         reload_interval: seconds(args.reload_interval, "--reload-interval")?,
         answer: AnswerConfig {

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use support::{Ask, parse_reply, query, tcp_exchange, tcp_receive, tcp_send, udp_exchange};
 use timepool::answer::AnswerConfig;
-use timepool::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
+use timepool::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
 
 fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
     DnsConfig {
         listen: listen.iter().map(|a| a.parse().unwrap()).collect(),
         threads: 2,
         pin_workers: false,
-        snapshot: snapshot.to_path_buf(),
+        snapshot: SnapshotSource::File(snapshot.to_path_buf()),
+        metrics_listen: None,
         geoip: None,
         reload_interval: Duration::from_millis(100),
         answer: AnswerConfig::default(),

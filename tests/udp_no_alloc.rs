@@ -55,7 +55,8 @@ fn the_udp_worker_loop_does_not_allocate() {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         threads: 2,
         pin_workers: false,
-        snapshot: support::example_snapshot(),
+        snapshot: timepool::server::SnapshotSource::File(support::example_snapshot()),
+        metrics_listen: None,
         geoip: Some(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb"),
         ),

@@ -1,10 +1,14 @@
 //! The DNS daemon's moving parts: UDP workers, the TCP listener, and the
-//! reload of the zone table.
+//! reload of the zone table (from a file, or pulled from a control plane
+//! by `follow`), and the `/metrics` endpoint (`metrics`).
 //!
 //! Architecture invariant: the server moves bytes between sockets and
 //! [`crate::answer`]; it decides no answer itself. It knows nothing of the
-//! database or the web layer; it only reads snapshot files.
+//! database or the web layer; it only reads snapshots (files or HTTP
+//! bodies) through `snapshot::load_bytes`.
 
+pub mod follow;
+pub mod metrics;
 pub mod tcp;
 pub mod udp;
 
@@ -23,6 +27,7 @@ use crate::geo::{GeoError, GeoTable};
 use crate::snapshot::{self, SnapshotError};
 use crate::zone::ZoneTable;
 
+pub use follow::SnapshotSource;
 pub use tcp::TcpSettings;
 pub use udp::UdpSettings;
 
@@ -34,7 +39,7 @@ pub struct DnsConfig {
     pub threads: usize,
     /// Pin UDP worker i to CPU i (modulo the CPUs this process may use).
     pub pin_workers: bool,
-    pub snapshot: PathBuf,
+    pub snapshot: SnapshotSource,
     /// The MaxMind database; `None`: every client gets the global zone.
     pub geoip: Option<PathBuf>,
     /// How often the snapshot (and GeoIP) file is checked for a change.
@@ -42,10 +47,12 @@ pub struct DnsConfig {
     pub answer: AnswerConfig,
     pub udp: UdpSettings,
     pub tcp: TcpSettings,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Counters shared by the workers. Relaxed atomics on separate counters;
-/// per-worker counters come with the metrics work.
+/// Counters off the UDP answer path (sends that failed, TCP, reloads):
+/// Relaxed atomics. Query counts are per worker (`metrics`).
 #[derive(Debug, Default)]
 pub struct Counters {
     pub dropped: AtomicU64,
@@ -64,8 +71,46 @@ pub struct Shared {
     pub answer_config: AnswerConfig,
     pub stopping: AtomicBool,
     pub counters: Counters,
-    snapshot_path: PathBuf,
+    /// One slot per UDP worker, then one for the TCP tasks (metrics).
+    pub worker_counters: Box<[metrics::WorkerCounters]>,
+    source: Source,
     geoip_path: Option<PathBuf>,
+    /// When the table in use was swapped in (unix seconds).
+    pub loaded_at: AtomicU64,
+    /// When a pull from the control plane last succeeded (200 or 304; unix
+    /// seconds; 0 = never or not following one).
+    pub last_pull_ok: AtomicU64,
+}
+
+/// The snapshot source as the running daemon holds it.
+enum Source {
+    File(PathBuf),
+    Url(follow::Follower),
+}
+
+/// Why a reload kept the table in use.
+#[derive(Debug)]
+pub enum ReloadError {
+    Snapshot(SnapshotError),
+    Fetch(follow::FetchError),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Snapshot(error) => write!(f, "{error}"),
+            ReloadError::Fetch(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Shared {
@@ -91,32 +136,61 @@ impl Shared {
         }
     }
 
-    /// Read, validate and swap in the snapshot file. On error the table in
-    /// use is kept and the error returned (the caller logs it).
-    pub fn reload(&self) -> Result<u32, SnapshotError> {
-        match snapshot::load_file(&self.snapshot_path) {
-            Ok(table) => {
-                let serial = table.serial;
-                let old = self.table.swap(Arc::new(table));
-                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    old_serial = old.serial,
-                    serial,
-                    file = %self.snapshot_path.display(),
-                    "zone snapshot loaded"
-                );
-                // `old` is dropped here, on the reload thread, not on a
-                // worker (a worker still holding a guard drops its copy
-                // after its batch).
-                Ok(serial)
-            }
-            Err(error) => {
-                self.counters
-                    .reload_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(error)
-            }
+    /// Swap a validated table in and log the serial change.
+    fn swap_in(&self, table: ZoneTable, from: &str) -> u32 {
+        let serial = table.serial;
+        let old = self.table.swap(Arc::new(table));
+        self.loaded_at.store(unix_now(), Ordering::Relaxed);
+        self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            old_serial = old.serial,
+            serial,
+            from,
+            "zone snapshot loaded"
+        );
+        // `old` is dropped here, on the reload thread, not on a worker (a
+        // worker still holding a guard drops its copy after its batch).
+        serial
+    }
+
+    /// Read, validate and swap in the snapshot: the file again, or a pull
+    /// from the control plane. On error the table in use is kept and the
+    /// error returned (the caller logs it).
+    pub fn reload(&self) -> Result<u32, ReloadError> {
+        match &self.source {
+            Source::File(path) => match snapshot::load_file(path) {
+                Ok(table) => Ok(self.swap_in(table, &path.display().to_string())),
+                Err(error) => {
+                    self.counters
+                        .reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(ReloadError::Snapshot(error))
+                }
+            },
+            Source::Url(follower) => match follower.fetch() {
+                Ok(follow::Fetched::NotModified) => {
+                    self.last_pull_ok.store(unix_now(), Ordering::Relaxed);
+                    Ok(self.serial())
+                }
+                Ok(follow::Fetched::New { bytes, table }) => {
+                    let serial = self.swap_in(table, follower.url());
+                    self.last_pull_ok.store(unix_now(), Ordering::Relaxed);
+                    follower.write_cache(&bytes);
+                    Ok(serial)
+                }
+                Err(error) => {
+                    self.counters
+                        .reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(ReloadError::Fetch(error))
+                }
+            },
         }
+    }
+
+    /// Whether the snapshot is pulled from a control plane.
+    pub fn follows_url(&self) -> bool {
+        matches!(self.source, Source::Url(_))
     }
 
     pub fn serial(&self) -> u32 {
@@ -127,6 +201,7 @@ impl Shared {
 /// A running DNS daemon.
 pub struct DnsServer {
     shared: Arc<Shared>,
+    metrics_address: Option<SocketAddr>,
     udp_addresses: Vec<SocketAddr>,
     tcp_addresses: Vec<SocketAddr>,
     workers: Vec<JoinHandle<()>>,
@@ -137,10 +212,9 @@ impl DnsServer {
     /// Load the snapshot, bind every socket, start the workers. Fails
     /// without serving anything if the snapshot is bad or a bind fails.
     pub fn start(config: DnsConfig) -> Result<DnsServer, StartError> {
-        let table = snapshot::load_file(&config.snapshot).map_err(StartError::Snapshot)?;
+        let (table, source, pulled_at_start) = initial_snapshot(&config.snapshot)?;
         tracing::info!(
             serial = table.serial,
-            file = %config.snapshot.display(),
             servers = table.servers.len(),
             zones = table.zones.len(),
             "zone snapshot loaded"
@@ -163,7 +237,15 @@ impl DnsServer {
             answer_config: config.answer.clone(),
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
-            snapshot_path: config.snapshot.clone(),
+            worker_counters: (0..config.listen.len() * config.threads.max(1) + 1)
+                .map(|_| metrics::WorkerCounters::default())
+                .collect(),
+            loaded_at: AtomicU64::new(unix_now()),
+            last_pull_ok: AtomicU64::new(match &source {
+                Source::Url(_) if pulled_at_start => unix_now(),
+                _ => 0,
+            }),
+            source,
         });
         raise_open_file_limit();
         let threads = config.threads.max(1);
@@ -197,9 +279,37 @@ impl DnsServer {
             runtime.spawn(tcp::serve(listener, shared.clone(), config.tcp));
         }
         runtime.spawn(watch_files(shared.clone(), config.reload_interval));
+        let mut metrics_address = None;
+        if let Some(address) = config.metrics_listen {
+            let listener = {
+                let _guard = runtime.enter();
+                runtime
+                    .block_on(tokio::net::TcpListener::bind(address))
+                    .map_err(|e| {
+                        StartError::Io(io::Error::new(
+                            e.kind(),
+                            format!("cannot bind --metrics-listen {address}: {e}"),
+                        ))
+                    })?
+            };
+            let bound = listener.local_addr().map_err(StartError::Io)?;
+            tracing::info!(address = %bound, "metrics at http://{bound}/metrics");
+            metrics_address = Some(bound);
+            runtime.spawn(metrics::serve(listener, shared.clone()));
+        }
+        let mut workers = Vec::new();
+        if let SnapshotSource::Url { poll, .. } = &config.snapshot {
+            let shared = shared.clone();
+            let poll = *poll;
+            workers.push(
+                std::thread::Builder::new()
+                    .name("timepool-follow".into())
+                    .spawn(move || follow_control_plane(&shared, poll))
+                    .map_err(StartError::Io)?,
+            );
+        }
 
         let cpus = allowed_cpus();
-        let mut workers = Vec::new();
         for (i, socket) in udp_sockets.into_iter().enumerate() {
             let shared = shared.clone();
             let settings = config.udp;
@@ -210,7 +320,7 @@ impl DnsServer {
                     if let Some(cpu) = cpu {
                         pin_to_cpu(cpu);
                     }
-                    let mut responder = udp::DnsResponder::new(shared.clone());
+                    let mut responder = udp::DnsResponder::new(shared.clone(), i);
                     let response_size = usize::from(shared.answer_config.edns_max_payload);
                     udp::run_worker(
                         socket,
@@ -230,6 +340,7 @@ impl DnsServer {
         }
         Ok(DnsServer {
             shared,
+            metrics_address,
             udp_addresses,
             tcp_addresses,
             workers,
@@ -243,6 +354,11 @@ impl DnsServer {
 
     pub fn tcp_addresses(&self) -> &[SocketAddr] {
         &self.tcp_addresses
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -321,17 +437,21 @@ fn file_version(path: &std::path::Path) -> Option<FileVersion> {
 /// Poll the snapshot and GeoIP files and reload whichever changed. A bad
 /// file is logged once per change and the table in use keeps serving.
 async fn watch_files(shared: Arc<Shared>, interval: Duration) {
-    let mut snapshot_seen = file_version(&shared.snapshot_path);
+    let snapshot_path = match &shared.source {
+        Source::File(path) => Some(path.clone()),
+        Source::Url(_) => None,
+    };
+    let mut snapshot_seen = snapshot_path.as_deref().and_then(file_version);
     let mut geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(50)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let current = file_version(&shared.snapshot_path);
+        let current = snapshot_path.as_deref().and_then(file_version);
         if current != snapshot_seen && current.is_some() {
             // Let a writer that is not renaming into place finish.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            snapshot_seen = file_version(&shared.snapshot_path);
+            snapshot_seen = snapshot_path.as_deref().and_then(file_version);
             let reloading = shared.clone();
             match tokio::task::spawn_blocking(move || reloading.reload()).await {
                 Ok(Ok(_)) => {}
@@ -355,6 +475,81 @@ async fn watch_files(shared: Arc<Shared>, interval: Duration) {
                     "GeoIP database rejected; still using the previous one"
                 ),
                 Err(error) => tracing::error!(%error, "GeoIP reload task failed"),
+            }
+        }
+    }
+}
+
+/// The first table and the running source. Following a URL, the start
+/// pulls once; when that fails it loads the cache file, so a node can
+/// start while the control plane is down. The flag says whether the pull
+/// succeeded.
+fn initial_snapshot(source: &SnapshotSource) -> Result<(ZoneTable, Source, bool), StartError> {
+    match source {
+        SnapshotSource::File(path) => {
+            let table = snapshot::load_file(path).map_err(StartError::Snapshot)?;
+            Ok((table, Source::File(path.clone()), false))
+        }
+        SnapshotSource::Url {
+            url,
+            cache,
+            timeout,
+            ..
+        } => {
+            let follower = follow::Follower::new(url, cache.clone(), *timeout);
+            match follower.fetch() {
+                Ok(follow::Fetched::New { bytes, table }) => {
+                    follower.write_cache(&bytes);
+                    Ok((table, Source::Url(follower), true))
+                }
+                Ok(follow::Fetched::NotModified) => Err(StartError::Io(io::Error::other(format!(
+                    "{url}: 304 without a conditional request"
+                )))),
+                Err(error) => {
+                    let Some(cache) = cache else {
+                        return Err(StartError::Io(io::Error::other(format!(
+                            "cannot pull the snapshot and no --snapshot-cache: {error}"
+                        ))));
+                    };
+                    tracing::warn!(%error, cache = %cache.display(), "control plane unreachable at start; serving the cached snapshot");
+                    let table = snapshot::load_file(cache).map_err(StartError::Snapshot)?;
+                    Ok((table, Source::Url(follower), false))
+                }
+            }
+        }
+    }
+}
+
+/// The follower thread: pull every `poll` until the daemon stops. Failures
+/// are logged when they start (and every 20th after), recovery once.
+fn follow_control_plane(shared: &Shared, poll: Duration) {
+    let step = Duration::from_millis(50);
+    let mut failures = 0u64;
+    while !shared.stopping.load(Ordering::Relaxed) {
+        let mut waited = Duration::ZERO;
+        while waited < poll && !shared.stopping.load(Ordering::Relaxed) {
+            std::thread::sleep(step.min(poll - waited));
+            waited += step;
+        }
+        if shared.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        match shared.reload() {
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!(
+                        failures,
+                        serial = shared.serial(),
+                        "control plane reachable again"
+                    );
+                }
+                failures = 0;
+            }
+            Err(error) => {
+                if failures.is_multiple_of(20) {
+                    tracing::warn!(%error, serial = shared.serial(), failures, "cannot pull the snapshot; still serving the last good one");
+                }
+                failures += 1;
             }
         }
     }

@@ -116,14 +116,17 @@ async fn connection(
                 geo: &geo,
                 config: &shared.answer_config,
             };
-            answer::respond(&ctx, &query, client, &mut rng, &mut response[2..])
+            answer::respond_with_outcome(&ctx, &query, client, &mut rng, &mut response[2..])
         };
-        let Some(answer_length) = answered else {
+        let Some((answer_length, outcome)) = answered else {
             // Not a query (a response, or no header): nothing sensible can
             // follow on this stream.
             shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if let Some(slot) = shared.worker_counters.last() {
+            slot.add(&outcome);
+        }
         response[..2].copy_from_slice(&(answer_length as u16).to_be_bytes());
         let write = stream.write_all(&response[..2 + answer_length]);
         match tokio::time::timeout(idle, write).await {

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::metrics::LocalCounters;
 use super::{Counters, Shared};
 use crate::answer::{self, Client, Context, Transport};
 
@@ -150,6 +151,8 @@ pub trait Responder {
     fn respond(&mut self, query: &[u8], source: IpAddr, out: &mut [u8]) -> Option<usize>;
     /// Called after the batch has been answered, before it is sent.
     fn end_batch(&mut self);
+    /// A received packet was dropped unanswered (oversized).
+    fn dropped(&mut self) {}
 }
 
 /// The DNS daemon's responder: the answer path over the current table.
@@ -157,6 +160,10 @@ pub struct DnsResponder {
     shared: Arc<Shared>,
     tables: Option<BatchTables>,
     rng: SmallRng,
+    /// This worker's counts, copied to its slot of
+    /// `shared.worker_counters` after every batch.
+    counts: LocalCounters,
+    slot: usize,
 }
 
 /// The tables a batch is answered from, loaded once per batch.
@@ -166,11 +173,15 @@ struct BatchTables {
 }
 
 impl DnsResponder {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    /// A responder counting into `shared.worker_counters[slot]`, which no
+    /// other worker may use.
+    pub fn new(shared: Arc<Shared>, slot: usize) -> Self {
         DnsResponder {
             shared,
             tables: None,
             rng: SmallRng::from_rng(&mut rand::rng()),
+            counts: LocalCounters::default(),
+            slot,
         }
     }
 }
@@ -194,13 +205,23 @@ impl Responder for DnsResponder {
             source,
             transport: Transport::Udp,
         };
-        answer::respond(&ctx, query, client, &mut self.rng, out)
+        let (length, outcome) =
+            answer::respond_with_outcome(&ctx, query, client, &mut self.rng, out)?;
+        self.counts.record(&outcome);
+        Some(length)
     }
 
     fn end_batch(&mut self) {
         // Release the table before the send, so a reload's old table is
         // not held by a worker blocked in sendmmsg or recvmmsg.
         self.tables = None;
+        if let Some(slot) = self.shared.worker_counters.get(self.slot) {
+            slot.publish(&self.counts);
+        }
+    }
+
+    fn dropped(&mut self) {
+        self.counts.dropped();
     }
 }
 
@@ -271,7 +292,7 @@ pub fn run_worker<R: Responder>(
         for i in 0..received {
             let header = &buffers.query_headers[i];
             if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                responder.dropped();
                 continue;
             }
             let length = (header.msg_len as usize).min(MAX_QUERY_SIZE);
@@ -291,9 +312,7 @@ pub fn run_worker<R: Responder>(
                     response.msg_namelen = name_length;
                     to_send += 1;
                 }
-                None => {
-                    counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                None => responder.dropped(),
             }
         }
         responder.end_batch();

@@ -23,6 +23,7 @@ pub const ROUTES: &[&str] = &[
     "/zones",
     "/zones/{zone}",
     "/servers/{address}/scores",
+    "/snapshot",
     "/openapi.json",
 ];
 
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/zones", get(zones))
         .route("/zones/{zone}", get(zone))
         .route("/servers/{address}/scores", get(server_scores))
+        .route("/snapshot", get(snapshot))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError(AppError::NotFound) })
 }
@@ -158,4 +160,76 @@ async fn server_scores(
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The header that carries the snapshot's serial.
+pub const SERIAL_HEADER: &str = "x-timepool-serial";
+
+/// `GET /api/v1/snapshot`: the zone builder's current snapshot, for DNS
+/// daemons following this control plane (`timepool dns --snapshot-url`).
+/// Strong ETag (of the uncompressed bytes; the gzip form gets its own tag
+/// with a `-gzip` suffix, as representations differ); If-None-Match gives
+/// 304 for either tag; gzip when the client accepts it.
+async fn snapshot(State(state): State<AppState>, headers: header::HeaderMap) -> Response {
+    use axum::http::{HeaderValue, StatusCode};
+    let Some(current) = state.snapshot.current() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(serde_json::json!({"error": "no snapshot published yet"})),
+        )
+            .into_response();
+    };
+    let gzip_etag = format!("{}-gzip\"", current.etag.trim_end_matches('"'));
+    let wants_gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+            });
+            name.eq_ignore_ascii_case("gzip") && !refused
+        });
+    let etag = if wants_gzip {
+        &gzip_etag
+    } else {
+        &current.etag
+    };
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == current.etag || tag == gzip_etag);
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if wants_gzip {
+        let mut response = current.gzip.clone().into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    } else {
+        current.bytes.clone().into_response()
+    };
+    let headers = response.headers_mut();
+    if !not_modified {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(SERIAL_HEADER, HeaderValue::from(current.serial));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }

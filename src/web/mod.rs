@@ -27,12 +27,14 @@ pub mod csrf;
 pub mod error;
 pub mod form;
 pub mod graph;
+pub mod metrics;
 pub mod public;
 pub mod servers;
 pub mod session;
 pub mod staff;
 pub mod templates;
 pub mod timefmt;
+pub mod zonebuilder;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -84,6 +86,22 @@ pub struct WebArgs {
     /// /usr/share/GeoIP/GeoLite2-Country.mmdb when present].
     #[arg(long, env = "TIMEPOOL_GEOIP")]
     pub geoip: Option<PathBuf>,
+    /// Where the zone builder publishes the snapshot file (replaced
+    /// atomically) [default: snapshot.json in the data dir].
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT_OUT")]
+    pub snapshot_out: Option<PathBuf>,
+    /// The origin's NS names in the snapshot; repeat for several
+    /// [default: ns1.<origin>].
+    #[arg(
+        long = "nameserver",
+        env = "TIMEPOOL_NAMESERVERS",
+        value_delimiter = ','
+    )]
+    pub nameservers: Vec<String>,
+    /// Seconds between the zone builder's looks for changed servers
+    /// (it also rebuilds at least every minute) [default: 2].
+    #[arg(long, env = "TIMEPOOL_ZONE_CHECK_SECS")]
+    pub zone_check_secs: Option<f64>,
 }
 
 /// The config file's keys; all optional.
@@ -98,6 +116,9 @@ pub struct FileConfig {
     pub secure_cookies: Option<bool>,
     pub counts_cache_secs: Option<u64>,
     pub geoip: Option<PathBuf>,
+    pub snapshot_out: Option<PathBuf>,
+    pub nameservers: Option<Vec<String>>,
+    pub zone_check_secs: Option<f64>,
 }
 
 /// The resolved settings the app runs with.
@@ -112,6 +133,48 @@ pub struct Settings {
     pub counts_cache_secs: u64,
     /// The GeoIP database, if any.
     pub geoip: Option<PathBuf>,
+}
+
+/// The zone builder's settings, resolved like `Settings`.
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    pub snapshot_out: PathBuf,
+    pub nameservers: Vec<String>,
+    pub schedule: zonebuilder::Schedule,
+}
+
+impl PublishSettings {
+    pub fn resolve(args: &WebArgs) -> Result<PublishSettings, BoxError> {
+        let file = match &args.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| "data".into());
+        let check = args.zone_check_secs.or(file.zone_check_secs).unwrap_or(2.0);
+        let check = std::time::Duration::try_from_secs_f64(check)
+            .map_err(|_| format!("--zone-check-secs {check}: not a duration"))?;
+        Ok(PublishSettings {
+            snapshot_out: args
+                .snapshot_out
+                .clone()
+                .or(file.snapshot_out)
+                .unwrap_or_else(|| data_dir.join("snapshot.json")),
+            nameservers: if args.nameservers.is_empty() {
+                file.nameservers.unwrap_or_default()
+            } else {
+                args.nameservers.clone()
+            },
+            schedule: zonebuilder::Schedule {
+                check,
+                debounce: check.min(std::time::Duration::from_secs(1)),
+                ..zonebuilder::Schedule::default()
+            },
+        })
+    }
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -194,6 +257,9 @@ pub struct AppState {
     pub graphs: Arc<graph::GraphCache>,
     /// GeoIP for new servers' zones; empty when no database is configured.
     pub geo: Arc<crate::geo::GeoTable>,
+    /// The snapshot the zone builder published last (`GET /api/v1/snapshot`).
+    pub snapshot: Arc<zonebuilder::SnapshotStore>,
+    pub metrics: Arc<metrics::WebMetrics>,
 }
 
 /// Zone counts and when they were read. Counting joins every server's zones,
@@ -213,6 +279,8 @@ impl AppState {
             counts_refreshing: Arc::default(),
             graphs: Arc::default(),
             geo: Arc::new(crate::geo::GeoTable::empty()),
+            snapshot: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -359,6 +427,11 @@ pub fn router(state: AppState) -> Router {
             csrf::ensure_token,
         ))
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
+        .route("/metrics", get(metrics::scrape))
         .with_state(state)
 }
 
@@ -404,6 +477,7 @@ async fn method_not_allowed() -> axum::response::Response {
 /// `timepool web`: connect, migrate, serve until Ctrl-C or SIGTERM.
 pub async fn run(args: WebArgs) -> Result<(), BoxError> {
     let settings = Settings::resolve(&args)?;
+    let publish = PublishSettings::resolve(&args)?;
     let db = Db::connect(&settings.database_url).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     tracing::info!(
@@ -424,13 +498,26 @@ pub async fn run(args: WebArgs) -> Result<(), BoxError> {
             crate::geo::GeoTable::empty()
         }
     };
-    let app = router(AppState::new(db.clone(), settings).with_geo(geo));
+    let build_config = zonebuilder::BuildConfig::for_origin(
+        &settings.origin,
+        publish.nameservers.clone(),
+        Some(publish.snapshot_out.clone()),
+    );
+    let state = AppState::new(db.clone(), settings).with_geo(geo);
+    let builder = tokio::spawn(zonebuilder::run(
+        db.clone(),
+        build_config,
+        state.snapshot.clone(),
+        publish.schedule,
+    ));
+    let app = router(state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    builder.abort();
     db.pool.close().await;
     tracing::info!("timepool web stopped");
     Ok(())
@@ -454,5 +541,16 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sample_config_in_scripts_parses() {
+        let text = include_str!("../../scripts/timepool-web.toml");
+        let config: super::FileConfig = toml::from_str(text).expect("scripts/timepool-web.toml");
+        assert_eq!(config.nameservers.map(|n| n.len()), Some(3));
+        assert!(config.snapshot_out.is_some());
     }
 }

@@ -1,0 +1,216 @@
+//! The loop from the database to DNS answers, over HTTP: a control plane
+//! (the web app in process, with its zone builder) and a DNS daemon
+//! started with `--snapshot-url`. A server whose score drops below 10
+//! leaves the answers without a restart; the daemon keeps serving when the
+//! control plane stops, and starts again from its cache file while the
+//! control plane is down. Its /metrics counts the queries.
+
+mod support;
+mod web_support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::{Ask, parse_reply, query, udp_exchange};
+use timepool::answer::AnswerConfig;
+use timepool::db::Db;
+use timepool::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
+use timepool::web::zonebuilder::{self, BuildConfig, Schedule};
+
+fn dns_config(url: &str, cache: PathBuf) -> DnsConfig {
+    DnsConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 2,
+        pin_workers: false,
+        snapshot: SnapshotSource::Url {
+            url: url.to_string(),
+            cache: Some(cache),
+            poll: Duration::from_millis(200),
+            timeout: Duration::from_secs(2),
+        },
+        geoip: None,
+        reload_interval: Duration::from_millis(100),
+        answer: AnswerConfig::default(),
+        udp: UdpSettings {
+            batch: 32,
+            recv_buffer: None,
+            send_buffer: None,
+        },
+        tcp: TcpSettings {
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 64,
+        },
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+    }
+}
+
+/// The A records of `de.pool.example.org`.
+fn de_addresses(server: SocketAddr) -> BTreeSet<String> {
+    let packet = query("de.pool.example.org", 1, &Ask::default());
+    let reply = parse_reply(&udp_exchange(server, &packet).expect("an answer"));
+    assert_eq!(reply.rcode, "NOERROR");
+    reply.answer.iter().map(|rr| rr.data.clone()).collect()
+}
+
+fn set(addresses: &[&str]) -> BTreeSet<String> {
+    addresses.iter().map(|a| a.to_string()).collect()
+}
+
+/// Ask until the answer is `expected` (a pull and a rebuild take a moment).
+#[track_caller]
+fn wait_for(server: SocketAddr, expected: &BTreeSet<String>) {
+    let started = Instant::now();
+    loop {
+        let got = de_addresses(server);
+        if &got == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still {got:?}, want {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn scrape(address: SocketAddr) -> String {
+    let mut stream = std::net::TcpStream::connect(address).expect("metrics connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+}
+
+#[test]
+fn dns_follows_the_control_plane_over_http() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("timepool-follow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/timepool.db?mode=rwc", dir.display());
+
+    // The control plane: two healthy servers in de, the builder, the app.
+    let (db, web, builder, web_address) = runtime.block_on(async {
+        let db = Db::connect(&url).await.expect("database");
+        sqlx::query("INSERT INTO accounts (name, created_at) VALUES ('a', 0)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        for address in ["192.0.2.1", "192.0.2.2"] {
+            sqlx::query(
+                "INSERT INTO servers (account_id, address, ip_version, geo_zone, netspeed,
+                                      in_pool, score, score_ts, created_at)
+                 VALUES (1, $1, 4, 'de', 1000, 1, 20, 1, 0)",
+            )
+            .bind(address)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        }
+        let state = timepool::web::AppState::new(db.clone(), web_support::settings(&url, false));
+        let builder = tokio::spawn(zonebuilder::run(
+            db.clone(),
+            BuildConfig::for_origin(
+                "pool.example.org",
+                Vec::new(),
+                Some(dir.join("published.json")),
+            ),
+            state.snapshot.clone(),
+            Schedule {
+                check: Duration::from_millis(100),
+                debounce: Duration::from_millis(50),
+                rebuild: Duration::from_secs(60),
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_address = listener.local_addr().unwrap();
+        let app = timepool::web::router(state);
+        let web = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        (db, web, builder, web_address)
+    });
+    let snapshot_url = format!("http://{web_address}/api/v1/snapshot");
+    // Wait for the first publish.
+    let started = Instant::now();
+    while ureq::get(&snapshot_url)
+        .call()
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no snapshot published"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let cache = dir.join("cache.json");
+    let dns = DnsServer::start(dns_config(&snapshot_url, cache.clone())).expect("dns starts");
+    let address = dns.udp_addresses()[0];
+    assert_eq!(de_addresses(address), set(&["192.0.2.1", "192.0.2.2"]));
+    let first_serial = dns.shared().serial();
+    assert!(cache.exists(), "the pulled snapshot is cached");
+
+    // Score below 10: the next snapshot drops it, the daemon follows.
+    runtime.block_on(async {
+        sqlx::query("UPDATE servers SET score = 9.9 WHERE address = '192.0.2.2'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    });
+    wait_for(address, &set(&["192.0.2.1"]));
+    assert!(dns.shared().serial() > first_serial);
+
+    // Metrics count the queries answered so far.
+    let metrics = dns.metrics_address().expect("metrics listening");
+    let text = scrape(metrics);
+    assert!(metric(&text, "timepool_dns_queries_total{rcode=\"NOERROR\"}") >= 2.0);
+    assert!(metric(&text, "timepool_dns_queries_by_qtype_total{qtype=\"A\"}") >= 2.0);
+    assert!(metric(&text, "timepool_dns_queries_by_name_total{kind=\"zone\"}") >= 2.0);
+    assert_eq!(
+        metric(&text, "timepool_dns_snapshot_serial"),
+        f64::from(dns.shared().serial())
+    );
+
+    // The control plane stops: the daemon keeps serving the last snapshot.
+    web.abort();
+    builder.abort();
+    runtime.block_on(async {
+        let _ = web.await;
+        let _ = builder.await;
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(de_addresses(address), set(&["192.0.2.1"]));
+    let text = scrape(metrics);
+    assert!(metric(&text, "timepool_dns_reloads_total{result=\"failed\"}") >= 1.0);
+    dns.shutdown();
+
+    // A restart while the control plane is down starts from the cache.
+    let dns = DnsServer::start(dns_config(&snapshot_url, cache)).expect("starts from the cache");
+    assert_eq!(de_addresses(dns.udp_addresses()[0]), set(&["192.0.2.1"]));
+    dns.shutdown();
+    runtime.block_on(db.pool.close());
+    let _ = std::fs::remove_dir_all(&dir);
+}
