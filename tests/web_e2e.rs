@@ -133,6 +133,15 @@ impl Browser {
 
     /// Sends a DevTools command and waits for its result.
     fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params) {
+            Ok(result) => result,
+            Err(err) => panic!("{method} failed: {err}"),
+        }
+    }
+
+    /// Like `call`, but a DevTools error is returned, not a panic (while a
+    /// page navigates, "Execution context was destroyed" is expected).
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({ "id": id, "method": method, "params": params });
@@ -153,9 +162,9 @@ impl Browser {
                 .unwrap_or_else(|_| panic!("no reply to {method}"));
             if reply["id"] == json!(id) {
                 if let Some(err) = reply.get("error") {
-                    panic!("{method} failed: {err}");
+                    return Err(err.clone());
                 }
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
             self.events.push(reply);
         }
@@ -194,9 +203,20 @@ impl Browser {
     fn wait_for(&mut self, path_prefix: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let state =
-                self.eval("location.pathname + location.search + '|' + document.readyState");
-            let state = state.as_str().unwrap_or("").to_string();
+            // During a navigation the old page's context goes away under
+            // the evaluation: that is "not there yet", not a failure.
+            let state = self
+                .try_call(
+                    "Runtime.evaluate",
+                    json!({
+                        "expression": "location.pathname + location.search + '|' + document.readyState",
+                        "returnByValue": true,
+                    }),
+                )
+                .ok()
+                .filter(|result| result.get("exceptionDetails").is_none())
+                .and_then(|result| result["result"]["value"].as_str().map(str::to_string))
+                .unwrap_or_default();
             if state.starts_with(path_prefix) && state.ends_with("|complete") {
                 return;
             }
