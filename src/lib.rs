@@ -7,6 +7,8 @@ pub mod answer;
 pub mod db;
 pub mod geo;
 pub mod netaddr;
+pub mod ntp;
+pub mod scoring;
 pub mod select;
 pub mod server;
 pub mod snapshot;
