@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 
+#[cfg(feature = "web")]
+pub mod agent;
 pub mod answer;
 #[cfg(feature = "web")]
 pub mod db;

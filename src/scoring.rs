@@ -197,7 +197,7 @@ pub fn lower_median(values: &mut [f64]) -> Option<f64> {
 
 pub const GOOD_OFFSET: f64 = 0.1;
 pub const HEALTHY_BATCH_SHARE: f64 = 0.75;
-pub const MIN_RESULTS_FOR_HEALTH: usize = 1;
+pub const MIN_RESULTS_FOR_HEALTH: usize = 10;
 pub const PROMOTE_TO_TESTING: i64 = 9;
 pub const PROMOTE_TO_ACTIVE: i64 = 32;
 
@@ -433,8 +433,9 @@ mod tests {
         assert_eq!(next_monitor_state(Candidate, 3, false), (Candidate, 0));
 
         assert_eq!(batch_is_healthy(0, 0), None);
-        assert_eq!(batch_is_healthy(3, 4), Some(true));
-        assert_eq!(batch_is_healthy(2, 4), Some(false));
+        assert_eq!(batch_is_healthy(9, 9), None, "too small to judge");
+        assert_eq!(batch_is_healthy(8, 10), Some(true));
+        assert_eq!(batch_is_healthy(7, 10), Some(false));
         assert!(is_good_data_point(&ok(0.1, 2)));
         assert!(!is_good_data_point(&ok(0.2, 2)));
         assert!(!is_good_data_point(&err("timeout")));

@@ -71,7 +71,6 @@ async fn serve(socket: UdpSocket, behaviour: Arc<Mutex<Behaviour>>) {
             // ICMP errors from earlier replies; keep serving.
             Err(_) => continue,
         };
-        let receive = |offset: f64| NtpTimestamp::now_shifted(offset);
         let Ok(request) = Packet::decode(&buf[..len]) else {
             continue;
         };
@@ -91,7 +90,7 @@ async fn serve(socket: UdpSocket, behaviour: Arc<Mutex<Behaviour>>) {
                 ..Packet::default()
             },
             Behaviour::Offset { offset, stratum } => {
-                let received = receive(offset);
+                let received = NtpTimestamp::now_shifted(offset);
                 Packet {
                     leap: 0,
                     version: request.version,
