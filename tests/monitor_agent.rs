@@ -388,3 +388,50 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
     drop(healthy);
     drop(rate_limited);
 }
+
+/// The binary: with the API down it keeps retrying (with backoff), and
+/// SIGTERM stops it cleanly.
+#[test]
+fn the_binary_retries_while_the_api_is_down_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_timepool"))
+        .args([
+            "monitor",
+            "--api",
+            &format!("http://127.0.0.1:{port}"),
+            "--token",
+            "t",
+            "--retry-ms",
+            "50",
+        ])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn timepool monitor");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut retries = 0;
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        if line.contains("cannot get a batch; will retry") {
+            retries += 1;
+            if retries == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(retries, 3, "the agent should log its retries");
+    // Keep reading stderr so the agent's last log lines have somewhere to go.
+    let drain =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    web_support::sigterm_and_wait(child);
+    let rest = drain.join().expect("stderr");
+    assert!(rest.contains("monitor stopped"), "{rest}");
+}
