@@ -241,15 +241,21 @@ pub async fn record_checks(tx: &mut Tx, checks: &[Check]) -> Result<(), DbError>
 
 /// `set_server_score` for many servers: the scores, then one log row each.
 pub async fn set_server_scores(tx: &mut Tx, scores: &[(i64, f64)], ts: i64) -> Result<(), DbError> {
-    for (server_id, score) in scores {
-        sqlx::query("UPDATE servers SET score = $1, score_ts = $2 WHERE id = $3")
-            .bind(*score)
-            .bind(ts)
-            .bind(*server_id)
-            .execute(&mut **tx)
-            .await?;
-    }
     for chunk in scores.chunks(ROWS_PER_STATEMENT) {
+        // One UPDATE for the chunk: the new scores as a VALUES list joined
+        // to servers (UPDATE ... FROM works on SQLite >= 3.33 and PostgreSQL).
+        let mut sql = String::from("WITH v (id, score) AS (VALUES ");
+        push_placeholders(&mut sql, chunk.len(), 2);
+        let ts_param = chunk.len() * 2 + 1;
+        sql.push_str(&format!(
+            ") UPDATE servers SET score = v.score, score_ts = ${ts_param} FROM v WHERE servers.id = v.id"
+        ));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (server_id, score) in chunk {
+            query = query.bind(*server_id).bind(*score);
+        }
+        query.bind(ts).execute(&mut **tx).await?;
+
         let mut sql = String::from("INSERT INTO score_log (server_id, ts, score) VALUES ");
         push_placeholders(&mut sql, chunk.len(), 3);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
