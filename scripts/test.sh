@@ -13,7 +13,8 @@ step() { printf '\n== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
 
 step "install test dependencies"
 # dig and dnsperf for the DNS checks, PostgreSQL for the database tests,
-# Chromium for the browser test, pip for the GeoLite2 download.
+# Chromium for the browser test, chrony for real NTP servers in the
+# monitor's test, pip for the GeoLite2 download.
 packages=()
 command -v dig >/dev/null || packages+=(bind9-dnsutils)
 command -v dnsperf >/dev/null || packages+=(dnsperf)
@@ -21,6 +22,7 @@ command -v python3 >/dev/null || packages+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
 command -v chromium >/dev/null || packages+=(chromium)
+command -v chronyd >/dev/null || packages+=(chrony)
 if [ "${#packages[@]}" -gt 0 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
@@ -40,13 +42,16 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "start a throwaway PostgreSQL cluster"
+# Each run its own cluster state, so a stale or parallel run cannot clash.
+TIMEPOOL_PG_STATE="$(mktemp -u "${TMPDIR:-/tmp}/timepool-pg-test.XXXXXX.state")"
+export TIMEPOOL_PG_STATE
 eval "$(scripts/pg-test-cluster.sh start)"
 trap 'scripts/pg-test-cluster.sh stop >/dev/null 2>&1 || true' EXIT
 echo "PostgreSQL at $TIMEPOOL_TEST_PG_URL"
 
-step "cargo test (unit, integration on SQLite and PostgreSQL, browser, corpus replay, benchmark smoke runs)"
+step "cargo test (unit, integration on SQLite and PostgreSQL, browser, chronyd, corpus replay, benchmark smoke runs)"
 # --all-targets also runs every criterion benchmark once, as a smoke test.
-TIMEPOOL_E2E_REQUIRED=1 cargo test --all-targets
+TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 cargo test --all-targets
 cargo test --doc
 
 step "snapshot check"

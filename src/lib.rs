@@ -2,13 +2,17 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants between modules.
 
+#[cfg(feature = "web")]
+pub mod agent;
 pub mod answer;
 pub mod atomic_file;
 #[cfg(feature = "web")]
 pub mod db;
 pub mod geo;
 pub mod netaddr;
+pub mod ntp;
 pub mod prometheus;
+pub mod scoring;
 pub mod select;
 pub mod server;
 pub mod snapshot;

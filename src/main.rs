@@ -39,6 +39,9 @@ enum Command {
     Dns(DnsArgs),
     /// Run the control plane's web app.
     Web(timepool::web::WebArgs),
+    /// Run a monitoring agent: check the servers the control plane hands
+    /// out and report the results.
+    Monitor(timepool::agent::MonitorArgs),
     /// Staff tasks from the command line.
     Admin {
         #[command(subcommand)]
@@ -173,6 +176,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dns(args) => run_dns(args),
         Command::Web(args) => run_async(timepool::web::run(args)),
+        Command::Monitor(args) => run_async(timepool::agent::run(args)),
         Command::Admin { command } => run_async(timepool::web::admin::run_admin(command)),
         Command::BuildZones(args) => {
             run_async(timepool::web::zonebuilder::build_zones_command(args))

@@ -204,12 +204,14 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // During a navigation the old page's context goes away under
-            // the evaluation: that is "not there yet", not a failure.
+            // the evaluation: that is "not there yet", not a failure. The
+            // page we navigate away from is marked (`leave`), so a form
+            // that comes back to the same path is not taken for loaded.
             let state = self
                 .try_call(
                     "Runtime.evaluate",
                     json!({
-                        "expression": "location.pathname + location.search + '|' + document.readyState",
+                        "expression": "(window.__tpLeaving ? 'leaving' : location.pathname + location.search) + '|' + document.readyState",
                         "returnByValue": true,
                     }),
                 )
@@ -228,7 +230,13 @@ impl Browser {
         }
     }
 
+    /// Mark the current document as the one being left.
+    fn leave(&mut self) {
+        self.eval("window.__tpLeaving = true; true");
+    }
+
     fn goto(&mut self, base: &str, path: &str) {
+        self.leave();
         self.call("Page.navigate", json!({ "url": format!("{base}{path}") }));
         self.wait_for(path.split('?').next().unwrap_or(path));
     }
@@ -250,6 +258,7 @@ impl Browser {
             );
             self.eval(&script);
         }
+        self.leave();
         self.eval(&format!(
             "document.querySelector({}).click(); true",
             json!(submit)
@@ -427,6 +436,7 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     seed_history(&format!("sqlite://{data_dir}/timepool.db"), "127.0.0.1");
 
     // Its score page, by the link in the list.
+    browser.leave();
     browser.eval("document.querySelector('a[href=\"/scores/127.0.0.1\"]').click(); true");
     browser.wait_for("/scores/127.0.0.1");
     let page = browser.text();

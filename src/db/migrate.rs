@@ -11,11 +11,18 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use super::{Db, DbError, Engine};
 
 /// (version, description, SQL). Append new files here; never edit old ones.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "monitoring",
+        include_str!("../../migrations/0002_monitoring.sql"),
+    ),
+];
 
 fn expand(sql: &str, engine: Engine) -> String {
     let id = match engine {

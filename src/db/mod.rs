@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod ingest;
 pub mod migrate;
 pub mod monitors;
 pub mod scores;

@@ -82,3 +82,13 @@ pub async fn set_state(tx: &mut Tx, id: i64, state: &str) -> Result<bool, DbErro
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// The address the monitor checks from (the /24, /48 rule of scheduling).
+pub async fn set_ip(tx: &mut Tx, id: i64, ip: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE monitors SET ip = $1 WHERE id = $2")
+        .bind(ip)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -183,3 +183,101 @@ pub async fn set_server_score(
         .await?;
     Ok(())
 }
+
+/// Rows per multi-row statement: 9 parameters a row stays well under
+/// SQLite's limit of 32 766 parameters and PostgreSQL's 65 535.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `record_check` for many checks with one statement per table per 100
+/// checks (the ingest path: a batch is one transaction).
+pub async fn record_checks(tx: &mut Tx, checks: &[Check]) -> Result<(), DbError> {
+    for chunk in checks.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO score_log (server_id, monitor_id, ts, offset_s, step, score, rtt_s, leap, error) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 9);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in chunk {
+            query = query
+                .bind(c.server_id)
+                .bind(c.monitor_id)
+                .bind(c.ts)
+                .bind(c.offset)
+                .bind(c.step)
+                .bind(c.score)
+                .bind(c.rtt)
+                .bind(c.leap)
+                .bind(c.error.clone());
+        }
+        query.execute(&mut **tx).await?;
+
+        let mut sql = String::from(
+            "INSERT INTO server_scores (server_id, monitor_id, score, score_ts, offset_s, rtt_s, stratum, leap, error) VALUES ",
+        );
+        push_placeholders(&mut sql, chunk.len(), 9);
+        sql.push_str(
+            " ON CONFLICT (server_id, monitor_id) DO UPDATE SET
+               score = excluded.score, score_ts = excluded.score_ts, offset_s = excluded.offset_s,
+               rtt_s = excluded.rtt_s, stratum = excluded.stratum, leap = excluded.leap,
+               error = excluded.error",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in chunk {
+            query = query
+                .bind(c.server_id)
+                .bind(c.monitor_id)
+                .bind(c.score)
+                .bind(c.ts)
+                .bind(c.offset)
+                .bind(c.rtt)
+                .bind(c.stratum)
+                .bind(c.leap)
+                .bind(c.error.clone());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// `set_server_score` for many servers: the scores, then one log row each.
+pub async fn set_server_scores(tx: &mut Tx, scores: &[(i64, f64)], ts: i64) -> Result<(), DbError> {
+    for chunk in scores.chunks(ROWS_PER_STATEMENT) {
+        // One UPDATE for the chunk: the new scores as a VALUES list joined
+        // to servers (UPDATE ... FROM works on SQLite >= 3.33 and PostgreSQL).
+        let mut sql = String::from("WITH v (id, score) AS (VALUES ");
+        push_placeholders(&mut sql, chunk.len(), 2);
+        let ts_param = chunk.len() * 2 + 1;
+        sql.push_str(&format!(
+            ") UPDATE servers SET score = v.score, score_ts = ${ts_param} FROM v WHERE servers.id = v.id"
+        ));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (server_id, score) in chunk {
+            query = query.bind(*server_id).bind(*score);
+        }
+        query.bind(ts).execute(&mut **tx).await?;
+
+        let mut sql = String::from("INSERT INTO score_log (server_id, ts, score) VALUES ");
+        push_placeholders(&mut sql, chunk.len(), 3);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (server_id, score) in chunk {
+            query = query.bind(*server_id).bind(ts).bind(*score);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Appends `($1, ..., $k), ($k+1, ...)` for `rows` rows of `columns` values.
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize) {
+    use std::fmt::Write;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+}

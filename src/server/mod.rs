@@ -443,7 +443,10 @@ async fn watch_files(shared: Arc<Shared>, interval: Duration) {
     };
     let mut snapshot_seen = snapshot_path.as_deref().and_then(file_version);
     let mut geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(50)));
+    // The files were just loaded: the first check is one interval away
+    // (tokio's plain `interval` would tick at once).
+    let period = interval.max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;

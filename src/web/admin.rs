@@ -51,6 +51,10 @@ pub enum AdminCommand {
     /// Create a monitor (state candidate) and print its API token once.
     CreateMonitor {
         name: String,
+        /// The address the monitor checks from: it is never given servers
+        /// in the same /24 (IPv6 /48).
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -118,7 +122,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<(), BoxError> {
             }
             Ok(())
         }
-        AdminCommand::CreateMonitor { name, db } => {
+        AdminCommand::CreateMonitor { name, ip, db } => {
             check_monitor_name(&name)?;
             let db = Db::connect(&db.url()).await?;
             let mut tx = db.begin().await?;
@@ -129,6 +133,9 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<(), BoxError> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if let Some(ip) = ip {
+                monitors::set_ip(&mut tx, id, &ip.to_string()).await?;
+            }
             audit::record(
                 &mut tx,
                 &Actor::cli(),

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 
 use super::AppState;
@@ -24,6 +24,8 @@ pub const ROUTES: &[&str] = &[
     "/zones/{zone}",
     "/servers/{address}/scores",
     "/snapshot",
+    "/monitor/batch",
+    "/monitor/results",
     "/openapi.json",
 ];
 
@@ -33,6 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/zones/{zone}", get(zone))
         .route("/servers/{address}/scores", get(server_scores))
         .route("/snapshot", get(snapshot))
+        .route("/monitor/batch", get(super::ingest::get_batch))
+        .route("/monitor/results", post(super::ingest::post_results))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError(AppError::NotFound) })
 }

@@ -27,6 +27,7 @@ pub mod csrf;
 pub mod error;
 pub mod form;
 pub mod graph;
+pub mod ingest;
 pub mod metrics;
 pub mod public;
 pub mod servers;

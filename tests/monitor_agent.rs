@@ -1,0 +1,437 @@
+//! The monitoring agent end to end: real chronyd (Debian's chrony) and the
+//! project's test responder serve NTP on 127.0.0.x, the web app runs in
+//! process on 127.0.0.1:0, and the agent checks them through the ingest API.
+//! The scores must move as design.md section 5 says.
+//!
+//! chronyd runs with -x (never touches the clock), in the foreground, with
+//! its own config, pid and drift files in a temp dir, and stops with the
+//! test. Without chronyd the test prints a note and skips, unless
+//! TIMEPOOL_CHRONY_REQUIRED=1.
+
+mod web_support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sqlx::Row;
+use timepool::agent::MonitorArgs;
+use timepool::db::Db;
+use timepool::ntp::KissCode;
+use timepool::ntp::responder::{Behaviour, Responder};
+use timepool::web::{AppState, router};
+
+const HEALTHY: &str = "127.0.0.2";
+const RATE_LIMITED: &str = "127.0.0.3";
+const STOPPED: &str = "127.0.0.4";
+const PLUS_200_MS: &str = "127.0.0.5";
+const PLUS_5_S: &str = "127.0.0.6";
+const DENIES: &str = "127.0.0.7";
+
+fn chronyd_path() -> Option<PathBuf> {
+    ["/usr/sbin/chronyd", "/usr/bin/chronyd", "/sbin/chronyd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// A port free on every test address (UDP).
+fn common_free_port() -> u16 {
+    for _ in 0..200 {
+        let Ok(first) = UdpSocket::bind("127.0.0.2:0") else {
+            continue;
+        };
+        let Ok(addr) = first.local_addr() else {
+            continue;
+        };
+        let port = addr.port();
+        let all_free = [RATE_LIMITED, STOPPED, PLUS_200_MS, PLUS_5_S, DENIES]
+            .iter()
+            .all(|ip| UdpSocket::bind((*ip, port)).is_ok());
+        if all_free {
+            return port;
+        }
+    }
+    panic!("no UDP port free on all of 127.0.0.2..7");
+}
+
+/// A chronyd serving time from its local clock; killed on drop.
+struct Chronyd {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Chronyd {
+    fn start(binary: &Path, ip: &str, port: u16, extra: &str) -> Option<Chronyd> {
+        let dir = std::env::temp_dir().join(format!(
+            "timepool-chronyd-{}-{ip}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("chronyd dir");
+        let config = format!(
+            "port {port}\nbindaddress {ip}\nallow 127.0.0.0/8\nlocal stratum 3\ncmdport 0\n\
+             pidfile {dir}/chronyd.pid\ndriftfile {dir}/drift\n{extra}\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("chrony.conf"), config).expect("chrony.conf");
+        let child = Command::new(binary)
+            .args(["-x", "-d", "-u", "root", "-f"])
+            .arg(dir.join("chrony.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("chronyd.log")).expect("log"))
+            .spawn()
+            .expect("start chronyd");
+        let mut chronyd = Chronyd {
+            child: Some(child),
+            dir,
+        };
+        // It exits at once on a config it does not accept (e.g. an option of
+        // a newer chrony); the caller then tries without it.
+        std::thread::sleep(Duration::from_millis(400));
+        if let Some(child) = chronyd.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            let log = std::fs::read_to_string(chronyd.dir.join("chronyd.log")).unwrap_or_default();
+            eprintln!("chronyd on {ip}:{port} exited ({status}): {log}");
+            chronyd.child = None;
+            return None;
+        }
+        Some(chronyd)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Only the process this test started, by its handle.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Chronyd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn agent_args(api: &str, token: &str, ntp_port: u16) -> MonitorArgs {
+    MonitorArgs {
+        api: api.to_string(),
+        token: token.to_string(),
+        batch_size: 100,
+        concurrency: 4,
+        samples: 3,
+        sample_gap_ms: 150,
+        timeout_ms: 600,
+        max_unsent_results: 1000,
+        retry_ms: 100,
+        ntp_port,
+        max_batches: 1,
+    }
+}
+
+/// The latest check of each server by the monitor: (error, step, pair score, server score).
+async fn latest(db: &Db, address: &str) -> (Option<String>, f64, f64, f64) {
+    let row = sqlx::query(
+        "SELECT l.error, l.step, l.score, s.score AS server_score FROM score_log l
+         JOIN servers s ON s.id = l.server_id
+         WHERE s.address = $1 AND l.monitor_id IS NOT NULL ORDER BY l.id DESC LIMIT 1",
+    )
+    .bind(address)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_or_else(|e| panic!("no check of {address}: {e}"));
+    (
+        row.try_get("error").expect("error"),
+        row.try_get("step").expect("step"),
+        row.try_get("score").expect("score"),
+        row.try_get("server_score").expect("server score"),
+    )
+}
+
+fn close(a: f64, b: f64, tolerance: f64) -> bool {
+    (a - b).abs() <= tolerance
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_checks_chronyd_and_responders_through_the_api() {
+    let Some(chronyd) = chronyd_path() else {
+        if std::env::var("TIMEPOOL_CHRONY_REQUIRED").as_deref() == Ok("1") {
+            panic!("chronyd not installed and TIMEPOOL_CHRONY_REQUIRED=1 (apt-get install chrony)");
+        }
+        eprintln!(
+            "NOTE: chronyd not installed; skipping the chronyd integration test (apt-get install chrony)"
+        );
+        return;
+    };
+    let port = common_free_port();
+    let healthy = Chronyd::start(&chronyd, HEALTHY, port, "").expect("healthy chronyd");
+    // chrony >= 4.4 answers rate-limited clients with KoD RATE when asked
+    // to (`kod`); older ones (Debian 12 has 4.3) drop them instead.
+    let rate_limited = Chronyd::start(
+        &chronyd,
+        RATE_LIMITED,
+        port,
+        "ratelimit interval 3 burst 1 leak 4 kod 1",
+    )
+    .or_else(|| {
+        Chronyd::start(
+            &chronyd,
+            RATE_LIMITED,
+            port,
+            "ratelimit interval 3 burst 1 leak 4",
+        )
+    })
+    .expect("rate-limiting chronyd");
+    let mut stopped = Chronyd::start(&chronyd, STOPPED, port, "").expect("chronyd to stop");
+    stopped.stop();
+    let ip_port = |ip: &str| SocketAddr::new(ip.parse().expect("ip"), port);
+    let _plus_200 = Responder::start(
+        ip_port(PLUS_200_MS),
+        Behaviour::Offset {
+            offset: 0.2,
+            stratum: 2,
+        },
+    )
+    .await
+    .expect("responder");
+    let _plus_5 = Responder::start(
+        ip_port(PLUS_5_S),
+        Behaviour::Offset {
+            offset: 5.0,
+            stratum: 2,
+        },
+    )
+    .await
+    .expect("responder");
+    let _denies = Responder::start(ip_port(DENIES), Behaviour::Kod(KissCode::Deny))
+        .await
+        .expect("responder");
+
+    for (engine, url) in web_support::database_urls().await {
+        eprintln!("--- engine: {engine}");
+        let db = Db::connect(&url).await.expect("connect");
+        let app = router(AppState::new(db.clone(), web_support::settings(&url, true)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind web");
+        let api = format!("http://{}", listener.local_addr().expect("addr"));
+        let web = tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+
+        let account: i64 =
+            sqlx::query("INSERT INTO accounts (name, created_at) VALUES ('op', 0) RETURNING id")
+                .fetch_one(&db.pool)
+                .await
+                .expect("account")
+                .try_get("id")
+                .expect("id");
+        for ip in [
+            HEALTHY,
+            RATE_LIMITED,
+            STOPPED,
+            PLUS_200_MS,
+            PLUS_5_S,
+            DENIES,
+        ] {
+            sqlx::query("INSERT INTO servers (account_id, address, ip_version, netspeed, created_at) VALUES ($1, $2, 4, 1000, 0)")
+                .bind(account).bind(ip).execute(&db.pool).await.expect("server");
+        }
+        let mut tx = db.begin().await.expect("tx");
+        let (monitor_id, token) = timepool::db::monitors::create(&mut tx, "agent")
+            .await
+            .expect("monitor");
+        tx.commit().await.expect("commit");
+        sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
+            .bind(monitor_id)
+            .execute(&db.pool)
+            .await
+            .expect("active");
+
+        // Round 1: every pair starts at 0, so each score is the step.
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        timepool::agent::run_until(agent_args(&api, &token, port), stop_rx)
+            .await
+            .expect("agent round 1");
+
+        let (error, step, score, server) = latest(&db, HEALTHY).await;
+        assert_eq!(error, None, "healthy chronyd");
+        assert_eq!((step, score, server), (1.0, 1.0, 1.0));
+        let (error, step, _, _) = latest(&db, RATE_LIMITED).await;
+        eprintln!("rate-limited chronyd: error {error:?}, step {step}");
+        match error.as_deref() {
+            Some("kod:RATE") => assert_eq!(step, -3.5),
+            // chrony 4.3 drops rate-limited requests: either one sample got
+            // through (the first of the test) or none did (later rounds).
+            None => assert_eq!(step, 1.0),
+            Some("timeout") => assert_eq!(step, -5.0),
+            other => panic!("rate-limited chronyd: {other:?}"),
+        }
+        let (error, step, score, _) = latest(&db, STOPPED).await;
+        assert_eq!(
+            (error.as_deref(), step, score),
+            (Some("timeout"), -5.0, -5.0)
+        );
+        let (error, step, _, _) = latest(&db, PLUS_200_MS).await;
+        assert_eq!(error, None);
+        let want = -2.308 * 0.2 + 0.731;
+        assert!(
+            close(step, want, 0.01),
+            "+200 ms: step {step}, want about {want}"
+        );
+        let (error, step, score, _) = latest(&db, PLUS_5_S).await;
+        assert_eq!(
+            (error, step, score),
+            (None, -4.0, -20.0),
+            "+5 s: capped at -20"
+        );
+        let (error, step, score, _) = latest(&db, DENIES).await;
+        assert_eq!(
+            (error.as_deref(), step, score),
+            (Some("kod:DENY"), -10.0, -50.0)
+        );
+
+        // Round 2, ten minutes later (moved back in time here): decay and caps.
+        sqlx::query("UPDATE server_scores SET score_ts = score_ts - 600")
+            .execute(&db.pool)
+            .await
+            .expect("age");
+        sqlx::query("UPDATE servers SET last_issued_at = NULL")
+            .execute(&db.pool)
+            .await
+            .expect("age");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let agent = tokio::spawn(timepool::agent::run_until(
+            agent_args(&api, &token, port),
+            stop_rx,
+        ));
+        // SIGTERM's effect while the batch is in flight: it still finishes and is sent.
+        for _ in 0..200 {
+            let issued: i64 = sqlx::query("SELECT COUNT(*) AS n FROM monitor_batches")
+                .fetch_one(&db.pool)
+                .await
+                .expect("n")
+                .try_get("n")
+                .expect("n");
+            if issued == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = stop_tx.send(true);
+        agent.await.expect("join").expect("agent round 2");
+
+        let (_, _, score, server) = latest(&db, HEALTHY).await;
+        assert!(
+            close(score, 1.95, 1e-9) && close(server, 1.95, 1e-9),
+            "healthy: {score} {server}"
+        );
+        let (_, _, score, _) = latest(&db, STOPPED).await;
+        assert!(close(score, -9.75, 1e-9), "stopped: {score}");
+        let (_, _, score, _) = latest(&db, PLUS_5_S).await;
+        assert!(close(score, -23.0, 1e-9), "+5 s: {score}");
+        let (_, _, score, _) = latest(&db, DENIES).await;
+        assert!(close(score, -57.5, 1e-9), "DENY: {score}");
+        let (_, _, score, _) = latest(&db, PLUS_200_MS).await;
+        assert!(close(score, want * 1.95, 0.02), "+200 ms: {score}");
+
+        // A replayed batch changes nothing.
+        let last: i64 = sqlx::query("SELECT last_batch_id FROM monitors WHERE id = $1")
+            .bind(monitor_id)
+            .fetch_one(&db.pool)
+            .await
+            .expect("m")
+            .try_get("last_batch_id")
+            .expect("last");
+        let rows_before: i64 = sqlx::query("SELECT COUNT(*) AS n FROM score_log")
+            .fetch_one(&db.pool)
+            .await
+            .expect("n")
+            .try_get("n")
+            .expect("n");
+        let replay = serde_json::json!({"batch_id": last, "results": [{"server": HEALTHY, "ts": timepool::db::now(), "offset": 0.0, "rtt": 0.001, "stratum": 3, "leap": 0}]});
+        let url = format!("{api}/api/v1/monitor/results");
+        let auth = format!("Bearer {token}");
+        let status = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .send_json(&replay)
+                .map(|r| r.status().as_u16())
+        })
+        .await
+        .expect("join")
+        .expect("replay request");
+        assert_eq!(status, 409);
+        let rows_after: i64 = sqlx::query("SELECT COUNT(*) AS n FROM score_log")
+            .fetch_one(&db.pool)
+            .await
+            .expect("n")
+            .try_get("n")
+            .expect("n");
+        assert_eq!(rows_before, rows_after);
+
+        web.abort();
+        db.pool.close().await;
+    }
+    drop(healthy);
+    drop(rate_limited);
+}
+
+/// The binary: with the API down it keeps retrying (with backoff), and
+/// SIGTERM stops it cleanly.
+#[test]
+fn the_binary_retries_while_the_api_is_down_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_timepool"))
+        .args([
+            "monitor",
+            "--api",
+            &format!("http://127.0.0.1:{port}"),
+            "--token",
+            "t",
+            "--retry-ms",
+            "50",
+        ])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn timepool monitor");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut retries = 0;
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        if line.contains("cannot get a batch; will retry") {
+            retries += 1;
+            if retries == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(retries, 3, "the agent should log its retries");
+    // Keep reading stderr so the agent's last log lines have somewhere to go.
+    let drain =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    web_support::sigterm_and_wait(child);
+    let rest = drain.join().expect("stderr");
+    assert!(rest.contains("monitor stopped"), "{rest}");
+}
