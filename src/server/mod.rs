@@ -254,11 +254,9 @@ impl DnsServer {
         let mut tcp_listeners = Vec::new();
         let mut tcp_addresses = Vec::new();
         for &address in &config.listen {
-            let sockets =
-                udp::bind_sockets(address, threads, &config.udp).map_err(StartError::Io)?;
+            let (sockets, listener) =
+                bind_udp_and_tcp(address, threads, &config.udp).map_err(StartError::Io)?;
             let bound = sockets[0].local_addr().map_err(StartError::Io)?;
-            // TCP on the same port as UDP, also when the port was 0.
-            let listener = tcp::bind_listener(bound).map_err(StartError::Io)?;
             tcp_addresses.push(listener.local_addr().map_err(StartError::Io)?);
             udp_addresses.push(bound);
             udp_sockets.extend(sockets);
@@ -618,6 +616,35 @@ pub fn start_reflector(
         );
     }
     Ok((bound, workers))
+}
+
+/// Bind the UDP sockets and the TCP listener of one listen address, on one
+/// port. With port 0 the kernel picks a free UDP port, and that port may be
+/// taken for TCP (by another listener or a client's ephemeral connection):
+/// then try another pick rather than fail, a few times.
+fn bind_udp_and_tcp(
+    address: SocketAddr,
+    threads: usize,
+    settings: &UdpSettings,
+) -> std::io::Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+    const EPHEMERAL_ATTEMPTS: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sockets = udp::bind_sockets(address, threads, settings)?;
+        let bound = sockets[0].local_addr()?;
+        match tcp::bind_listener(bound) {
+            Ok(listener) => return Ok((sockets, listener)),
+            Err(error)
+                if address.port() == 0
+                    && error.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < EPHEMERAL_ATTEMPTS =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Raise the soft limit on open files to the hard limit: every TCP

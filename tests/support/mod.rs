@@ -219,6 +219,28 @@ pub fn tcp_receive(stream: &mut TcpStream) -> Option<Vec<u8>> {
 pub fn tcp_exchange(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    tcp_send(&mut stream, packet);
+    // A server at its connection limit may have closed the connection
+    // already: a failed write is "no answer", not a test panic.
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    stream.write_all(&framed).ok()?;
     tcp_receive(&mut stream)
+}
+
+/// A port on 127.0.0.1 free for both UDP and TCP at the time of the call
+/// (for a child process that binds both, like `timepool dns`).
+#[allow(dead_code)]
+pub fn free_udp_and_tcp_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(address) = udp.local_addr() else {
+            continue;
+        };
+        if std::net::TcpListener::bind(address).is_ok() {
+            return address.port();
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
