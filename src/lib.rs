@@ -8,6 +8,8 @@ pub mod answer;
 pub mod atomic_file;
 #[cfg(feature = "web")]
 pub mod db;
+#[cfg(feature = "web")]
+pub mod demo;
 pub mod geo;
 pub mod netaddr;
 pub mod ntp;

@@ -42,6 +42,10 @@ enum Command {
     /// Run a monitoring agent: check the servers the control plane hands
     /// out and report the results.
     Monitor(timepool::agent::MonitorArgs),
+    /// The whole pool on this machine: the web app on SQLite, simulated NTP
+    /// servers, two monitors, the zone builder and the DNS daemon with the
+    /// bundled test GeoIP database.
+    Demo(timepool::demo::DemoArgs),
     /// Staff tasks from the command line.
     Admin {
         #[command(subcommand)]
@@ -172,10 +176,23 @@ struct DnsArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo prints a table at start; the monitors' line per batch would
+    // push it off the screen.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "info,timepool::agent=warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_filter);
     match cli.command {
         Command::Dns(args) => run_dns(args),
         Command::Web(args) => run_async(timepool::web::run(args)),
+        Command::Demo(args) => match timepool::demo::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("timepool demo: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Monitor(args) => run_async(timepool::agent::run(args)),
         Command::Admin { command } => run_async(timepool::web::admin::run_admin(command)),
         Command::BuildZones(args) => {
@@ -230,9 +247,9 @@ fn run_async<E: std::fmt::Display>(
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

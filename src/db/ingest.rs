@@ -3,10 +3,11 @@
 //! transaction.
 //!
 //! Scheduling rules (design.md section 6, issue 6):
-//! - each monitor checks a server at most every `check_interval(state)`:
-//!   9 minutes for active monitors, 18 for testing, 36 for candidates;
-//! - no server is handed out twice within `MIN_CHECK_GAP` (60 s), to any
-//!   monitor; the servers that waited longest go first;
+//! - each monitor checks a server at most every `CheckSchedule::interval`:
+//!   by default 9 minutes for active monitors, 18 for testing, 36 for
+//!   candidates;
+//! - no server is handed out twice within `CheckSchedule::min_gap` (by
+//!   default 60 s), to any monitor; the servers that waited longest go first;
 //! - never to a monitor in the server's /24 (IPv6 /48), nor to a monitor run
 //!   by the server's own account;
 //! - servers whose deletion time has passed are not checked.
@@ -20,15 +21,57 @@ use super::scores::{self, Check};
 use super::{Db, DbError, Engine, Tx};
 use crate::scoring::{self, CheckInput, LatestScore, MonitorState};
 
-/// No two checks of one server closer than this (seconds).
-pub const MIN_CHECK_GAP: i64 = 60;
+/// How often servers are checked. The defaults are the pool's; a demo or a
+/// test runs the same rules on a shorter clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckSchedule {
+    /// Seconds between two checks of one server by one active monitor
+    /// (testing monitors: twice this, candidates: four times).
+    pub active_interval: i64,
+    /// No two checks of one server, by any monitors, closer than this
+    /// (seconds).
+    pub min_gap: i64,
+}
 
-/// How often one monitor checks one server, by the monitor's state.
-pub fn check_interval(state: MonitorState) -> i64 {
-    match state {
-        MonitorState::Active => 9 * 60,
-        MonitorState::Testing => 18 * 60,
-        MonitorState::Candidate => 36 * 60,
+impl Default for CheckSchedule {
+    fn default() -> CheckSchedule {
+        CheckSchedule {
+            active_interval: 9 * 60,
+            min_gap: 60,
+        }
+    }
+}
+
+impl CheckSchedule {
+    /// How often one monitor checks one server, by the monitor's state.
+    pub fn interval(&self, state: MonitorState) -> i64 {
+        match state {
+            MonitorState::Active => self.active_interval,
+            MonitorState::Testing => self.active_interval * 2,
+            MonitorState::Candidate => self.active_interval * 4,
+        }
+    }
+
+    /// Checks the values make sense (from flags or a config file).
+    pub fn validated(self) -> Result<CheckSchedule, String> {
+        if self.active_interval < 1 {
+            return Err(format!(
+                "the check interval must be at least 1 s, got {}",
+                self.active_interval
+            ));
+        }
+        if self.min_gap < 0 || self.min_gap > self.active_interval {
+            return Err(format!(
+                "the minimum gap between checks must be 0..={} s (the check interval), got {}",
+                self.active_interval, self.min_gap
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Seconds a monitor that got nothing to check waits before asking again.
+    pub fn idle_wait(&self) -> u64 {
+        (self.min_gap / 2).clamp(1, 30) as u64
     }
 }
 
@@ -86,6 +129,7 @@ pub async fn issue_batch(
     db: &Db,
     monitor: &MonitorAuth,
     state: MonitorState,
+    schedule: &CheckSchedule,
     limit: i64,
     now: i64,
 ) -> Result<Batch, DbError> {
@@ -113,11 +157,11 @@ pub async fn issue_batch(
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
-        .bind(now - MIN_CHECK_GAP)
+        .bind(now - schedule.min_gap)
         // Account ids start at 1, so 0 matches no server.
         .bind(monitor.account_id.unwrap_or(0))
         .bind(monitor.id)
-        .bind(now - check_interval(state))
+        .bind(now - schedule.interval(state))
         .bind(fetch)
         .fetch_all(&mut *tx)
         .await?;

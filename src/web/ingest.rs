@@ -135,9 +135,26 @@ pub async fn get_batch(
             "limit must be 1..{MAX_BATCH}, got {limit}"
         )));
     }
-    let batch =
-        ingest::issue_batch(&state.db, &monitor, monitor_state, limit, crate::db::now()).await?;
-    let wait_s = if batch.servers.is_empty() { 30 } else { 0 };
+    let schedule = state.settings.check_schedule;
+    let batch = ingest::issue_batch(
+        &state.db,
+        &monitor,
+        monitor_state,
+        &schedule,
+        limit,
+        crate::db::now(),
+    )
+    .await?;
+    if !batch.servers.is_empty() {
+        use std::sync::atomic::Ordering::Relaxed;
+        state.metrics.batches_issued.fetch_add(1, Relaxed);
+        (state.metrics.servers_issued).fetch_add(batch.servers.len() as u64, Relaxed);
+    }
+    let wait_s = if batch.servers.is_empty() {
+        schedule.idle_wait()
+    } else {
+        0
+    };
     Ok(Json(BatchResponse { batch, wait_s }))
 }
 
@@ -295,10 +312,28 @@ pub async fn post_results(
     body: Bytes,
 ) -> Result<Json<Applied>, IngestFailure> {
     let (monitor, _) = authenticate(&state, &headers).await?;
-    let parsed: ResultsBody = serde_json::from_slice(&body)
+    use std::sync::atomic::Ordering::Relaxed;
+    let outcome = apply_results(&state, monitor.id, &body).await;
+    match &outcome {
+        Ok(applied) => {
+            state.metrics.batches_applied.fetch_add(1, Relaxed);
+            (state.metrics.results_applied).fetch_add(applied.results as u64, Relaxed);
+        }
+        Err(_) => {
+            state.metrics.batches_refused.fetch_add(1, Relaxed);
+        }
+    }
+    outcome.map(Json)
+}
+
+/// Parse, validate and apply one results document.
+async fn apply_results(
+    state: &AppState,
+    monitor_id: i64,
+    body: &[u8],
+) -> Result<Applied, IngestFailure> {
+    let parsed: ResultsBody = serde_json::from_slice(body)
         .map_err(|e| IngestFailure::bad_request(format!("invalid results document: {e}")))?;
     let (batch_id, results) = validate(parsed)?;
-    let applied =
-        ingest::apply_batch(&state.db, monitor.id, batch_id, &results, crate::db::now()).await?;
-    Ok(Json(applied))
+    Ok(ingest::apply_batch(&state.db, monitor_id, batch_id, &results, crate::db::now()).await?)
 }

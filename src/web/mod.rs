@@ -103,6 +103,14 @@ pub struct WebArgs {
     /// (it also rebuilds at least every minute) [default: 2].
     #[arg(long, env = "TIMEPOOL_ZONE_CHECK_SECS")]
     pub zone_check_secs: Option<f64>,
+    /// Seconds between two checks of a server by one active monitor
+    /// (testing monitors: 2x, candidates: 4x) [default: 540].
+    #[arg(long, env = "TIMEPOOL_CHECK_INTERVAL_SECS")]
+    pub check_interval_secs: Option<i64>,
+    /// No two checks of one server closer than this, by any monitors
+    /// [default: 60].
+    #[arg(long, env = "TIMEPOOL_MIN_CHECK_GAP_SECS")]
+    pub min_check_gap_secs: Option<i64>,
 }
 
 /// The config file's keys; all optional.
@@ -120,6 +128,8 @@ pub struct FileConfig {
     pub snapshot_out: Option<PathBuf>,
     pub nameservers: Option<Vec<String>>,
     pub zone_check_secs: Option<f64>,
+    pub check_interval_secs: Option<i64>,
+    pub min_check_gap_secs: Option<i64>,
 }
 
 /// The resolved settings the app runs with.
@@ -134,6 +144,8 @@ pub struct Settings {
     pub counts_cache_secs: u64,
     /// The GeoIP database, if any.
     pub geoip: Option<PathBuf>,
+    /// How often monitors are handed each server.
+    pub check_schedule: crate::db::ingest::CheckSchedule,
 }
 
 /// The zone builder's settings, resolved like `Settings`.
@@ -212,6 +224,7 @@ impl Settings {
             .unwrap_or_else(|| "pool.ntp.org".to_string())
             .trim_end_matches('.')
             .to_ascii_lowercase();
+        let default_schedule = crate::db::ingest::CheckSchedule::default();
         Ok(Settings {
             listen,
             database_url,
@@ -231,6 +244,17 @@ impl Settings {
                 .map(PathBuf::from)
                 .find(|path| path.exists())
             }),
+            check_schedule: crate::db::ingest::CheckSchedule {
+                active_interval: args
+                    .check_interval_secs
+                    .or(file.check_interval_secs)
+                    .unwrap_or(default_schedule.active_interval),
+                min_gap: args
+                    .min_check_gap_secs
+                    .or(file.min_check_gap_secs)
+                    .unwrap_or(default_schedule.min_gap),
+            }
+            .validated()?,
         })
     }
 }
@@ -479,8 +503,22 @@ async fn method_not_allowed() -> axum::response::Response {
 pub async fn run(args: WebArgs) -> Result<(), BoxError> {
     let settings = Settings::resolve(&args)?;
     let publish = PublishSettings::resolve(&args)?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    serve(settings, publish, listener, shutdown_signal()).await
+}
+
+/// The web app and its zone builder on `listener` until `shutdown`
+/// resolves; in-flight requests then finish. (`timepool web`, and the demo
+/// with its own listener and stop signal.)
+pub async fn serve(
+    settings: Settings,
+    publish: PublishSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
     let db = Db::connect(&settings.database_url).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     tracing::info!(
         listen = %listener.local_addr()?,
         origin = %settings.origin,
@@ -516,7 +554,7 @@ pub async fn run(args: WebArgs) -> Result<(), BoxError> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown)
     .await?;
     builder.abort();
     db.pool.close().await;

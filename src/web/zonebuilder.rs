@@ -70,6 +70,9 @@ pub struct PublishedSnapshot {
     /// Strong entity tag of `bytes`, quoted: `"<sha256 hex>"`.
     pub etag: String,
     pub published_at: i64,
+    /// Servers in the snapshot (handed out by DNS), IPv4 and IPv6.
+    pub servers_v4: usize,
+    pub servers_v6: usize,
 }
 
 /// The current snapshot, shared by the builder task and the endpoint.
@@ -335,7 +338,10 @@ fn finish(
             .and_then(|()| encoder.finish())
             .map_err(BuildError::Io)?
     };
+    let servers_v6 = table.servers.iter().filter(|s| s.is_v6).count();
     Ok(PublishedSnapshot {
+        servers_v4: table.servers.len() - servers_v6,
+        servers_v6,
         serial: table.serial,
         etag: format!("\"{}\"", hex(&Sha256::digest(&bytes))),
         bytes: Bytes::from(bytes),

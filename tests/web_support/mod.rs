@@ -72,6 +72,7 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         // Tests read counts right after changing servers.
         counts_cache_secs: 0,
         geoip: None,
+        check_schedule: Default::default(),
     }
 }
 
