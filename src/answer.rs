@@ -155,6 +155,9 @@ pub struct Outcome {
     pub ecs_present: bool,
     /// The answer was located from the ECS address (public, prefix > 0).
     pub ecs_used: bool,
+    /// The servers handed out (indexes into the table's server list);
+    /// empty when the response carries none (or was truncated).
+    pub handed_out: Picked,
 }
 
 impl Outcome {
@@ -166,6 +169,7 @@ impl Outcome {
             name_kind: NameKind::None,
             ecs_present: false,
             ecs_used: false,
+            handed_out: Picked::new(),
         }
     }
 }
@@ -276,12 +280,14 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
         ecs_scope: 0,
         name_kind: NameKind::None,
         ecs_used: false,
+        handed_out: Picked::new(),
     };
     let result = answer_question(ctx, &query, client, rng, &mut writer, &mut state);
     let truncated = result.is_err();
     if truncated {
         writer.rollback(after_question);
         writer.set_truncated();
+        state.handed_out.clear();
     }
     writer.restore_limit(full_limit);
     let mut header_flags = writer.flags();
@@ -307,6 +313,7 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
         name_kind: state.name_kind,
         ecs_present: query.edns.is_some_and(|e| e.client_subnet.is_some()),
         ecs_used: state.ecs_used,
+        handed_out: state.handed_out,
     };
     Some((writer.finish(), outcome))
 }
@@ -320,6 +327,8 @@ struct Answer {
     ecs_scope: u8,
     name_kind: NameKind,
     ecs_used: bool,
+    /// The servers written into the answer section.
+    handed_out: Picked,
 }
 
 /// A response with only the header: for queries too broken to echo.
@@ -412,6 +421,7 @@ fn answer_question<R: Rng + ?Sized>(
                 query.qtype,
                 rng,
                 writer,
+                &mut state.handed_out,
             )?
         }
         Node::CountryDebug => {
@@ -452,11 +462,12 @@ fn answer_pool<R: Rng + ?Sized>(
     qtype: u16,
     rng: &mut R,
     writer: &mut MessageWriter<'_>,
+    handed_out: &mut Picked,
 ) -> Result<bool, NoSpace> {
     match qtype {
-        rtype::A => write_addresses(writer, table, origin, zone, label, false, rng),
+        rtype::A => write_addresses(writer, table, origin, zone, label, false, rng, handed_out),
         rtype::AAAA if serves_aaaa(origin, label) => {
-            write_addresses(writer, table, origin, zone, label, true, rng)
+            write_addresses(writer, table, origin, zone, label, true, rng, handed_out)
         }
         rtype::SOA if apex => {
             write_soa(writer, table, origin, origin_pointer, Section::Answer)?;
@@ -482,7 +493,7 @@ fn answer_pool<R: Rng + ?Sized>(
         rtype::ANY => {
             // RFC 8482: a minimal answer, not the whole node. The A records
             // are what a client of a pool name wants; with none, a HINFO.
-            if write_addresses(writer, table, origin, zone, label, false, rng)? {
+            if write_addresses(writer, table, origin, zone, label, false, rng, handed_out)? {
                 return Ok(true);
             }
             writer.push_pointer(HEADER_LEN as u16)?;
@@ -503,7 +514,8 @@ fn serves_aaaa(origin: &Origin, label: u8) -> bool {
 
 /// Draw up to `max_hosts` servers of the family from the zone's label,
 /// topping up from the parent zones, and write them. Returns whether any
-/// record was written.
+/// record was written; `handed_out` is set to the servers written.
+#[allow(clippy::too_many_arguments)]
 fn write_addresses<R: Rng + ?Sized>(
     writer: &mut MessageWriter<'_>,
     table: &ZoneTable,
@@ -512,6 +524,7 @@ fn write_addresses<R: Rng + ?Sized>(
     label: u8,
     v6: bool,
     rng: &mut R,
+    handed_out: &mut Picked,
 ) -> Result<bool, NoSpace> {
     let mut picked = Picked::new();
     let max_hosts = origin.max_hosts;
@@ -545,6 +558,7 @@ fn write_addresses<R: Rng + ?Sized>(
         let address = &table.servers[server as usize];
         writer.push_record(Section::Answer, &header, address.rdata())?;
     }
+    *handed_out = picked;
     Ok(!picked.is_empty())
 }
 

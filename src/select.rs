@@ -29,6 +29,16 @@ pub struct Picked {
     len: usize,
 }
 
+/// Equal when the same servers were picked in the same order (the unused
+/// tail of the array does not count).
+impl PartialEq for Picked {
+    fn eq(&self, other: &Picked) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Picked {}
+
 impl Default for Picked {
     fn default() -> Self {
         Self::new()

@@ -193,6 +193,23 @@ fn dns_follows_the_control_plane_over_http() {
         metric(&text, "timepool_dns_snapshot_serial"),
         f64::from(dns.shared().serial())
     );
+    // Answers per server: 192.0.2.2 was handed out before it left (counted
+    // in the table since replaced); 20 more UDP queries and one over TCP
+    // add exactly 21 to 192.0.2.1, the only server left.
+    let by_server = "timepool_dns_answers_by_server_total{address=";
+    assert!(metric(&text, &format!("{by_server}\"192.0.2.2\"}}")) >= 1.0);
+    let before = metric(&text, &format!("{by_server}\"192.0.2.1\"}}"));
+    for _ in 0..20 {
+        assert_eq!(de_addresses(address), set(&["192.0.2.1"]));
+    }
+    let packet = query("de.pool.example.org", 1, &Ask::default());
+    let reply = support::tcp_exchange(dns.tcp_addresses()[0], &packet).expect("TCP answer");
+    assert_eq!(parse_reply(&reply).answer.len(), 1);
+    let text = scrape(metrics);
+    assert_eq!(
+        metric(&text, &format!("{by_server}\"192.0.2.1\"}}")),
+        before + 21.0
+    );
 
     // The control plane stops: the daemon keeps serving the last snapshot.
     web.abort();

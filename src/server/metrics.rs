@@ -7,10 +7,21 @@
 //! written by one thread only and padded to its own cache lines, so
 //! workers never contend; a scrape sums the slots. The TCP tasks share the
 //! last slot and add to it atomically (TCP is the rare path).
+//!
+//! Answers per server: each UDP worker counts into its own array, one
+//! counter per server of the table it answers from ([`ServerCounts`]),
+//! replaced when the table changes. The old array is folded into the
+//! `retired` totals (by address) under a mutex that scrapes take too, so a
+//! scrape never sees a count twice or loses one. That mutex is touched per
+//! reload, never per query (TCP answers add to it directly).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -18,6 +29,7 @@ use tokio::net::TcpListener;
 use super::Shared;
 use crate::answer::{NameKind, Outcome};
 use crate::prometheus::{CONTENT_TYPE, Page};
+use crate::zone::ZoneTable;
 
 /// Response codes counted one by one (0..=23: through BADCOOKIE); a
 /// larger one counts as the last.
@@ -126,6 +138,106 @@ impl WorkerCounters {
             .fetch_add(u64::from(outcome.ecs_used), Ordering::Relaxed);
         self.truncated
             .fetch_add(u64::from(outcome.truncated), Ordering::Relaxed);
+    }
+}
+
+/// One worker's answers per server of one table. Written by that worker
+/// only (a load and a store, no atomic read-modify-write), read by scrapes.
+#[derive(Debug)]
+pub struct ServerCounts {
+    /// The table counted for, by identity only: a weak pointer does not
+    /// keep an old table's memory alive in an idle worker.
+    table: Weak<ZoneTable>,
+    /// That table's server addresses, in its order.
+    addresses: Box<[IpAddr]>,
+    counts: Box<[AtomicU64]>,
+}
+
+impl ServerCounts {
+    /// Whether these counts belong to `table`.
+    pub fn counts_for(&self, table: &Arc<ZoneTable>) -> bool {
+        std::ptr::eq(self.table.as_ptr(), Arc::as_ptr(table))
+    }
+
+    /// Count one answer's servers (the owning worker only).
+    #[inline]
+    pub fn add(&self, servers: &[u32]) {
+        for &server in servers {
+            if let Some(count) = self.counts.get(server as usize) {
+                count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn add_into(&self, totals: &mut BTreeMap<IpAddr, u64>) {
+        for (address, count) in self.addresses.iter().zip(self.counts.iter()) {
+            let count = count.load(Ordering::Relaxed);
+            if count > 0 {
+                *totals.entry(*address).or_insert(0) += count;
+            }
+        }
+    }
+}
+
+/// Answers per server address, for `timepool_dns_answers_by_server_total`.
+#[derive(Debug)]
+pub struct ServerAnswers {
+    /// Counts of tables no longer in use, and of TCP answers, by address.
+    retired: Mutex<BTreeMap<IpAddr, u64>>,
+    /// Each UDP worker's counts for the table it answers from.
+    workers: Box<[ArcSwapOption<ServerCounts>]>,
+}
+
+impl ServerAnswers {
+    pub fn new(workers: usize) -> ServerAnswers {
+        ServerAnswers {
+            retired: Mutex::default(),
+            workers: (0..workers).map(|_| ArcSwapOption::empty()).collect(),
+        }
+    }
+
+    /// Worker `slot` starts answering from `table`: fold its counts of the
+    /// previous table into the totals and give it a fresh array. Called
+    /// when the table changes, not per query (it allocates).
+    pub fn switch_table(&self, slot: usize, table: &Arc<ZoneTable>) -> Option<Arc<ServerCounts>> {
+        let worker = self.workers.get(slot)?;
+        let fresh = Arc::new(ServerCounts {
+            table: Arc::downgrade(table),
+            addresses: table.servers.iter().map(|server| server.ip()).collect(),
+            counts: (0..table.servers.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        });
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = worker.swap(Some(Arc::clone(&fresh))) {
+            old.add_into(&mut retired);
+        }
+        Some(fresh)
+    }
+
+    /// Count one TCP answer (the rare path: straight into the totals).
+    pub fn add_direct(&self, table: &ZoneTable, servers: &[u32]) {
+        if servers.is_empty() {
+            return;
+        }
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        for &server in servers {
+            if let Some(address) = table.servers.get(server as usize) {
+                *retired.entry(address.ip()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Every server's answers so far.
+    pub fn totals(&self) -> BTreeMap<IpAddr, u64> {
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let mut totals = retired.clone();
+        for worker in self.workers.iter() {
+            if let Some(counts) = worker.load_full() {
+                counts.add_into(&mut totals);
+            }
+        }
+        totals
     }
 }
 
@@ -281,6 +393,18 @@ pub fn render(shared: &Shared) -> String {
         "Seconds since the snapshot served was loaded.",
         super::unix_now().saturating_sub(loaded_at) as f64,
     );
+    page.family(
+        "timepool_dns_answers_by_server_total",
+        "counter",
+        "Times each server address was handed out in an answer (UDP and TCP).",
+    );
+    for (address, count) in shared.server_answers.totals() {
+        page.sample(
+            "timepool_dns_answers_by_server_total",
+            &[("address", &address.to_string())],
+            count as f64,
+        );
+    }
     if shared.follows_url() {
         one(
             &mut page,

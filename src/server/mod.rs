@@ -73,6 +73,8 @@ pub struct Shared {
     pub counters: Counters,
     /// One slot per UDP worker, then one for the TCP tasks (metrics).
     pub worker_counters: Box<[metrics::WorkerCounters]>,
+    /// Answers per server address (UDP workers' arrays, TCP and retired).
+    pub server_answers: metrics::ServerAnswers,
     source: Source,
     geoip_path: Option<PathBuf>,
     /// When the table in use was swapped in (unix seconds).
@@ -240,6 +242,9 @@ impl DnsServer {
             worker_counters: (0..config.listen.len() * config.threads.max(1) + 1)
                 .map(|_| metrics::WorkerCounters::default())
                 .collect(),
+            server_answers: metrics::ServerAnswers::new(
+                config.listen.len() * config.threads.max(1),
+            ),
             loaded_at: AtomicU64::new(unix_now()),
             last_pull_ok: AtomicU64::new(match &source {
                 Source::Url(_) if pulled_at_start => unix_now(),

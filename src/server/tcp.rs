@@ -116,7 +116,12 @@ async fn connection(
                 geo: &geo,
                 config: &shared.answer_config,
             };
-            answer::respond_with_outcome(&ctx, &query, client, &mut rng, &mut response[2..])
+            let answered =
+                answer::respond_with_outcome(&ctx, &query, client, &mut rng, &mut response[2..]);
+            if let Some((_, outcome)) = &answered {
+                (shared.server_answers).add_direct(&table, outcome.handed_out.as_slice());
+            }
+            answered
         };
         let Some((answer_length, outcome)) = answered else {
             // Not a query (a response, or no header): nothing sensible can

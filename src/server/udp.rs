@@ -164,6 +164,8 @@ pub struct DnsResponder {
     /// `shared.worker_counters` after every batch.
     counts: LocalCounters,
     slot: usize,
+    /// This worker's answers per server of the table in use.
+    server_counts: Option<Arc<super::metrics::ServerCounts>>,
 }
 
 /// The tables a batch is answered from, loaded once per batch.
@@ -182,14 +184,20 @@ impl DnsResponder {
             rng: SmallRng::from_rng(&mut rand::rng()),
             counts: LocalCounters::default(),
             slot,
+            server_counts: None,
         }
     }
 }
 
 impl Responder for DnsResponder {
     fn start_batch(&mut self) {
+        let zones = self.shared.table.load();
+        if !(self.server_counts.as_ref()).is_some_and(|counts| counts.counts_for(&zones)) {
+            // A new table (or the first batch): a new per-server array.
+            self.server_counts = (self.shared.server_answers).switch_table(self.slot, &zones);
+        }
         self.tables = Some(BatchTables {
-            zones: self.shared.table.load(),
+            zones,
             geo: self.shared.geo.load(),
         });
     }
@@ -208,6 +216,9 @@ impl Responder for DnsResponder {
         let (length, outcome) =
             answer::respond_with_outcome(&ctx, query, client, &mut self.rng, out)?;
         self.counts.record(&outcome);
+        if let Some(server_counts) = &self.server_counts {
+            server_counts.add(outcome.handed_out.as_slice());
+        }
         Some(length)
     }
 
