@@ -50,15 +50,18 @@ pub struct DemoArgs {
     /// data of the first (same logins, the servers keep their scores).
     #[arg(long)]
     pub reset: bool,
-    /// The web app's address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub web_listen: SocketAddr,
-    /// The DNS daemon's address (UDP and TCP).
-    #[arg(long, default_value = "127.0.0.1:5353")]
-    pub dns_listen: SocketAddr,
-    /// The DNS daemon's Prometheus metrics.
-    #[arg(long, default_value = "127.0.0.1:9153")]
-    pub dns_metrics_listen: SocketAddr,
+    /// The web app's address [default: 127.0.0.1:8080, or a free port
+    /// when that one is taken].
+    #[arg(long)]
+    pub web_listen: Option<SocketAddr>,
+    /// The DNS daemon's address, UDP and TCP [default: 127.0.0.1:5353, or
+    /// a free port when that one is taken].
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// The DNS daemon's Prometheus metrics [default: 127.0.0.1:9153, or a
+    /// free port when that one is taken].
+    #[arg(long)]
+    pub dns_metrics_listen: Option<SocketAddr>,
     /// Seconds between two checks of a server by one monitor (the pool: 540).
     #[arg(long, default_value_t = 5)]
     pub check_interval_secs: i64,
@@ -226,14 +229,41 @@ pub struct DemoConfig {
     pub ntp_port: Option<u16>,
 }
 
+/// The demo's usual ports, when free.
+const DEFAULT_WEB: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+const DEFAULT_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5353);
+const DEFAULT_DNS_METRICS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9153);
+
+/// `address` given on the command line, else `usual` when it is free (for
+/// TCP, and UDP too for DNS), else the same address with port 0: another
+/// service on the machine (mDNS on 5353, a web server on 8080) must not
+/// stop the demo. The banner prints the ports in use.
+fn free_or_any(address: Option<SocketAddr>, usual: SocketAddr, udp_too: bool) -> SocketAddr {
+    if let Some(address) = address {
+        return address;
+    }
+    let tcp_free = std::net::TcpListener::bind(usual).is_ok();
+    let udp_free = !udp_too || UdpSocket::bind(usual).is_ok();
+    if tcp_free && udp_free {
+        usual
+    } else {
+        tracing::warn!("{usual} is taken: the demo uses a free port instead (see the banner)");
+        SocketAddr::new(usual.ip(), 0)
+    }
+}
+
 impl From<&DemoArgs> for DemoConfig {
     fn from(args: &DemoArgs) -> DemoConfig {
         DemoConfig {
             data_dir: args.data_dir.clone(),
             reset: args.reset,
-            web_listen: args.web_listen,
-            dns_listen: args.dns_listen,
-            dns_metrics_listen: Some(args.dns_metrics_listen),
+            web_listen: free_or_any(args.web_listen, DEFAULT_WEB, false),
+            dns_listen: free_or_any(args.dns_listen, DEFAULT_DNS, true),
+            dns_metrics_listen: Some(free_or_any(
+                args.dns_metrics_listen,
+                DEFAULT_DNS_METRICS,
+                false,
+            )),
             check_interval_secs: args.check_interval_secs,
             ntp_port: args.ntp_port,
         }
