@@ -100,6 +100,25 @@ impl Chronyd {
         Some(chronyd)
     }
 
+    /// Wait (up to 20 s) until it answers an SNTP request.
+    async fn wait_until_answering(&self, ip: &str, port: u16) {
+        use timepool::ntp::client::{CheckConfig, check};
+        let server = SocketAddr::new(ip.parse().expect("ip"), port);
+        let config = CheckConfig {
+            samples: 1,
+            gap: Duration::ZERO,
+            timeout: Duration::from_millis(500),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while check(server, &config).await.is_err() {
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("chronyd.log")).unwrap_or_default();
+                panic!("chronyd on {server} never answered in 20 s; its log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // Only the process this test started, by its handle.
@@ -121,10 +140,11 @@ fn agent_args(api: &str, token: &str, ntp_port: u16) -> MonitorArgs {
         api: api.to_string(),
         token: token.to_string(),
         batch_size: 100,
-        concurrency: 4,
+        concurrency: 8,
         samples: 3,
         sample_gap_ms: 150,
-        timeout_ms: 600,
+        // Generous: a loaded CI machine may be slow to schedule chronyd.
+        timeout_ms: 1500,
         max_unsent_results: 1000,
         retry_ms: 100,
         ntp_port,
@@ -168,6 +188,9 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
     };
     let port = common_free_port();
     let healthy = Chronyd::start(&chronyd, HEALTHY, port, "").expect("healthy chronyd");
+    // On a loaded machine chronyd may take a moment before it answers; the
+    // agent's round must not race its start.
+    healthy.wait_until_answering(HEALTHY, port).await;
     // chrony >= 4.4 answers rate-limited clients with KoD RATE when asked
     // to (`kod`); older ones (Debian 12 has 4.3) drop them instead.
     let rate_limited = Chronyd::start(

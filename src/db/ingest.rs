@@ -445,7 +445,7 @@ async fn apply_in(
             score,
         });
     }
-    scores::record_checks(tx, &checks).await?;
+    scores::record_checks(tx, engine, &checks).await?;
 
     // The monitor: this batch is the newest applied; its state may move.
     let mut new_state_text = state_text.clone();
@@ -497,28 +497,57 @@ async fn apply_in(
     // Server scores: the median over the monitors' latest scores, for the
     // servers this batch touched.
     let checked: HashSet<i64> = checks.iter().map(|c| c.server_id).collect();
-    let rows = sqlx::query(
-        "SELECT ss.server_id, ss.score, ss.score_ts, m.state
+    // The monitors that count, read once (a few rows), and every pair score
+    // of the batch's servers as one JSON document rather than a row each
+    // (a server has a score per monitor: a thousand rows for a batch of
+    // 100, and each row returned costs far more in the driver than in the
+    // database). The score travels as 17-digit text, which reads back as
+    // the same f64 (PostgreSQL's float text is exact; SQLite's printf is
+    // for the range scores live in: see db::scores tests).
+    let mut monitor_states: HashMap<i64, MonitorState> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT id, state FROM monitors WHERE state IN ('candidate', 'testing', 'active')",
+    )
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let state: String = row.try_get(1)?;
+        if let Some(state) = MonitorState::parse(&state) {
+            monitor_states.insert(row.try_get(0)?, state);
+        }
+    }
+    let aggregate = match engine {
+        Engine::Sqlite => {
+            "json_group_array(json_array(ss.server_id, ss.monitor_id, printf('%!.17g', ss.score), ss.score_ts))"
+        }
+        Engine::Postgres => {
+            "COALESCE(json_agg(json_build_array(ss.server_id, ss.monitor_id, ss.score::text, ss.score_ts)), '[]'::json)::text"
+        }
+    };
+    let document: String = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {aggregate}
          FROM monitor_batch_servers bs
          JOIN server_scores ss ON ss.server_id = bs.server_id
-         JOIN monitors m ON m.id = ss.monitor_id
-         WHERE bs.batch_id = $1 AND m.state IN ('candidate', 'testing', 'active')",
-    )
+         WHERE bs.batch_id = $1"
+    )))
     .bind(batch_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    let pairs: Vec<(i64, i64, String, i64)> = serde_json::from_str(&document)
+        .map_err(|e| DbError::Decode(format!("pair scores of batch {batch_id}: {e}").into()))?;
     let mut latest: HashMap<i64, Vec<LatestScore>> = HashMap::new();
-    for row in &rows {
-        let server_id: i64 = row.try_get("server_id")?;
-        let state: String = row.try_get("state")?;
-        let Some(state) = MonitorState::parse(&state) else {
+    for (server_id, monitor_id, score, ts) in pairs {
+        let Some(&state) = monitor_states.get(&monitor_id) else {
             continue;
         };
-        latest.entry(server_id).or_default().push(LatestScore {
-            state,
-            score: row.try_get("score")?,
-            ts: row.try_get("score_ts")?,
-        });
+        let score: f64 = score.parse().map_err(|e| {
+            DbError::Decode(format!("score {score:?} of server {server_id}: {e}").into())
+        })?;
+        latest
+            .entry(server_id)
+            .or_default()
+            .push(LatestScore { state, score, ts });
     }
     let mut server_scores: Vec<(i64, f64)> = Vec::with_capacity(checked.len());
     for server_id in checked {
@@ -530,7 +559,7 @@ async fn apply_in(
         }
     }
     server_scores.sort_by_key(|(id, _)| *id);
-    scores::set_server_scores(tx, &server_scores, now).await?;
+    scores::set_server_scores(tx, engine, &server_scores, now).await?;
 
     Ok(Applied {
         batch_id,
