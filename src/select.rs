@@ -53,6 +53,7 @@ impl Picked {
         }
     }
 
+    #[inline]
     pub fn as_slice(&self) -> &[u32] {
         &self.ids[..self.len]
     }
@@ -65,6 +66,7 @@ impl Picked {
         self.len == 0
     }
 
+    #[inline]
     pub fn contains(&self, id: u32) -> bool {
         self.as_slice().contains(&id)
     }
@@ -73,6 +75,7 @@ impl Picked {
         self.len = 0;
     }
 
+    #[inline]
     fn push(&mut self, id: u32) {
         if self.len < MAX_PICKS {
             self.ids[self.len] = id;
@@ -127,6 +130,7 @@ impl Candidates {
         self.total_weight
     }
 
+    #[inline]
     fn contains(&self, server: u32) -> bool {
         self.servers.binary_search(&server).is_ok()
     }
