@@ -735,17 +735,6 @@ const LOGINS: [(&str, &str); 3] = [
 ];
 const MONITORS: [&str; 2] = ["demo-monitor-1", "demo-monitor-2"];
 
-/// A random demo password: 16 characters from an unambiguous set.
-fn new_password() -> String {
-    const SET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; 16];
-    rand::fill(&mut bytes[..]);
-    bytes
-        .iter()
-        .map(|b| SET[usize::from(*b) % SET.len()] as char)
-        .collect()
-}
-
 async fn create_logins_and_monitors(db: &Db) -> Result<DemoState, BoxError> {
     let actor = audit::Actor {
         user_id: None,
@@ -755,7 +744,7 @@ async fn create_logins_and_monitors(db: &Db) -> Result<DemoState, BoxError> {
     let mut monitors_out = Vec::new();
     let mut tx = db.begin().await?;
     for (role, email) in LOGINS {
-        let password = new_password();
+        let password = crate::web::admin::generate_password(16);
         let hash = crate::web::session::hash_password(&password)
             .map_err(|e| format!("hashing a password: {e:?}"))?;
         let user = crate::db::accounts::create_account_with_user(&mut tx, email, &hash, role)

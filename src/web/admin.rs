@@ -60,14 +60,15 @@ pub enum AdminCommand {
     },
 }
 
-/// A random password for a new login: 20 characters from an unambiguous set.
-fn generate_password() -> String {
+/// A random password for a new login: `length` characters from an
+/// unambiguous set (no 0/O, 1/l/I).
+pub fn generate_password(length: usize) -> String {
     const SET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; 20];
+    let mut bytes = vec![0u8; length];
     rand::fill(&mut bytes[..]);
     bytes
         .iter()
-        .map(|b| SET[*b as usize % SET.len()] as char)
+        .map(|b| SET[usize::from(*b) % SET.len()] as char)
         .collect()
 }
 
@@ -92,7 +93,7 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<(), BoxError> {
                 }
                 (password, false)
             } else {
-                (generate_password(), true)
+                (generate_password(20), true)
             };
             let hash = hash_password(&password).map_err(|e| format!("{e:?}"))?;
             let db = Db::connect(&db.url()).await?;
