@@ -4,6 +4,10 @@
 #
 #   scripts/bench-dns.sh            15 s per run
 #   BENCH_SECONDS=5 scripts/bench-dns.sh
+#   BENCH_ROUNDS=3 scripts/bench-dns.sh   3 rounds of all four servers, one
+#                                         after the other, then the median
+#                                         of each figure (this machine's
+#                                         run-to-run noise is ~10%)
 #
 # Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only.
 # For each: an uncapped run (queries/s, lost, latency, server CPU us per
@@ -14,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${BENCH_SECONDS:-15}"
+rounds="${BENCH_ROUNDS:-1}"
 
 packages=()
 command -v dnsperf >/dev/null || packages+=(dnsperf)
@@ -125,12 +130,13 @@ run_all() { # name
   rate=$((cq * 8 / 10))
   read -r eq el elat ecpu <<<"$(measure -Q "$rate")"
   move_tree "$root_procs"
-  result[$name]="$q $l $lat $cpu $cq $cl $eq $el"
+  result[$name,$round]="$q $l $lat $cpu $cq $cl $eq $el"
   printf '%-9s | %8s %6s %8s %9s | %9s %10s | %8s %6s\n' "$name" "$q" "$l" "$lat" "$cpu" "$cq" "$cl" "$eq" "$el"
 }
 
-echo "== $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $seconds s per run; servers on CPU 0, dnsperf on CPU 1"
+echo "== $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $seconds s per run; $rounds round(s); servers on CPU 0, dnsperf on CPU 1"
 
+one_round() {
 start_server timepool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
   --geoip "$geoip" --threads 1 --reload-interval 3600
 echo "timepool RSS with 3000 servers and the GeoIP table: $(awk '/VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
@@ -194,6 +200,31 @@ server_pid=$!
 sleep 0.5
 run_all null
 stop_server
+}
+
+for round in $(seq "$rounds"); do
+  [ "$rounds" -gt 1 ] && echo "-- round $round"
+  one_round
+done
+
+# Each figure: the median over the rounds (the middle one; the lower
+# middle for an even count).
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+for name in timepool knot nsd null; do
+  medians=""
+  for column in 1 2 3 4 5 6 7 8; do
+    value=$(for round in $(seq "$rounds"); do cut -d' ' -f"$column" <<<"${result[$name,$round]}"; done | median)
+    medians="$medians $value"
+  done
+  result[$name]="${medians# }"
+done
+if [ "$rounds" -gt 1 ]; then
+  echo "-- median of $rounds rounds"
+  for name in timepool knot nsd null; do
+    read -r q l lat cpu cq cl eq el <<<"${result[$name]}"
+    printf '%-9s | %8s %6s %8s %9s | %9s %10s | %8s %6s\n' "$name" "$q" "$l" "$lat" "$cpu" "$cq" "$cl" "$eq" "$el"
+  done
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 field() { cut -d' ' -f"$2" <<<"${result[$1]}"; } # name, column (1 q/s, 4 cpu, 5 capped q/s)
