@@ -7,7 +7,7 @@
 #   BENCH_ROUNDS=3 scripts/bench-dns.sh   3 rounds of all four servers, one
 #                                         after the other, then the median
 #                                         of each figure (this machine's
-#                                         run-to-run noise is ~10%)
+#                                         run-to-run noise is large)
 #
 # Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only.
 # For each: an uncapped run (queries/s, lost, latency, server CPU us per
