@@ -189,6 +189,7 @@ fn dns_follows_the_control_plane_over_http() {
     assert!(metric(&text, "timepool_dns_queries_total{rcode=\"NOERROR\"}") >= 2.0);
     assert!(metric(&text, "timepool_dns_queries_by_qtype_total{qtype=\"A\"}") >= 2.0);
     assert!(metric(&text, "timepool_dns_queries_by_name_total{kind=\"zone\"}") >= 2.0);
+    assert!(metric(&text, "timepool_dns_udp_batches_total") >= 2.0);
     assert_eq!(
         metric(&text, "timepool_dns_snapshot_serial"),
         f64::from(dns.shared().serial())

@@ -77,6 +77,8 @@ pub struct LocalCounters {
     ecs_used: u64,
     truncated: u64,
     dropped: u64,
+    /// UDP receive batches (recvmmsg calls that returned packets).
+    batches: u64,
 }
 
 impl LocalCounters {
@@ -91,6 +93,10 @@ impl LocalCounters {
 
     pub fn dropped(&mut self) {
         self.dropped += 1;
+    }
+
+    pub fn batch(&mut self) {
+        self.batches += 1;
     }
 }
 
@@ -107,6 +113,7 @@ pub struct WorkerCounters {
     ecs_used: AtomicU64,
     truncated: AtomicU64,
     dropped: AtomicU64,
+    batches: AtomicU64,
 }
 
 fn store_all(slots: &[AtomicU64], values: &[u64]) {
@@ -125,6 +132,7 @@ impl WorkerCounters {
         self.ecs_used.store(local.ecs_used, Ordering::Relaxed);
         self.truncated.store(local.truncated, Ordering::Relaxed);
         self.dropped.store(local.dropped, Ordering::Relaxed);
+        self.batches.store(local.batches, Ordering::Relaxed);
     }
 
     /// Count one query of a shared slot (the TCP tasks).
@@ -257,6 +265,7 @@ fn sum(slots: &[WorkerCounters]) -> LocalCounters {
         total.ecs_used += slot.ecs_used.load(Ordering::Relaxed);
         total.truncated += slot.truncated.load(Ordering::Relaxed);
         total.dropped += slot.dropped.load(Ordering::Relaxed);
+        total.batches += slot.batches.load(Ordering::Relaxed);
     }
     total
 }
@@ -334,6 +343,13 @@ pub fn render(shared: &Shared) -> String {
         "counter",
         "Packets dropped without a response (oversized, not a query).",
         (total.dropped + counters.dropped.load(Ordering::Relaxed)) as f64,
+    );
+    one(
+        &mut page,
+        "timepool_dns_udp_batches_total",
+        "counter",
+        "UDP receive batches (recvmmsg calls that returned packets); UDP queries / batches = mean batch size.",
+        total.batches as f64,
     );
     one(
         &mut page,

@@ -274,14 +274,30 @@ impl DnsServer {
             .enable_all()
             .build()
             .map_err(StartError::Io)?;
+        // The TCP accept loops and the file watcher say when they are set
+        // up; start returns after that (and after the UDP workers), so
+        // nothing of their setup runs while the daemon already serves.
+        let (tasks_ready_tx, tasks_ready_rx) = std::sync::mpsc::channel::<()>();
+        let mut tasks_started = 0usize;
         for listener in tcp_listeners {
             let listener = {
                 let _guard = runtime.enter();
                 tokio::net::TcpListener::from_std(listener).map_err(StartError::Io)?
             };
-            runtime.spawn(tcp::serve(listener, shared.clone(), config.tcp));
+            runtime.spawn(tcp::serve(
+                listener,
+                shared.clone(),
+                config.tcp,
+                tasks_ready_tx.clone(),
+            ));
+            tasks_started += 1;
         }
-        runtime.spawn(watch_files(shared.clone(), config.reload_interval));
+        runtime.spawn(watch_files(
+            shared.clone(),
+            config.reload_interval,
+            tasks_ready_tx.clone(),
+        ));
+        tasks_started += 1;
         let mut metrics_address = None;
         if let Some(address) = config.metrics_listen {
             let listener = {
@@ -313,7 +329,13 @@ impl DnsServer {
         }
 
         let cpus = allowed_cpus();
+        // Start returns once every worker is ready (its buffers and
+        // per-thread state set up), so serving never waits on a late thread
+        // and nothing is allocated after start on the UDP path.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let worker_count = udp_sockets.len();
         for (i, socket) in udp_sockets.into_iter().enumerate() {
+            let ready_tx = ready_tx.clone();
             let shared = shared.clone();
             let settings = config.udp;
             let cpu = (config.pin_workers && !cpus.is_empty()).then(|| cpus[i % cpus.len()]);
@@ -333,10 +355,30 @@ impl DnsServer {
                         settings,
                         response_size,
                         i,
+                        move || {
+                            let _ = ready_tx.send(());
+                        },
                     )
                 })
                 .map_err(StartError::Io)?;
             workers.push(handle);
+        }
+        drop(ready_tx);
+        drop(tasks_ready_tx);
+        for _ in 0..tasks_started {
+            if tasks_ready_rx
+                .recv_timeout(Duration::from_secs(30))
+                .is_err()
+            {
+                tracing::warn!("a TCP or watcher task was not ready after 30 s; serving anyway");
+                break;
+            }
+        }
+        for _ in 0..worker_count {
+            if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+                tracing::warn!("a UDP worker was not ready after 30 s; serving anyway");
+                break;
+            }
         }
         for address in &udp_addresses {
             tracing::info!(%address, workers = threads, "listening on UDP and TCP");
@@ -439,7 +481,7 @@ fn file_version(path: &std::path::Path) -> Option<FileVersion> {
 
 /// Poll the snapshot and GeoIP files and reload whichever changed. A bad
 /// file is logged once per change and the table in use keeps serving.
-async fn watch_files(shared: Arc<Shared>, interval: Duration) {
+async fn watch_files(shared: Arc<Shared>, interval: Duration, ready: std::sync::mpsc::Sender<()>) {
     let snapshot_path = match &shared.source {
         Source::File(path) => Some(path.clone()),
         Source::Url(_) => None,
@@ -451,6 +493,8 @@ async fn watch_files(shared: Arc<Shared>, interval: Duration) {
     let period = interval.max(Duration::from_millis(50));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let _ = ready.send(());
+    drop(ready);
     loop {
         ticker.tick().await;
         let current = snapshot_path.as_deref().and_then(file_version);
@@ -616,6 +660,7 @@ pub fn start_reflector(
                         settings,
                         udp::MAX_QUERY_SIZE,
                         i,
+                        || {},
                     )
                 })?,
         );

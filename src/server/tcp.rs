@@ -50,8 +50,16 @@ pub fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListen
 }
 
 /// Accept connections until the server stops.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, settings: TcpSettings) {
+/// `ready` is signalled once the accept loop is set up.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    settings: TcpSettings,
+    ready: std::sync::mpsc::Sender<()>,
+) {
     let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let _ = ready.send(());
+    drop(ready);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,

@@ -153,6 +153,10 @@ pub trait Responder {
     fn end_batch(&mut self);
     /// A received packet was dropped unanswered (oversized).
     fn dropped(&mut self) {}
+    /// Called once on the worker's thread before it serves: set up what
+    /// the thread would otherwise set up on its first packet (thread-local
+    /// state that allocates), so no packet ever pays for it.
+    fn warm_up(&mut self) {}
 }
 
 /// The DNS daemon's responder: the answer path over the current table.
@@ -191,6 +195,7 @@ impl DnsResponder {
 
 impl Responder for DnsResponder {
     fn start_batch(&mut self) {
+        self.counts.batch();
         let zones = self.shared.table.load();
         if !(self.server_counts.as_ref()).is_some_and(|counts| counts.counts_for(&zones)) {
             // A new table (or the first batch): a new per-server array.
@@ -234,6 +239,16 @@ impl Responder for DnsResponder {
     fn dropped(&mut self) {
         self.counts.dropped();
     }
+
+    fn warm_up(&mut self) {
+        // arc-swap gives each thread a debt node on its first load, and the
+        // per-server counters are allocated per table: both here, not on
+        // the first query this worker gets.
+        let zones = self.shared.table.load();
+        let geo = self.shared.geo.load();
+        self.server_counts = (self.shared.server_answers).switch_table(self.slot, &zones);
+        drop((zones, geo));
+    }
 }
 
 /// The null reflector of the benchmark: echo each query with QR set. It
@@ -255,7 +270,10 @@ impl Responder for Reflector {
     fn end_batch(&mut self) {}
 }
 
-/// Run one worker until `stopping` is set.
+/// Run one worker until `stopping` is set. `ready` is called once the
+/// worker has allocated everything it will use (buffers, per-thread state)
+/// and is about to serve.
+#[allow(clippy::too_many_arguments)]
 pub fn run_worker<R: Responder>(
     socket: UdpSocket,
     responder: &mut R,
@@ -264,11 +282,14 @@ pub fn run_worker<R: Responder>(
     settings: UdpSettings,
     response_size: usize,
     worker: usize,
+    ready: impl FnOnce(),
 ) {
     let batch = settings.batch.clamp(1, 1024);
     let response_size = response_size.max(512);
     let mut buffers = Buffers::new(batch, response_size);
     let fd = socket.as_raw_fd();
+    responder.warm_up();
+    ready();
     while !stopping.load(Ordering::Relaxed) {
         buffers.reset_receive(batch);
         // SAFETY: the headers point into `buffers`, which lives across the
