@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
 
 use crate::ntp::{CheckConfig, check};
@@ -85,23 +85,9 @@ struct BatchResponse {
     wait_s: u64,
 }
 
-/// One result as the API takes it (design.md section 6).
-#[derive(Serialize, Debug, Clone)]
-pub struct ResultOut {
-    pub server: String,
-    pub ts: i64,
-    pub offset: Option<f64>,
-    pub rtt: Option<f64>,
-    pub stratum: Option<i64>,
-    pub leap: Option<i64>,
-    pub error: Option<String>,
-}
-
-#[derive(Serialize, Debug, Clone)]
-struct ResultsDocument {
-    batch_id: i64,
-    results: Vec<ResultOut>,
-}
+/// One result as the API takes it, and the document that carries a batch
+/// of them: the shared definition of the protocol.
+pub use crate::monitor_protocol::{CheckResult as ResultOut, ResultsDocument};
 
 /// Why a call to the API failed, and so what to do about it.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ pub mod db;
 #[cfg(feature = "web")]
 pub mod demo;
 pub mod geo;
+pub mod monitor_protocol;
 pub mod netaddr;
 pub mod ntp;
 pub mod prometheus;

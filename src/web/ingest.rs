@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::db::ingest::{self, Applied, Batch, IngestError, MAX_BATCH, MonitorAuth, ResultIn};
+use crate::monitor_protocol::ResultsDocument;
 use crate::scoring::MonitorState;
 
 /// An ingest failure: a status and a message, sent as `{"error": ...}`.
@@ -158,36 +159,11 @@ pub async fn get_batch(
     Ok(Json(BatchResponse { batch, wait_s }))
 }
 
-/// The submitted document (design.md section 6).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResultsBody {
-    batch_id: i64,
-    results: Vec<ResultBody>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResultBody {
-    server: String,
-    ts: i64,
-    #[serde(default)]
-    offset: Option<f64>,
-    #[serde(default)]
-    rtt: Option<f64>,
-    #[serde(default)]
-    stratum: Option<i64>,
-    #[serde(default)]
-    leap: Option<i64>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 /// Longest error text kept.
 const MAX_ERROR_LEN: usize = 200;
 
 /// Checks every result's shape; the first problem is the message.
-fn validate(body: ResultsBody) -> Result<(i64, Vec<ResultIn>), IngestFailure> {
+fn validate(body: ResultsDocument) -> Result<(i64, Vec<ResultIn>), IngestFailure> {
     if body.results.len() > MAX_BATCH as usize {
         return Err(IngestFailure::bad_request(format!(
             "results: at most {MAX_BATCH} per batch, got {}",
@@ -332,7 +308,7 @@ async fn apply_results(
     monitor_id: i64,
     body: &[u8],
 ) -> Result<Applied, IngestFailure> {
-    let parsed: ResultsBody = serde_json::from_slice(body)
+    let parsed: ResultsDocument = serde_json::from_slice(body)
         .map_err(|e| IngestFailure::bad_request(format!("invalid results document: {e}")))?;
     let (batch_id, results) = validate(parsed)?;
     Ok(ingest::apply_batch(&state.db, monitor_id, batch_id, &results, crate::db::now()).await?)
