@@ -17,7 +17,7 @@ use rand::Rng;
 
 use crate::geo::{GeoMatch, GeoTable};
 use crate::netaddr::is_public_unicast;
-use crate::select::Picked;
+use crate::select::{Candidates, Picked};
 use crate::wire::query::header_only_id;
 use crate::wire::writer::Section;
 use crate::wire::{
@@ -512,6 +512,10 @@ fn serves_aaaa(origin: &Origin, label: u8) -> bool {
     origin.ipv6_everywhere || label == 3
 }
 
+/// How many zones' lists (the zone, its parent, ...) are read before
+/// drawing: country, continent and global in the pool's hierarchy.
+const LISTS_READ_AHEAD: usize = 4;
+
 /// Draw up to `max_hosts` servers of the family from the zone's label,
 /// topping up from the parent zones, and write them. Returns whether any
 /// record was written; `handed_out` is set to the servers written.
@@ -528,18 +532,30 @@ fn write_addresses<R: Rng + ?Sized>(
 ) -> Result<bool, NoSpace> {
     let mut picked = Picked::new();
     let max_hosts = origin.max_hosts;
+    // The lists of the zone and its parents, read before any draw: their
+    // headers are independent loads the CPU overlaps, where reading each
+    // list just before drawing from it would wait for one cache miss after
+    // the other.
+    let mut lists = [Candidates::default(); LISTS_READ_AHEAD];
     let mut current = Some(zone);
-    while let Some(id) = current {
-        if picked.len() >= max_hosts {
-            break;
+    while current.is_some() && picked.len() < max_hosts {
+        let mut depth = 0;
+        while let Some(id) = current {
+            if depth == LISTS_READ_AHEAD {
+                break;
+            }
+            if let Some(servers) = table.candidates(id, label, v6) {
+                lists[depth] = servers;
+                depth += 1;
+            }
+            current = table.parent(id);
         }
-        let zone = table.zone(id);
-        if let Some(servers) = zone.label(label) {
-            servers
-                .family(v6)
-                .draw_into(rng, max_hosts - picked.len(), &mut picked);
+        for servers in &lists[..depth] {
+            if picked.len() >= max_hosts {
+                break;
+            }
+            servers.draw_into(rng, max_hosts - picked.len(), &mut picked);
         }
-        current = zone.parent;
     }
     // Every record has the same owner (a pointer to the question), type,
     // class, TTL and length: build that header once.
@@ -671,7 +687,11 @@ fn write_country_debug(
     while let Some(id) = current {
         let zone = table.zone(id);
         let _ = write!(text, " {}", zone.name);
-        if answering.is_none() && zone.label(0).is_some_and(|l| !l.v4.is_empty()) {
+        if answering.is_none()
+            && table
+                .candidates(id, 0, false)
+                .is_some_and(|l| !l.is_empty())
+        {
             answering = Some(id);
         }
         current = zone.parent;

@@ -107,46 +107,145 @@ struct Column {
     alias_server: u32,
 }
 
-/// A weighted list of servers with its alias table.
-#[derive(Clone, Debug, Default)]
-pub struct Candidates {
-    columns: Box<[Column]>,
-    total_weight: u64,
+/// Where a list starts in its [`CandidateLists`]: the index of its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListId(u32);
+
+impl ListId {
+    /// The empty list every [`CandidateLists`] starts with.
+    pub const EMPTY: ListId = ListId(0);
 }
 
-impl Candidates {
-    /// Build from (server index, weight) pairs. Weights must be > 0.
-    pub fn new(mut entries: Vec<(u32, u32)>) -> Self {
+/// All candidate lists of a zone table in one array of 16-byte slots. A
+/// list is a header slot (its length and total weight) followed by its
+/// columns, so a short list shares a cache line with its header and a
+/// draw from any list reads the header and one column: two cache lines,
+/// where separate allocations per list chained four (zone, label, list,
+/// column).
+#[derive(Clone, Debug)]
+pub struct CandidateLists {
+    slots: Box<[Column]>,
+}
+
+/// Builds a [`CandidateLists`].
+#[derive(Debug)]
+pub struct ListsBuilder {
+    slots: Vec<Column>,
+}
+
+impl Default for ListsBuilder {
+    fn default() -> Self {
+        ListsBuilder::new()
+    }
+}
+
+impl ListsBuilder {
+    pub fn new() -> ListsBuilder {
+        let mut builder = ListsBuilder { slots: Vec::new() };
+        let empty = builder.push(Vec::new());
+        debug_assert_eq!(empty, ListId::EMPTY);
+        builder
+    }
+
+    /// Add a list from (server index, weight) pairs; weights of 0 count as
+    /// 1, a server given twice counts once. An empty list is
+    /// [`ListId::EMPTY`].
+    pub fn push(&mut self, mut entries: Vec<(u32, u32)>) -> ListId {
+        if entries.is_empty() && !self.slots.is_empty() {
+            return ListId::EMPTY;
+        }
         entries.sort_unstable_by_key(|&(server, _)| server);
         entries.dedup_by_key(|&mut (server, _)| server);
         let weights: Vec<u32> = entries.iter().map(|&(_, w)| w.max(1)).collect();
         let total_weight: u64 = weights.iter().map(|&w| u64::from(w)).sum();
         let aliases = build_alias_table(&weights, total_weight);
-        let columns = entries
-            .iter()
-            .zip(&weights)
-            .zip(aliases)
-            .map(|((&(server, _), &weight), alias)| match alias {
-                Alias::Full => Column {
-                    server,
-                    weight,
-                    keep: 0,
-                    alias_server: server,
-                },
-                Alias::Split { keep, alias } => Column {
-                    server,
-                    weight,
-                    keep,
-                    alias_server: entries[alias].0,
-                },
-            })
-            .collect();
-        Candidates {
-            columns,
-            total_weight,
+        let id = ListId(u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
+        self.slots.push(Column::header(entries.len(), total_weight));
+        let columns =
+            entries
+                .iter()
+                .zip(&weights)
+                .zip(aliases)
+                .map(|((&(server, _), &weight), alias)| match alias {
+                    Alias::Full => Column {
+                        server,
+                        weight,
+                        keep: 0,
+                        alias_server: server,
+                    },
+                    Alias::Split { keep, alias } => Column {
+                        server,
+                        weight,
+                        keep,
+                        alias_server: entries[alias].0,
+                    },
+                });
+        self.slots.extend(columns);
+        id
+    }
+
+    pub fn finish(self) -> CandidateLists {
+        CandidateLists {
+            slots: self.slots.into(),
+        }
+    }
+}
+
+impl CandidateLists {
+    /// The list starting at `id`; an empty list for an id not made by
+    /// this set's builder.
+    #[inline]
+    pub fn get(&self, id: ListId) -> Candidates<'_> {
+        let start = id.0 as usize;
+        let Some(header) = self.slots.get(start) else {
+            return Candidates::default();
+        };
+        let (len, total_weight) = header.as_header();
+        match self.slots.get(start + 1..start + 1 + len) {
+            Some(columns) => Candidates {
+                columns,
+                total_weight,
+            },
+            None => Candidates::default(),
         }
     }
 
+    /// Heap memory held, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.slots)
+    }
+}
+
+impl Column {
+    /// A list's header slot: `server` holds the length, `keep` and
+    /// `alias_server` the low and high halves of the total weight.
+    fn header(len: usize, total_weight: u64) -> Column {
+        Column {
+            server: u32::try_from(len).unwrap_or(u32::MAX),
+            weight: 0,
+            keep: total_weight as u32,
+            alias_server: (total_weight >> 32) as u32,
+        }
+    }
+
+    #[inline]
+    fn as_header(&self) -> (usize, u64) {
+        (
+            self.server as usize,
+            u64::from(self.keep) | u64::from(self.alias_server) << 32,
+        )
+    }
+}
+
+/// One list of a [`CandidateLists`]: weighted servers with their alias
+/// table.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Candidates<'a> {
+    columns: &'a [Column],
+    total_weight: u64,
+}
+
+impl<'a> Candidates<'a> {
     pub fn len(&self) -> usize {
         self.columns.len()
     }
@@ -156,7 +255,7 @@ impl Candidates {
     }
 
     /// The servers of the list, in ascending order.
-    pub fn servers(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+    pub fn servers(&self) -> impl ExactSizeIterator<Item = u32> + 'a {
         self.columns.iter().map(|column| column.server)
     }
 
@@ -342,9 +441,16 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 
+    fn one_list(entries: Vec<(u32, u32)>) -> (CandidateLists, ListId) {
+        let mut builder = ListsBuilder::new();
+        let id = builder.push(entries);
+        (builder.finish(), id)
+    }
+
     #[test]
     fn never_repeats_and_respects_want() {
-        let candidates = Candidates::new((0..10).map(|i| (i, 1 + i * 100)).collect());
+        let (lists, id) = one_list((0..10).map(|i| (i, 1 + i * 100)).collect());
+        let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(1);
         for _ in 0..10_000 {
             let mut picked = Picked::new();
@@ -359,7 +465,8 @@ mod tests {
 
     #[test]
     fn takes_everything_when_there_is_not_enough() {
-        let candidates = Candidates::new(vec![(5, 10), (9, 1)]);
+        let (lists, id) = one_list(vec![(5, 10), (9, 1)]);
+        let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(2);
         let mut picked = Picked::new();
         candidates.draw_into(&mut rng, 4, &mut picked);
@@ -370,7 +477,8 @@ mod tests {
 
     #[test]
     fn skips_servers_picked_from_another_list() {
-        let candidates = Candidates::new(vec![(1, 10), (2, 10), (3, 10)]);
+        let (lists, id) = one_list(vec![(1, 10), (2, 10), (3, 10)]);
+        let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(3);
         let mut picked = Picked::new();
         picked.push(2);
@@ -383,7 +491,8 @@ mod tests {
 
     #[test]
     fn a_dominant_weight_does_not_loop() {
-        let candidates = Candidates::new(vec![(1, u32::MAX), (2, 1), (3, 1), (4, 1), (5, 1)]);
+        let (lists, id) = one_list(vec![(1, u32::MAX), (2, 1), (3, 1), (4, 1), (5, 1)]);
+        let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(4);
         let mut picked = Picked::new();
         candidates.draw_into(&mut rng, 4, &mut picked);
@@ -395,13 +504,14 @@ mod tests {
     #[test]
     fn single_draws_follow_the_weights() {
         let weights = [1u32, 2, 3, 4, 10, 80];
-        let candidates = Candidates::new(
+        let (lists, id) = one_list(
             weights
                 .iter()
                 .enumerate()
                 .map(|(i, &w)| (i as u32, w))
                 .collect(),
         );
+        let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(5);
         let mut counts = [0u64; 6];
         let draws = 200_000;
@@ -438,9 +548,11 @@ mod tests {
                     )
                 })
                 .collect();
-            let candidates = Candidates::new(entries.clone());
+            let (lists, id) = one_list(entries.clone());
+            let candidates = lists.get(id);
             let total = candidates.total_weight() as f64;
             let mut mass = std::collections::HashMap::<u32, f64>::new();
+            assert_eq!(candidates.len(), n);
             for column in candidates.columns.iter() {
                 let keep = if column.server == column.alias_server {
                     1.0
@@ -459,5 +571,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Lists laid out one after another each read back whole, the empty
+    /// one included, and an id from elsewhere reads as empty.
+    #[test]
+    fn lists_share_one_array() {
+        let mut builder = ListsBuilder::new();
+        let a = builder.push(vec![(7, 5), (3, 1)]);
+        let empty = builder.push(Vec::new());
+        let b = builder.push(vec![(1, 1 << 31), (2, 1 << 31), (9, u32::MAX)]);
+        let lists = builder.finish();
+        assert_eq!(empty, ListId::EMPTY);
+        assert_eq!(lists.get(a).servers().collect::<Vec<_>>(), vec![3, 7]);
+        assert_eq!(lists.get(a).total_weight(), 6);
+        assert!(lists.get(empty).is_empty());
+        assert_eq!(lists.get(b).servers().collect::<Vec<_>>(), vec![1, 2, 9]);
+        assert_eq!(
+            lists.get(b).total_weight(),
+            (1u64 << 32) + u64::from(u32::MAX)
+        );
+        assert!(lists.get(ListId(1000)).is_empty());
     }
 }

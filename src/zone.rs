@@ -16,7 +16,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use crate::geo::{Continent, CountryCode};
-use crate::select::Candidates;
+use crate::select::{CandidateLists, Candidates, ListId, ListsBuilder};
 use crate::snapshot::SnapshotSpec;
 
 /// An index of a zone in [`ZoneTable::zones`].
@@ -91,16 +91,17 @@ impl ServerAddress {
     }
 }
 
-/// The servers of one label of one zone, per address family.
-#[derive(Debug, Default)]
+/// The servers of one label of one zone, per address family: lists in
+/// the table's [`CandidateLists`].
+#[derive(Clone, Copy, Debug)]
 pub struct LabelServers {
-    pub v4: Candidates,
-    pub v6: Candidates,
+    pub v4: ListId,
+    pub v6: ListId,
 }
 
 impl LabelServers {
-    pub fn family(&self, v6: bool) -> &Candidates {
-        if v6 { &self.v6 } else { &self.v4 }
+    pub fn family(&self, v6: bool) -> ListId {
+        if v6 { self.v6 } else { self.v4 }
     }
 }
 
@@ -108,15 +109,20 @@ impl LabelServers {
 pub struct Zone {
     pub name: Box<str>,
     pub parent: Option<ZoneId>,
-    /// Index 0: the plain label; index n + 1: numbered label n.
-    pub labels: Box<[LabelServers]>,
+    /// 1 (the plain label) + the numbered labels.
+    pub label_count: usize,
 }
 
-impl Zone {
-    /// The servers of a label; an empty list when the zone lacks it.
-    pub fn label(&self, label: u8) -> Option<&LabelServers> {
-        self.labels.get(usize::from(label))
-    }
+/// What the answer path reads of a zone, 8 bytes: its parent and where
+/// its labels' lists are. All zones' links sit in one small array that
+/// stays in the cache, apart from the names and the rest of [`Zone`].
+#[derive(Clone, Copy, Debug)]
+struct ZoneLinks {
+    /// [`NO_ZONE`] for the global zone.
+    parent: ZoneId,
+    label_count: u16,
+    /// Index of label 0 in [`ZoneTable::label_servers`].
+    first_label: u32,
 }
 
 /// A small, fast hasher for the short keys of the name index (FxHash's
@@ -169,6 +175,12 @@ pub struct ZoneTable {
     pub servers: Box<[ServerAddress]>,
     pub zones: Box<[Zone]>,
     pub global: ZoneId,
+    /// Per zone, in the order of `zones`: parent and labels.
+    links: Box<[ZoneLinks]>,
+    /// The labels of every zone, zone after zone.
+    label_servers: Box<[LabelServers]>,
+    /// Every candidate list of the table.
+    lists: CandidateLists,
     names: NameIndex,
     zone_ids: HashMap<Box<str>, ZoneId>,
     /// Zone of each two-letter country code (`aa`..`zz`), aliases followed
@@ -212,31 +224,37 @@ impl ZoneTable {
             })
             .collect();
 
-        let candidates = |list: &[usize], v6: bool| {
-            Candidates::new(
+        let mut lists = ListsBuilder::new();
+        let mut label_servers: Vec<LabelServers> = Vec::new();
+        let mut links: Vec<ZoneLinks> = Vec::with_capacity(spec.zones.len());
+        let mut candidates = |list: &[usize], v6: bool| {
+            lists.push(
                 list.iter()
                     .filter(|&&i| servers[i].is_v6 == v6)
                     .map(|&i| (i as u32, spec.servers[i].weight))
                     .collect(),
             )
         };
-        let label_servers = |list: &[usize]| LabelServers {
-            v4: candidates(list, false),
-            v6: candidates(list, true),
-        };
-
+        for zone in &spec.zones {
+            links.push(ZoneLinks {
+                parent: zone.parent.map_or(NO_ZONE, |p| p as ZoneId),
+                label_count: (1 + zone.numbered.len()) as u16,
+                first_label: label_servers.len() as u32,
+            });
+            for list in std::iter::once(&zone.servers).chain(&zone.numbered) {
+                label_servers.push(LabelServers {
+                    v4: candidates(list, false),
+                    v6: candidates(list, true),
+                });
+            }
+        }
         let zones: Box<[Zone]> = spec
             .zones
             .iter()
-            .map(|zone| {
-                let mut labels = Vec::with_capacity(1 + zone.numbered.len());
-                labels.push(label_servers(&zone.servers));
-                labels.extend(zone.numbered.iter().map(|list| label_servers(list)));
-                Zone {
-                    name: zone.name.as_str().into(),
-                    parent: zone.parent.map(|p| p as ZoneId),
-                    labels: labels.into(),
-                }
+            .map(|zone| Zone {
+                name: zone.name.as_str().into(),
+                parent: zone.parent.map(|p| p as ZoneId),
+                label_count: 1 + zone.numbered.len(),
             })
             .collect();
         let zone_ids: HashMap<Box<str>, ZoneId> = zones
@@ -248,7 +266,7 @@ impl ZoneTable {
 
         let mut names = NameIndex::default();
         let mut add_pool_names = |prefix: &str, zone: ZoneId, geo: bool| {
-            let numbered = zones[usize::from(zone)].labels.len() - 1;
+            let numbered = zones[usize::from(zone)].label_count - 1;
             let base = if prefix == "@" {
                 String::new()
             } else {
@@ -329,6 +347,9 @@ impl ZoneTable {
             servers,
             zones,
             global,
+            links: links.into(),
+            label_servers: label_servers.into(),
+            lists: lists.finish(),
             names,
             zone_ids,
             country_zones: vec![NO_ZONE; 26 * 26].into(),
@@ -374,6 +395,32 @@ impl ZoneTable {
 
     pub fn zone(&self, id: ZoneId) -> &Zone {
         &self.zones[usize::from(id)]
+    }
+
+    /// The parent of a zone (none for the global zone).
+    #[inline]
+    pub fn parent(&self, id: ZoneId) -> Option<ZoneId> {
+        let parent = self.links.get(usize::from(id))?.parent;
+        (parent != NO_ZONE).then_some(parent)
+    }
+
+    /// The servers of one family at a label of a zone; `None` when the
+    /// zone has no such label.
+    #[inline]
+    pub fn candidates(&self, id: ZoneId, label: u8, v6: bool) -> Option<Candidates<'_>> {
+        let links = self.links.get(usize::from(id))?;
+        if u16::from(label) >= links.label_count {
+            return None;
+        }
+        let servers = self
+            .label_servers
+            .get(links.first_label as usize + usize::from(label))?;
+        Some(self.lists.get(servers.family(v6)))
+    }
+
+    /// Heap memory of the candidate lists, in bytes.
+    pub fn lists_heap_bytes(&self) -> usize {
+        self.lists.heap_bytes()
     }
 
     /// What a pool label name resolves to: an alias like `gb` gives the

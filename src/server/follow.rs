@@ -57,7 +57,10 @@ pub enum Fetched {
     /// 304: the snapshot held is current.
     NotModified,
     /// A new, valid snapshot; its bytes (for the cache) and table.
-    New { bytes: Vec<u8>, table: ZoneTable },
+    New {
+        bytes: Vec<u8>,
+        table: Box<ZoneTable>,
+    },
 }
 
 /// The HTTP side of following: the agent and the ETag of what is held.
@@ -126,7 +129,10 @@ impl Follower {
         if let Ok(mut held) = self.etag.lock() {
             *held = new_etag;
         }
-        Ok(Fetched::New { bytes, table })
+        Ok(Fetched::New {
+            bytes,
+            table: Box::new(table),
+        })
     }
 
     /// Keep the bytes of a snapshot that was swapped in, for the next

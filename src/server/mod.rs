@@ -175,7 +175,7 @@ impl Shared {
                     Ok(self.serial())
                 }
                 Ok(follow::Fetched::New { bytes, table }) => {
-                    let serial = self.swap_in(table, follower.url());
+                    let serial = self.swap_in(*table, follower.url());
                     self.last_pull_ok.store(unix_now(), Ordering::Relaxed);
                     follower.write_cache(&bytes);
                     Ok(serial)
@@ -550,7 +550,7 @@ fn initial_snapshot(source: &SnapshotSource) -> Result<(ZoneTable, Source, bool)
             match follower.fetch() {
                 Ok(follow::Fetched::New { bytes, table }) => {
                     follower.write_cache(&bytes);
-                    Ok((table, Source::Url(follower), true))
+                    Ok((*table, Source::Url(follower), true))
                 }
                 Ok(follow::Fetched::NotModified) => Err(StartError::Io(io::Error::other(format!(
                     "{url}: 304 without a conditional request"
