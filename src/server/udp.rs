@@ -290,8 +290,11 @@ pub fn run_worker<R: Responder>(
     let fd = socket.as_raw_fd();
     responder.warm_up();
     ready();
+    // Headers the kernel wrote into since they were last reset: all of them
+    // at first, then those of the last batch received.
+    let mut written = batch;
     while !stopping.load(Ordering::Relaxed) {
-        buffers.reset_receive(batch);
+        buffers.reset_receive(written);
         // SAFETY: the headers point into `buffers`, which lives across the
         // call and is not moved (it is boxed); `batch` is their length.
         let received = unsafe {
@@ -304,6 +307,8 @@ pub fn run_worker<R: Responder>(
             )
         };
         if received < 0 {
+            // Nothing received; reset every header anyway, in case.
+            written = batch;
             let error = io::Error::last_os_error();
             match error.kind() {
                 io::ErrorKind::WouldBlock
@@ -318,7 +323,8 @@ pub fn run_worker<R: Responder>(
                 }
             }
         }
-        let received = received as usize;
+        let received = (received as usize).min(batch);
+        written = received;
         responder.start_batch();
         let mut to_send = 0usize;
         for i in 0..received {
