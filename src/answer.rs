@@ -532,10 +532,10 @@ fn write_addresses<R: Rng + ?Sized>(
 ) -> Result<bool, NoSpace> {
     let mut picked = Picked::new();
     let max_hosts = origin.max_hosts;
-    // The lists of the zone and its parents, read before any draw: their
-    // headers are independent loads the CPU overlaps, where reading each
-    // list just before drawing from it would wait for one cache miss after
-    // the other.
+    // The lists of the zone and its parents, found before any draw: the
+    // reads of their places are independent loads the CPU overlaps, where
+    // finding each list just before drawing from it would wait for one
+    // cache miss after the other.
     let mut lists = [Candidates::default(); LISTS_READ_AHEAD];
     let mut current = Some(zone);
     while current.is_some() && picked.len() < max_hosts {
@@ -571,8 +571,14 @@ fn write_addresses<R: Rng + ?Sized>(
     header[6..10].copy_from_slice(&origin.answer_ttl.to_be_bytes());
     header[10..12].copy_from_slice(&rdlength.to_be_bytes());
     for &server in picked.as_slice() {
-        let address = &table.servers[server as usize];
-        writer.push_record(Section::Answer, &header, address.rdata())?;
+        let rdata = if v6 {
+            table.servers.get(server as usize).map(|s| &s.octets[..])
+        } else {
+            table.ipv4_rdata(server)
+        };
+        if let Some(rdata) = rdata {
+            writer.push_record(Section::Answer, &header, rdata)?;
+        }
     }
     *handed_out = picked;
     Ok(!picked.is_empty())

@@ -111,51 +111,49 @@ struct Column {
     alias_server: u32,
 }
 
-/// Where a list starts in its [`CandidateLists`]: the index of its header.
+/// Where a list is in its [`CandidateLists`], with its total weight: 16
+/// bytes, kept by the zone table next to the list's zone and label, so a
+/// draw reads the list's columns and no header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListId(u32);
-
-impl ListId {
-    /// The empty list every [`CandidateLists`] starts with.
-    pub const EMPTY: ListId = ListId(0);
+pub struct ListId {
+    start: u32,
+    len: u32,
+    total_weight: u64,
 }
 
-/// All candidate lists of a zone table in one array of 16-byte slots. A
-/// list is a header slot (its length and total weight) followed by its
-/// columns, so a short list shares a cache line with its header and a
-/// draw from any list reads the header and one column: two cache lines,
-/// where separate allocations per list chained four (zone, label, list,
-/// column).
+impl ListId {
+    /// The empty list.
+    pub const EMPTY: ListId = ListId {
+        start: 0,
+        len: 0,
+        total_weight: 0,
+    };
+}
+
+/// All candidate lists of a zone table in one array of 16-byte columns,
+/// list after list: a short list is one or two cache lines, and a draw from
+/// a long one reads one column.
 #[derive(Clone, Debug)]
 pub struct CandidateLists {
-    slots: Box<[Column]>,
+    columns: Box<[Column]>,
 }
 
 /// Builds a [`CandidateLists`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ListsBuilder {
-    slots: Vec<Column>,
-}
-
-impl Default for ListsBuilder {
-    fn default() -> Self {
-        ListsBuilder::new()
-    }
+    columns: Vec<Column>,
 }
 
 impl ListsBuilder {
     pub fn new() -> ListsBuilder {
-        let mut builder = ListsBuilder { slots: Vec::new() };
-        let empty = builder.push(Vec::new());
-        debug_assert_eq!(empty, ListId::EMPTY);
-        builder
+        ListsBuilder::default()
     }
 
     /// Add a list from (server index, weight) pairs; weights of 0 count as
     /// 1, a server given twice counts once. An empty list is
     /// [`ListId::EMPTY`].
     pub fn push(&mut self, mut entries: Vec<(u32, u32)>) -> ListId {
-        if entries.is_empty() && !self.slots.is_empty() {
+        if entries.is_empty() {
             return ListId::EMPTY;
         }
         entries.sort_unstable_by_key(|&(server, _)| server);
@@ -163,8 +161,11 @@ impl ListsBuilder {
         let weights: Vec<u32> = entries.iter().map(|&(_, w)| w.max(1)).collect();
         let total_weight: u64 = weights.iter().map(|&w| u64::from(w)).sum();
         let aliases = build_alias_table(&weights, total_weight);
-        let id = ListId(u32::try_from(self.slots.len()).unwrap_or(u32::MAX));
-        self.slots.push(Column::header(entries.len(), total_weight));
+        let id = ListId {
+            start: u32::try_from(self.columns.len()).unwrap_or(u32::MAX),
+            len: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+            total_weight,
+        };
         let columns =
             entries
                 .iter()
@@ -184,31 +185,27 @@ impl ListsBuilder {
                         alias_server: entries[alias].0,
                     },
                 });
-        self.slots.extend(columns);
+        self.columns.extend(columns);
         id
     }
 
     pub fn finish(self) -> CandidateLists {
         CandidateLists {
-            slots: self.slots.into(),
+            columns: self.columns.into(),
         }
     }
 }
 
 impl CandidateLists {
-    /// The list starting at `id`; an empty list for an id not made by
-    /// this set's builder.
+    /// The list `id`; an empty list for an id not made by this set's
+    /// builder.
     #[inline]
     pub fn get(&self, id: ListId) -> Candidates<'_> {
-        let start = id.0 as usize;
-        let Some(header) = self.slots.get(start) else {
-            return Candidates::default();
-        };
-        let (len, total_weight) = header.as_header();
-        match self.slots.get(start + 1..start + 1 + len) {
+        let start = id.start as usize;
+        match self.columns.get(start..start + id.len as usize) {
             Some(columns) => Candidates {
                 columns,
-                total_weight,
+                total_weight: id.total_weight,
             },
             None => Candidates::default(),
         }
@@ -216,28 +213,7 @@ impl CandidateLists {
 
     /// Heap memory held, in bytes.
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.slots)
-    }
-}
-
-impl Column {
-    /// A list's header slot: `server` holds the length, `keep` and
-    /// `alias_server` the low and high halves of the total weight.
-    fn header(len: usize, total_weight: u64) -> Column {
-        Column {
-            server: u32::try_from(len).unwrap_or(u32::MAX),
-            weight: 0,
-            keep: total_weight as u32,
-            alias_server: (total_weight >> 32) as u32,
-        }
-    }
-
-    #[inline]
-    fn as_header(&self) -> (usize, u64) {
-        (
-            self.server as usize,
-            u64::from(self.keep) | u64::from(self.alias_server) << 32,
-        )
+        std::mem::size_of_val(&*self.columns)
     }
 }
 
@@ -585,7 +561,12 @@ mod tests {
             lists.get(b).total_weight(),
             (1u64 << 32) + u64::from(u32::MAX)
         );
-        assert!(lists.get(ListId(1000)).is_empty());
+        let elsewhere = ListId {
+            start: 1000,
+            len: 3,
+            total_weight: 6,
+        };
+        assert!(lists.get(elsewhere).is_empty());
     }
 
     /// A short list with uneven weights (drawn by successive draws, not by

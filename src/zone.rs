@@ -173,6 +173,10 @@ pub struct ZoneTable {
     pub serial: u32,
     pub origins: Box<[Origin]>,
     pub servers: Box<[ServerAddress]>,
+    /// The IPv4 servers' addresses by server index, 4 bytes each (zero for
+    /// IPv6 servers): what A answers copy, in an array a quarter the size
+    /// of `servers`, so more of it stays in the cache.
+    ipv4_rdata: Box<[[u8; 4]]>,
     pub zones: Box<[Zone]>,
     pub global: ZoneId,
     /// Per zone, in the order of `zones`: parent and labels.
@@ -341,10 +345,21 @@ impl ZoneTable {
             })
             .collect();
 
+        let ipv4_rdata = servers
+            .iter()
+            .map(|server| {
+                let mut rdata = [0u8; 4];
+                if !server.is_v6 {
+                    rdata.copy_from_slice(&server.octets[..4]);
+                }
+                rdata
+            })
+            .collect();
         let mut table = ZoneTable {
             serial: spec.serial,
             origins,
             servers,
+            ipv4_rdata,
             zones,
             global,
             links: links.into(),
@@ -395,6 +410,12 @@ impl ZoneTable {
 
     pub fn zone(&self, id: ZoneId) -> &Zone {
         &self.zones[usize::from(id)]
+    }
+
+    /// The A record data of an IPv4 server.
+    #[inline]
+    pub fn ipv4_rdata(&self, server: u32) -> Option<&[u8]> {
+        self.ipv4_rdata.get(server as usize).map(|rdata| &rdata[..])
     }
 
     /// The parent of a zone (none for the global zone).
