@@ -417,6 +417,17 @@ mod tests {
         (builder.finish(), id)
     }
 
+    /// Servers 0, 1, ... with these weights.
+    fn numbered_list(weights: &[u32]) -> (CandidateLists, ListId) {
+        one_list(
+            weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| (i as u32, w))
+                .collect(),
+        )
+    }
+
     #[test]
     fn never_repeats_and_respects_want() {
         let (lists, id) = one_list((0..10).map(|i| (i, 1 + i * 100)).collect());
@@ -474,13 +485,7 @@ mod tests {
     #[test]
     fn single_draws_follow_the_weights() {
         let weights = [1u32, 2, 3, 4, 10, 80];
-        let (lists, id) = one_list(
-            weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| (i as u32, w))
-                .collect(),
-        );
+        let (lists, id) = numbered_list(&weights);
         let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(5);
         let mut counts = [0u64; 6];
@@ -575,13 +580,7 @@ mod tests {
     #[test]
     fn short_lists_sample_without_replacement_by_weight() {
         let weights = [1u32, 2, 3, 4, 10, 80];
-        let (lists, id) = one_list(
-            weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| (i as u32, w))
-                .collect(),
-        );
+        let (lists, id) = numbered_list(&weights);
         let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(7);
         let draws = 200_000;
