@@ -18,7 +18,7 @@ use rand::Rng;
 use crate::geo::{GeoMatch, GeoTable};
 use crate::netaddr::is_public_unicast;
 use crate::select::{Candidates, Picked};
-use crate::wire::query::header_only_id;
+use crate::wire::query::{ClientSubnet, header_only_id};
 use crate::wire::writer::Section;
 use crate::wire::{
     CLASSIC_UDP_SIZE, HEADER_LEN, MAX_NAME_LEN, MessageWriter, NoSpace, ParseError, Query, class,
@@ -746,27 +746,80 @@ fn write_opt(
     let Some(edns) = query.edns else {
         return Ok(());
     };
-    writer.push_u8(0)?;
     let extended_rcode = u32::from(response_rcode >> 4) << 24;
-    let rdlength_at = writer.begin_record(rtype::OPT, config.edns_max_payload, extended_rcode)?;
-    if edns.nsid_requested
-        && let Some(nsid) = &config.nsid
-    {
-        writer.push_u16(option::NSID)?;
-        writer.push_u16(nsid.len() as u16)?;
-        writer.push_bytes(nsid)?;
+    let nsid = config.nsid.as_deref().filter(|_| edns.nsid_requested);
+    if nsid.is_some() {
+        writer.push_u8(0)?;
+        let rdlength_at =
+            writer.begin_record(rtype::OPT, config.edns_max_payload, extended_rcode)?;
+        if let Some(nsid) = nsid {
+            writer.push_u16(option::NSID)?;
+            writer.push_u16(nsid.len() as u16)?;
+            writer.push_bytes(nsid)?;
+        }
+        if let Some(subnet) = edns.client_subnet {
+            writer.push_bytes(ecs_option(&subnet, ecs_scope).as_slice())?;
+        }
+        writer.end_record(Section::Additional, rdlength_at);
+        return Ok(());
     }
-    if let Some(subnet) = edns.client_subnet {
-        let address_len = subnet.address_len();
-        writer.push_u16(option::CLIENT_SUBNET)?;
-        writer.push_u16(4 + address_len as u16)?;
-        writer.push_u16(subnet.family)?;
-        writer.push_u8(subnet.source_prefix)?;
-        writer.push_u8(ecs_scope.min(subnet.source_prefix))?;
-        writer.push_bytes(&subnet.address[..address_len])?;
+    // The usual case, no NSID: the record is built on the stack and
+    // written with one bounds check.
+    let mut record = StackBytes::<{ 11 + ECS_OPTION_MAX }>::new();
+    record.push(&[0]);
+    record.push(&rtype::OPT.to_be_bytes());
+    record.push(&config.edns_max_payload.to_be_bytes());
+    record.push(&extended_rcode.to_be_bytes());
+    let ecs = edns
+        .client_subnet
+        .map(|subnet| ecs_option(&subnet, ecs_scope));
+    let rdata = ecs.as_ref().map_or(&[][..], |ecs| ecs.as_slice());
+    record.push(&(rdata.len() as u16).to_be_bytes());
+    record.push(rdata);
+    writer.push_record(Section::Additional, record.as_slice(), &[])
+}
+
+/// Largest ECS option: code, length, family, two prefixes, 16 bytes.
+const ECS_OPTION_MAX: usize = 8 + 16;
+
+/// The ECS option of a response: the client's, with our scope (never
+/// longer than the source prefix).
+fn ecs_option(subnet: &ClientSubnet, ecs_scope: u8) -> StackBytes<ECS_OPTION_MAX> {
+    let address_len = subnet.address_len().min(16);
+    let mut bytes = StackBytes::new();
+    bytes.push(&option::CLIENT_SUBNET.to_be_bytes());
+    bytes.push(&(4 + address_len as u16).to_be_bytes());
+    bytes.push(&subnet.family.to_be_bytes());
+    bytes.push(&[subnet.source_prefix, ecs_scope.min(subnet.source_prefix)]);
+    bytes.push(&subnet.address[..address_len]);
+    bytes
+}
+
+/// A few bytes assembled on the stack; what does not fit is cut off (the
+/// callers size `N` for the most they push).
+struct StackBytes<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackBytes<N> {
+    fn new() -> Self {
+        StackBytes {
+            bytes: [0; N],
+            len: 0,
+        }
     }
-    writer.end_record(Section::Additional, rdlength_at);
-    Ok(())
+
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(N - self.len);
+        self.bytes[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+        self.len += take;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// A short text formatted on the stack (the debug answers are built

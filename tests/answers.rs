@@ -403,6 +403,27 @@ fn edns_is_honoured() {
     let (source, scope, address) = reply.edns.expect("OPT").subnet.expect("ECS echoed");
     assert_eq!((source, scope), (24, 0), "explicit zone: scope 0");
     assert_eq!(address, "198.51.100.0".parse::<IpAddr>().unwrap());
+    // NSID and ECS in one OPT record (the NSID path writes it piece by
+    // piece, the usual one in one go); an IPv6 subnet.
+    let ask = Ask {
+        nsid: true,
+        subnet: Some((56, "2001:db8:1:2300::".parse().unwrap())),
+        ..Ask::edns(1232)
+    };
+    let reply = run(
+        &table,
+        &config,
+        "de.pool.ntp.org",
+        A,
+        &ask,
+        Transport::Udp,
+        &mut rng,
+    );
+    let edns = reply.edns.expect("OPT");
+    assert_eq!(edns.nsid.as_deref(), Some(&b"node-a"[..]));
+    let (source, scope, address) = edns.subnet.expect("ECS echoed");
+    assert_eq!((source, scope), (56, 0));
+    assert_eq!(address, "2001:db8:1:2300::".parse::<IpAddr>().unwrap());
 }
 
 #[test]
