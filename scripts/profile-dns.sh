@@ -24,6 +24,7 @@ packages=()
 command -v dnsperf >/dev/null || packages+=(dnsperf)
 command -v perf >/dev/null || packages+=(linux-perf)
 command -v addr2line >/dev/null || packages+=(binutils)
+command -v dig >/dev/null || packages+=(bind9-dnsutils)
 if [ "${#packages[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
