@@ -571,12 +571,7 @@ fn write_addresses<R: Rng + ?Sized>(
     header[6..10].copy_from_slice(&origin.answer_ttl.to_be_bytes());
     header[10..12].copy_from_slice(&rdlength.to_be_bytes());
     for &server in picked.as_slice() {
-        let rdata = if v6 {
-            table.servers.get(server as usize).map(|s| &s.octets[..])
-        } else {
-            table.ipv4_rdata(server)
-        };
-        if let Some(rdata) = rdata {
+        if let Some(rdata) = table.rdata(server, v6) {
             writer.push_record(Section::Answer, &header, rdata)?;
         }
     }
@@ -700,7 +695,7 @@ fn write_country_debug(
         {
             answering = Some(id);
         }
-        current = zone.parent;
+        current = table.parent(id);
     }
     write_character_strings(writer, text.as_bytes())?;
     text.clear();
@@ -746,78 +741,50 @@ fn write_opt(
     let Some(edns) = query.edns else {
         return Ok(());
     };
+    writer.push_u8(0)?;
     let extended_rcode = u32::from(response_rcode >> 4) << 24;
-    let nsid = config.nsid.as_deref().filter(|_| edns.nsid_requested);
-    if nsid.is_some() {
-        writer.push_u8(0)?;
-        let rdlength_at =
-            writer.begin_record(rtype::OPT, config.edns_max_payload, extended_rcode)?;
-        if let Some(nsid) = nsid {
-            writer.push_u16(option::NSID)?;
-            writer.push_u16(nsid.len() as u16)?;
-            writer.push_bytes(nsid)?;
-        }
-        if let Some(subnet) = edns.client_subnet {
-            writer.push_bytes(ecs_option(&subnet, ecs_scope).as_slice())?;
-        }
-        writer.end_record(Section::Additional, rdlength_at);
-        return Ok(());
+    let rdlength_at = writer.begin_record(rtype::OPT, config.edns_max_payload, extended_rcode)?;
+    if edns.nsid_requested
+        && let Some(nsid) = &config.nsid
+    {
+        writer.push_u16(option::NSID)?;
+        writer.push_u16(nsid.len() as u16)?;
+        writer.push_bytes(nsid)?;
     }
-    // The usual case, no NSID: the record is built on the stack and
-    // written with one bounds check.
-    let mut record = StackBytes::<{ 11 + ECS_OPTION_MAX }>::new();
-    record.push(&[0]);
-    record.push(&rtype::OPT.to_be_bytes());
-    record.push(&config.edns_max_payload.to_be_bytes());
-    record.push(&extended_rcode.to_be_bytes());
-    let ecs = edns
-        .client_subnet
-        .map(|subnet| ecs_option(&subnet, ecs_scope));
-    let rdata = ecs.as_ref().map_or(&[][..], |ecs| ecs.as_slice());
-    record.push(&(rdata.len() as u16).to_be_bytes());
-    record.push(rdata);
-    writer.push_record(Section::Additional, record.as_slice(), &[])
+    if let Some(subnet) = edns.client_subnet {
+        // Assembled on the stack and written with one bounds check, not
+        // six: every geo answer carries it.
+        writer.push_bytes(EcsOption::new(&subnet, ecs_scope).as_bytes())?;
+    }
+    writer.end_record(Section::Additional, rdlength_at);
+    Ok(())
 }
-
-/// Largest ECS option: code, length, family, two prefixes, 16 bytes.
-const ECS_OPTION_MAX: usize = 8 + 16;
 
 /// The ECS option of a response: the client's, with our scope (never
 /// longer than the source prefix).
-fn ecs_option(subnet: &ClientSubnet, ecs_scope: u8) -> StackBytes<ECS_OPTION_MAX> {
-    let address_len = subnet.address_len().min(16);
-    let mut bytes = StackBytes::new();
-    bytes.push(&option::CLIENT_SUBNET.to_be_bytes());
-    bytes.push(&(4 + address_len as u16).to_be_bytes());
-    bytes.push(&subnet.family.to_be_bytes());
-    bytes.push(&[subnet.source_prefix, ecs_scope.min(subnet.source_prefix)]);
-    bytes.push(&subnet.address[..address_len]);
-    bytes
-}
-
-/// A few bytes assembled on the stack; what does not fit is cut off (the
-/// callers size `N` for the most they push).
-struct StackBytes<const N: usize> {
-    bytes: [u8; N],
+struct EcsOption {
+    /// Code, length, family, two prefixes, up to 16 address bytes.
+    bytes: [u8; 8 + 16],
     len: usize,
 }
 
-impl<const N: usize> StackBytes<N> {
-    fn new() -> Self {
-        StackBytes {
-            bytes: [0; N],
-            len: 0,
+impl EcsOption {
+    fn new(subnet: &ClientSubnet, ecs_scope: u8) -> EcsOption {
+        let address_len = subnet.address_len().min(16);
+        let mut bytes = [0u8; 8 + 16];
+        bytes[0..2].copy_from_slice(&option::CLIENT_SUBNET.to_be_bytes());
+        bytes[2..4].copy_from_slice(&(4 + address_len as u16).to_be_bytes());
+        bytes[4..6].copy_from_slice(&subnet.family.to_be_bytes());
+        bytes[6] = subnet.source_prefix;
+        bytes[7] = ecs_scope.min(subnet.source_prefix);
+        bytes[8..8 + address_len].copy_from_slice(&subnet.address[..address_len]);
+        EcsOption {
+            bytes,
+            len: 8 + address_len,
         }
     }
 
-    #[inline]
-    fn push(&mut self, bytes: &[u8]) {
-        let take = bytes.len().min(N - self.len);
-        self.bytes[self.len..self.len + take].copy_from_slice(&bytes[..take]);
-        self.len += take;
-    }
-
-    fn as_slice(&self) -> &[u8] {
+    fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }

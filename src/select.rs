@@ -481,6 +481,28 @@ mod tests {
         assert!(picked.contains(1));
     }
 
+    /// A list longer than MAX_PICKS is drawn by rejection; with one server
+    /// holding nearly all the weight every later draw is rejected until the
+    /// linear fallback takes over: it still ends, with distinct servers.
+    #[test]
+    fn a_dominant_weight_in_a_long_list_falls_back_to_the_scan() {
+        let mut weights = vec![1u32; 40];
+        weights[7] = u32::MAX;
+        let (lists, id) = numbered_list(&weights);
+        let candidates = lists.get(id);
+        assert!(candidates.len() > MAX_PICKS);
+        let mut rng = SmallRng::seed_from_u64(8);
+        for _ in 0..1_000 {
+            let mut picked = Picked::new();
+            candidates.draw_into(&mut rng, 4, &mut picked);
+            let mut ids = picked.as_slice().to_vec();
+            assert!(ids.contains(&7), "{ids:?}");
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), 4);
+        }
+    }
+
     /// The alias table alone reproduces the weights (one draw at a time).
     #[test]
     fn single_draws_follow_the_weights() {

@@ -69,14 +69,6 @@ pub struct ServerAddress {
 }
 
 impl ServerAddress {
-    pub fn rdata(&self) -> &[u8] {
-        if self.is_v6 {
-            &self.octets
-        } else {
-            &self.octets[..4]
-        }
-    }
-
     pub fn ip(&self) -> IpAddr {
         if self.is_v6 {
             IpAddr::from(self.octets)
@@ -105,17 +97,15 @@ impl LabelServers {
     }
 }
 
+/// A zone's name; its parent and labels are in [`ZoneTable`]'s links.
 #[derive(Debug)]
 pub struct Zone {
     pub name: Box<str>,
-    pub parent: Option<ZoneId>,
-    /// 1 (the plain label) + the numbered labels.
-    pub label_count: usize,
 }
 
 /// What the answer path reads of a zone, 8 bytes: its parent and where
 /// its labels' lists are. All zones' links sit in one small array that
-/// stays in the cache, apart from the names and the rest of [`Zone`].
+/// stays in the cache, apart from the names.
 #[derive(Clone, Copy, Debug)]
 struct ZoneLinks {
     /// [`NO_ZONE`] for the global zone.
@@ -174,8 +164,9 @@ pub struct ZoneTable {
     pub origins: Box<[Origin]>,
     pub servers: Box<[ServerAddress]>,
     /// The IPv4 servers' addresses by server index, 4 bytes each (zero for
-    /// IPv6 servers): what A answers copy, in an array a quarter the size
-    /// of `servers`, so more of it stays in the cache.
+    /// IPv6 servers): what A answers copy (see [`ZoneTable::rdata`]), in an
+    /// array a quarter the size of `servers`, so more of it stays in the
+    /// cache.
     ipv4_rdata: Box<[[u8; 4]]>,
     pub zones: Box<[Zone]>,
     pub global: ZoneId,
@@ -257,8 +248,6 @@ impl ZoneTable {
             .iter()
             .map(|zone| Zone {
                 name: zone.name.as_str().into(),
-                parent: zone.parent.map(|p| p as ZoneId),
-                label_count: 1 + zone.numbered.len(),
             })
             .collect();
         let zone_ids: HashMap<Box<str>, ZoneId> = zones
@@ -270,7 +259,7 @@ impl ZoneTable {
 
         let mut names = NameIndex::default();
         let mut add_pool_names = |prefix: &str, zone: ZoneId, geo: bool| {
-            let numbered = zones[usize::from(zone)].label_count - 1;
+            let numbered = spec.zones[usize::from(zone)].numbered.len();
             let base = if prefix == "@" {
                 String::new()
             } else {
@@ -412,10 +401,16 @@ impl ZoneTable {
         &self.zones[usize::from(id)]
     }
 
-    /// The A record data of an IPv4 server.
+    /// A server's address as A (`v6` false) or AAAA record data; the
+    /// family must be the server's.
     #[inline]
-    pub fn ipv4_rdata(&self, server: u32) -> Option<&[u8]> {
-        self.ipv4_rdata.get(server as usize).map(|rdata| &rdata[..])
+    pub fn rdata(&self, server: u32, v6: bool) -> Option<&[u8]> {
+        let server = server as usize;
+        if v6 {
+            self.servers.get(server).map(|address| &address.octets[..])
+        } else {
+            self.ipv4_rdata.get(server).map(|octets| &octets[..])
+        }
     }
 
     /// The parent of a zone (none for the global zone).

@@ -185,11 +185,13 @@ impl<'b> MessageWriter<'b> {
     /// Start a record whose owner has been written: type, class, TTL and a
     /// placeholder for RDLENGTH. Returns where RDLENGTH goes.
     pub fn begin_record(&mut self, rtype: u16, class: u16, ttl: u32) -> Result<usize, NoSpace> {
-        self.push_u16(rtype)?;
-        self.push_u16(class)?;
-        self.push_u32(ttl)?;
-        let rdlength_at = self.len;
-        self.push_u16(0)?;
+        // One push (one bounds check) for the four fields.
+        let mut fields = [0u8; 10];
+        fields[0..2].copy_from_slice(&rtype.to_be_bytes());
+        fields[2..4].copy_from_slice(&class.to_be_bytes());
+        fields[4..8].copy_from_slice(&ttl.to_be_bytes());
+        let rdlength_at = self.len + 8;
+        self.push_bytes(&fields)?;
         Ok(rdlength_at)
     }
 
