@@ -9,7 +9,7 @@ use domain::base::{Message, ParsedName};
 use domain::rdata::AllRecordData;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::answer::{AnswerConfig, Client, Context, NsidOption, Transport, respond};
 use timepool::geo::GeoTable;
 use timepool::zone::ZoneTable;
 
@@ -36,7 +36,7 @@ fn config() -> &'static AnswerConfig {
     CONFIG.get_or_init(|| AnswerConfig {
         identity: Some(b"fuzz".to_vec().into()),
         version: Some(b"fuzz-version".to_vec().into()),
-        nsid: Some(b"fuzz-node".to_vec().into()),
+        nsid: Some(NsidOption::new(b"fuzz-node").expect("a valid NSID")),
         ..AnswerConfig::default()
     })
 }

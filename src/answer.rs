@@ -34,8 +34,8 @@ pub struct AnswerConfig {
     pub identity: Option<Box<[u8]>>,
     /// Answer to CH TXT `version.server` and `version.bind`.
     pub version: Option<Box<[u8]>>,
-    /// The NSID option value (RFC 5001), sent when a client asks.
-    pub nsid: Option<Box<[u8]>>,
+    /// The NSID option (RFC 5001), sent when a client asks.
+    pub nsid: Option<NsidOption>,
     /// A client's EDNS payload size is clamped to this range (RFC 6891
     /// says below 512 means 512; 1232 avoids IP fragmentation).
     pub edns_min_payload: u16,
@@ -51,6 +51,45 @@ impl Default for AnswerConfig {
             edns_min_payload: 512,
             edns_max_payload: 1232,
         }
+    }
+}
+
+/// The NSID option of a response, encoded once: option code, length and
+/// the server's identifier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NsidOption {
+    encoded: Box<[u8]>,
+}
+
+impl NsidOption {
+    /// Longest identifier taken: an NSID names a server, and a long one
+    /// would crowd the answers out of a small response.
+    pub const MAX_LEN: usize = 255;
+
+    pub fn new(value: &[u8]) -> Result<NsidOption, String> {
+        if value.is_empty() || value.len() > Self::MAX_LEN {
+            return Err(format!(
+                "an NSID is 1 to {} bytes, not {}",
+                Self::MAX_LEN,
+                value.len()
+            ));
+        }
+        let mut encoded = Vec::with_capacity(4 + value.len());
+        encoded.extend_from_slice(&option::NSID.to_be_bytes());
+        encoded.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        encoded.extend_from_slice(value);
+        Ok(NsidOption {
+            encoded: encoded.into(),
+        })
+    }
+
+    /// The identifier.
+    pub fn value(&self) -> &[u8] {
+        &self.encoded[4..]
+    }
+
+    fn encoded(&self) -> &[u8] {
+        &self.encoded
     }
 }
 
@@ -378,7 +417,8 @@ fn answer_question<R: Rng + ?Sized>(
         } => (origin, origin_offset, node),
     };
     state.authoritative = true;
-    let origin_pointer = (HEADER_LEN + origin_offset) as u16;
+    // Where the origin's name is in the response (within its question).
+    let origin_at = (HEADER_LEN + origin_offset) as u16;
     if matches!(query.qtype, rtype::AXFR | rtype::IXFR) {
         state.rcode = rcode::REFUSED;
         state.authoritative = false;
@@ -387,13 +427,7 @@ fn answer_question<R: Rng + ?Sized>(
     let Some(node) = node else {
         state.rcode = rcode::NXDOMAIN;
         state.name_kind = NameKind::Unknown;
-        return write_soa(
-            writer,
-            ctx.table,
-            origin,
-            origin_pointer,
-            Section::Authority,
-        );
+        return write_soa(writer, origin, origin_at, Section::Authority);
     };
     let wrote_answer = match node {
         Node::Pool {
@@ -414,7 +448,7 @@ fn answer_question<R: Rng + ?Sized>(
             answer_pool(
                 ctx.table,
                 origin,
-                origin_pointer,
+                origin_at,
                 zone,
                 label,
                 apex,
@@ -439,13 +473,7 @@ fn answer_question<R: Rng + ?Sized>(
     };
     if !wrote_answer {
         // NODATA: the name exists, the type does not (RFC 2308 section 2.2).
-        write_soa(
-            writer,
-            ctx.table,
-            origin,
-            origin_pointer,
-            Section::Authority,
-        )?;
+        write_soa(writer, origin, origin_at, Section::Authority)?;
     }
     Ok(())
 }
@@ -455,7 +483,7 @@ fn answer_question<R: Rng + ?Sized>(
 fn answer_pool<R: Rng + ?Sized>(
     table: &ZoneTable,
     origin: &Origin,
-    origin_pointer: u16,
+    origin_at: u16,
     zone: ZoneId,
     label: u8,
     apex: bool,
@@ -470,16 +498,12 @@ fn answer_pool<R: Rng + ?Sized>(
             write_addresses(writer, table, origin, zone, label, true, rng, handed_out)
         }
         rtype::SOA if apex => {
-            write_soa(writer, table, origin, origin_pointer, Section::Answer)?;
+            write_soa(writer, origin, origin_at, Section::Answer)?;
             Ok(true)
         }
         rtype::NS if apex => {
-            for ns in origin.ns.iter() {
-                writer.push_pointer(HEADER_LEN as u16)?;
-                let rdlength_at = writer.begin_record(rtype::NS, class::IN, origin.ns_ttl)?;
-                writer.push_name(ns)?;
-                writer.end_record(Section::Answer, rdlength_at);
-            }
+            // At the apex the question's name is the origin's.
+            writer.push_packed(Section::Answer, &origin.ns_records, HEADER_LEN as u16)?;
             Ok(true)
         }
         rtype::MX => {
@@ -581,23 +605,16 @@ fn write_addresses<R: Rng + ?Sized>(
 
 fn write_soa(
     writer: &mut MessageWriter<'_>,
-    _table: &ZoneTable,
     origin: &Origin,
-    origin_pointer: u16,
+    origin_at: u16,
     section: Section,
 ) -> Result<(), NoSpace> {
-    let ttl = if section == Section::Answer {
-        origin.soa_ttl
+    let records = if section == Section::Answer {
+        &origin.soa_answer
     } else {
-        origin.negative_ttl
+        &origin.soa_negative
     };
-    writer.push_pointer(origin_pointer)?;
-    let rdlength_at = writer.begin_record(rtype::SOA, class::IN, ttl)?;
-    writer.push_name(&origin.soa_mname)?;
-    writer.push_name(&origin.soa_rname)?;
-    writer.push_bytes(&origin.soa_numbers)?;
-    writer.end_record(section, rdlength_at);
-    Ok(())
+    writer.push_packed(section, records, origin_at)
 }
 
 /// CH TXT `id.server`, `hostname.bind`, `version.server`, `version.bind`
@@ -712,16 +729,20 @@ fn write_country_debug(
     Ok(())
 }
 
+/// An OPT record's bytes before its options: root owner, type, payload
+/// size (class), extended rcode, version and flags (TTL), RDLENGTH.
+const OPT_FIXED_LEN: usize = 11;
+
 /// Size of the OPT record this response will carry.
 fn opt_record_len(config: &AnswerConfig, query: &Query<'_>) -> usize {
     let Some(edns) = query.edns else {
         return 0;
     };
-    let mut len = 11;
+    let mut len = OPT_FIXED_LEN;
     if edns.nsid_requested
         && let Some(nsid) = &config.nsid
     {
-        len += 4 + nsid.len();
+        len += nsid.encoded().len();
     }
     if let Some(subnet) = edns.client_subnet {
         len += 8 + subnet.address_len();
@@ -730,7 +751,8 @@ fn opt_record_len(config: &AnswerConfig, query: &Query<'_>) -> usize {
 }
 
 /// The OPT record of a response: our payload size, the extended rcode,
-/// NSID when asked and configured, ECS echoed with its scope.
+/// NSID when asked and configured (encoded at start), ECS echoed with its
+/// scope. Written with one bounds check when there is no NSID.
 fn write_opt(
     writer: &mut MessageWriter<'_>,
     config: &AnswerConfig,
@@ -741,23 +763,25 @@ fn write_opt(
     let Some(edns) = query.edns else {
         return Ok(());
     };
-    writer.push_u8(0)?;
-    let extended_rcode = u32::from(response_rcode >> 4) << 24;
-    let rdlength_at = writer.begin_record(rtype::OPT, config.edns_max_payload, extended_rcode)?;
-    if edns.nsid_requested
-        && let Some(nsid) = &config.nsid
-    {
-        writer.push_u16(option::NSID)?;
-        writer.push_u16(nsid.len() as u16)?;
-        writer.push_bytes(nsid)?;
+    let nsid = match &config.nsid {
+        Some(nsid) if edns.nsid_requested => nsid.encoded(),
+        _ => &[],
+    };
+    let ecs = edns
+        .client_subnet
+        .map(|subnet| EcsOption::new(&subnet, ecs_scope));
+    let ecs = ecs.as_ref().map_or(&[][..], EcsOption::as_bytes);
+    let mut fixed = [0u8; OPT_FIXED_LEN];
+    fixed[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
+    fixed[3..5].copy_from_slice(&config.edns_max_payload.to_be_bytes());
+    fixed[5] = (response_rcode >> 4) as u8;
+    fixed[9..11].copy_from_slice(&((nsid.len() + ecs.len()) as u16).to_be_bytes());
+    if nsid.is_empty() {
+        writer.push_record(Section::Additional, &fixed, ecs)
+    } else {
+        writer.push_record(Section::Additional, &fixed, nsid)?;
+        writer.push_bytes(ecs)
     }
-    if let Some(subnet) = edns.client_subnet {
-        // Assembled on the stack and written with one bounds check, not
-        // six: every geo answer carries it.
-        writer.push_bytes(EcsOption::new(&subnet, ecs_scope).as_bytes())?;
-    }
-    writer.end_record(Section::Additional, rdlength_at);
-    Ok(())
 }
 
 /// The ECS option of a response: the client's, with our scope (never
@@ -820,5 +844,21 @@ impl std::fmt::Write for StackText {
         self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
         self.len += take;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_nsid_is_encoded_once_and_its_length_checked() {
+        let nsid = NsidOption::new(b"ns-fra-1").unwrap();
+        assert_eq!(nsid.value(), b"ns-fra-1");
+        assert_eq!(nsid.encoded(), b"\x00\x03\x00\x08ns-fra-1");
+        assert!(NsidOption::new(&[b'x'; NsidOption::MAX_LEN]).is_ok());
+        let too_long = NsidOption::new(&[b'x'; NsidOption::MAX_LEN + 1]).unwrap_err();
+        assert!(too_long.contains("1 to 255 bytes, not 256"), "{too_long}");
+        assert!(NsidOption::new(b"").is_err());
     }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
 
-use timepool::answer::AnswerConfig;
+use timepool::answer::{AnswerConfig, NsidOption};
 use timepool::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
 use timepool::snapshot::{self, SnapshotError};
 
@@ -380,7 +380,10 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
         answer: AnswerConfig {
             identity: bytes(args.identity),
             version: bytes(args.version_string),
-            nsid: bytes(args.nsid),
+            nsid: args
+                .nsid
+                .map(|nsid| NsidOption::new(nsid.as_bytes()).map_err(|e| format!("--nsid: {e}")))
+                .transpose()?,
             edns_min_payload: args.edns_min_payload,
             edns_max_payload: args.edns_max_payload,
         },

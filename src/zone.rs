@@ -4,7 +4,8 @@
 //! Everything an answer needs that does not depend on the query is worked
 //! out here: names in lowercase wire format, a hash index from the name
 //! relative to its origin to what lives there, per (zone, label, family)
-//! candidate lists with alias tables, SOA and NS data in wire format.
+//! candidate lists with alias tables, SOA and NS records encoded (only
+//! their pointers to the origin are filled in per response).
 //!
 //! Architecture invariant: the zone table knows the snapshot spec and the
 //! wire format of names, and the geo module's country and continent types
@@ -18,6 +19,8 @@ use std::net::IpAddr;
 use crate::geo::{Continent, CountryCode};
 use crate::select::{CandidateLists, Candidates, ListId, ListsBuilder};
 use crate::snapshot::SnapshotSpec;
+use crate::wire::packed::{PackedRecords, PackedRecordsBuilder, RdataPart};
+use crate::wire::{class, rtype};
 
 /// An index of a zone in [`ZoneTable::zones`].
 pub type ZoneId = u16;
@@ -40,22 +43,21 @@ pub enum Node {
     CountryDebug,
 }
 
-/// An origin with its SOA and NS data in wire format.
+/// An origin with its SOA and NS records encoded.
 #[derive(Debug)]
 pub struct Origin {
     /// The origin in lowercase wire format, root label included.
     pub name: Box<[u8]>,
     /// Its dotted form, for logs and debug answers.
     pub display: Box<str>,
-    pub soa_mname: Box<[u8]>,
-    pub soa_rname: Box<[u8]>,
-    /// SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM, ready to copy.
-    pub soa_numbers: [u8; 20],
+    /// The SOA record as an answer (its own TTL).
+    pub soa_answer: PackedRecords,
+    /// The SOA record of a negative answer (RFC 2308: TTL the lesser of
+    /// the SOA's TTL and MINIMUM).
+    pub soa_negative: PackedRecords,
     pub soa_ttl: u32,
-    /// TTL of the SOA in a negative answer (RFC 2308: min of TTL, MINIMUM).
-    pub negative_ttl: u32,
-    pub ns: Box<[Box<[u8]>]>,
-    pub ns_ttl: u32,
+    /// The NS records, in the snapshot's order.
+    pub ns_records: PackedRecords,
     pub answer_ttl: u32,
     pub max_hosts: usize,
     pub ipv6_everywhere: bool,
@@ -317,16 +319,35 @@ impl ZoneTable {
                 {
                     soa_numbers[4 * i..4 * i + 4].copy_from_slice(&value.to_be_bytes());
                 }
+                let name = name_to_wire(&origin.name);
+                let mname = name_to_wire(&origin.soa.mname);
+                let rname = name_to_wire(&origin.soa.rname);
+                let soa = |ttl: u32| {
+                    let mut records = PackedRecordsBuilder::new(&name);
+                    records.record(
+                        rtype::SOA,
+                        class::IN,
+                        ttl,
+                        &[
+                            RdataPart::Name(&mname),
+                            RdataPart::Name(&rname),
+                            RdataPart::Bytes(&soa_numbers),
+                        ],
+                    );
+                    records.finish()
+                };
+                let mut ns_records = PackedRecordsBuilder::new(&name);
+                for ns in &origin.ns {
+                    let ns = name_to_wire(ns);
+                    ns_records.record(rtype::NS, class::IN, origin.ns_ttl, &[RdataPart::Name(&ns)]);
+                }
                 Origin {
-                    name: name_to_wire(&origin.name),
-                    display: origin.name.as_str().into(),
-                    soa_mname: name_to_wire(&origin.soa.mname),
-                    soa_rname: name_to_wire(&origin.soa.rname),
-                    soa_numbers,
+                    soa_answer: soa(origin.soa.ttl),
+                    soa_negative: soa(origin.soa.ttl.min(origin.soa.minimum)),
                     soa_ttl: origin.soa.ttl,
-                    negative_ttl: origin.soa.ttl.min(origin.soa.minimum),
-                    ns: origin.ns.iter().map(|ns| name_to_wire(ns)).collect(),
-                    ns_ttl: origin.ns_ttl,
+                    ns_records: ns_records.finish(),
+                    name,
+                    display: origin.name.as_str().into(),
                     answer_ttl: origin.answer_ttl,
                     max_hosts: origin.max_hosts,
                     ipv6_everywhere: origin.ipv6_everywhere,

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use support::{Ask, Reply, parse_reply, query};
-use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::answer::{AnswerConfig, Client, Context, NsidOption, Transport, respond};
 use timepool::zone::ZoneTable;
 
 fn table() -> ZoneTable {
@@ -22,7 +22,7 @@ fn config() -> AnswerConfig {
     AnswerConfig {
         identity: Some(b"ns1.test".to_vec().into()),
         version: Some(b"timepool-test".to_vec().into()),
-        nsid: Some(b"node-a".to_vec().into()),
+        nsid: Some(NsidOption::new(b"node-a").unwrap()),
         ..AnswerConfig::default()
     }
 }
@@ -501,5 +501,48 @@ fn never_more_than_max_hosts_never_a_duplicate() {
                 assert_eq!(distinct.len(), reply.answer.len(), "duplicate in {name}");
             }
         }
+    }
+}
+
+/// The SOA of a negative answer: owned by the origin (whatever the depth
+/// of the name asked), the negative TTL, the same data as the apex SOA,
+/// names compressed against the question (header, question and a SOA of
+/// 51 bytes: "ns1" and "hostmaster" each followed by a pointer).
+#[test]
+fn negative_answers_carry_the_origins_soa_compressed() {
+    let table = table();
+    let config = AnswerConfig::default();
+    let mut rng = SmallRng::seed_from_u64(7);
+    for (name, qtype, rcode, owner, size) in [
+        ("a.b.c.PooL.ntp.org", A, "NXDOMAIN", "PooL.ntp.org", 87),
+        ("nope.pool.ntp.org", AAAA, "NXDOMAIN", "pool.ntp.org", 86),
+        ("de.pool.ntp.org", TXT, "NOERROR", "pool.ntp.org", 84),
+        ("pool.ntp.org", SOA, "NOERROR", "pool.ntp.org", 81),
+    ] {
+        let reply = run(
+            &table,
+            &config,
+            name,
+            qtype,
+            &Ask::default(),
+            Transport::Udp,
+            &mut rng,
+        );
+        assert_eq!(reply.rcode, rcode, "{name}");
+        let soa = reply
+            .answer
+            .iter()
+            .chain(reply.authority.iter())
+            .find(|rr| rr.rtype == "SOA")
+            .unwrap_or_else(|| panic!("{name}: a SOA in {reply:#?}"));
+        assert_eq!(soa.owner, owner, "{name}");
+        assert_eq!(soa.ttl, 3600, "{name}");
+        // The names point into the question, so they have its case.
+        assert_eq!(
+            soa.data.to_lowercase(),
+            "ns1.pool.ntp.org. hostmaster.pool.ntp.org. 1 5400 5400 1209600 3600",
+            "{name}"
+        );
+        assert_eq!(reply.size, size, "{name}: size of the response");
     }
 }

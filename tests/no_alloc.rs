@@ -10,7 +10,7 @@ use std::cell::Cell;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use support::{Ask, query};
-use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::answer::{AnswerConfig, Client, Context, NsidOption, Transport, respond};
 
 struct CountingAllocator;
 
@@ -53,7 +53,7 @@ fn the_answer_path_does_not_allocate() {
     let table = timepool::snapshot::load_file(&support::example_snapshot()).unwrap();
     let config = AnswerConfig {
         identity: Some(b"id".to_vec().into()),
-        nsid: Some(b"node".to_vec().into()),
+        nsid: Some(NsidOption::new(b"node").unwrap()),
         ..AnswerConfig::default()
     };
     let ecs = Ask {

@@ -2,11 +2,13 @@
 //!
 //! `query` parses what a client sends (header, one question, the EDNS OPT
 //! record and its options) without allocating; `writer` builds a response
-//! into a buffer the caller owns, with name compression.
+//! into a buffer the caller owns, with name compression; `packed` holds
+//! records encoded once at load and copied into responses.
 //!
 //! Architecture invariant: this module knows the wire format only. It knows
 //! nothing of zones, snapshots, servers or the web layer.
 
+pub mod packed;
 pub mod query;
 pub mod writer;
 

@@ -25,7 +25,7 @@ pub enum Section {
 const COMPRESSION_SLOTS: usize = 32;
 
 /// Compression pointers can only reach the first 16 KiB.
-const MAX_POINTER_TARGET: usize = 0x3FFF;
+pub(super) const MAX_POINTER_TARGET: usize = 0x3FFF;
 
 /// A point to roll back to.
 #[derive(Clone, Copy, Debug)]
@@ -221,6 +221,24 @@ impl<'b> MessageWriter<'b> {
         self.len = end;
         self.counts[section as usize] += 1;
         Ok(())
+    }
+
+    /// The size the message may not pass.
+    pub(super) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Extend the message by `len` bytes (the caller has checked the
+    /// limit) and return them to fill.
+    pub(super) fn append(&mut self, len: usize) -> &mut [u8] {
+        let start = self.len;
+        self.len += len;
+        &mut self.buf[start..self.len]
+    }
+
+    /// Count `records` more records in `section`.
+    pub(super) fn add_count(&mut self, section: Section, records: u16) {
+        self.counts[section as usize] += records;
     }
 
     /// Write the section counts and return the message length.
