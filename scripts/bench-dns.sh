@@ -51,8 +51,14 @@ ticks=$(getconf CLK_TCK)
 # The cgroup that caps a server at 25% of one core (v2 or v1 hierarchy).
 make_cgroup() {
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    # The cpu controller must be on for the root's children to have
+    # cpu.max.
+    if ! grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control; then
+      echo +cpu > /sys/fs/cgroup/cgroup.subtree_control
+    fi
     cgroup=/sys/fs/cgroup/timepool-bench-$$
     mkdir -p "$cgroup"
+    [ -f "$cgroup/cpu.max" ] || { echo "no cpu.max in $cgroup: cannot cap a server"; exit 1; }
     echo "25000 100000" > "$cgroup/cpu.max"
     root_procs=/sys/fs/cgroup/cgroup.procs
   else
@@ -84,13 +90,21 @@ move_tree() { # cgroup.procs file
   for pid in $(tree_pids "$server_pid"); do echo "$pid" > "$1" 2>/dev/null || true; done
 }
 
-start_server() { # name, command...
-  local name=$1; shift
+# Ready: the pool's SOA and a country name's A records answered (or, for
+# the reflector, which answers every query with itself, any response).
+answers_pool() {
+  dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short pool.ntp.org SOA >/dev/null 2>&1 \
+    && [ -n "$(dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short de.pool.ntp.org A 2>/dev/null)" ]
+}
+answers_anything() {
+  dig @127.0.0.1 -p "$port" +time=1 +tries=1 de.pool.ntp.org A 2>/dev/null | grep -q 'status: NOERROR'
+}
+start_server() { # name, readiness check, command...
+  local name=$1 ready=$2; shift 2
   taskset -c 0 "$@" > "$work/$name.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
-    if dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short pool.ntp.org SOA >/dev/null 2>&1 \
-       && [ -n "$(dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short de.pool.ntp.org A 2>/dev/null)" ]; then
+    if "$ready"; then
       return 0
     fi
     kill -0 "$server_pid" 2>/dev/null || { echo "$name died:"; cat "$work/$name.log"; exit 1; }
@@ -98,8 +112,13 @@ start_server() { # name, command...
   done
   echo "$name did not answer"; cat "$work/$name.log"; exit 1
 }
-stop_server() {
+stop_server() { # SIGTERM, then SIGKILL after 10 s
   kill "$server_pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -KILL "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
@@ -120,8 +139,12 @@ measure() { # extra dnsperf args...
 }
 
 declare -A result
-printf '%-9s | %-34s | %-20s | %s\n' "" "uncapped" "capped at 25% of a core" "at 80% of the capped rate"
-printf '%-9s | %8s %6s %8s %9s | %9s %10s | %8s %6s\n' server "q/s" lost "avg us" "cpu us/q" "q/s" lost "q/s" lost
+columns=10 # q/s, lost, avg us, cpu us/q: uncapped, then capped; q/s, lost at 80%
+row() { printf '%-9s | %8s %6s %7s %8s | %8s %6s %7s %8s | %8s %6s\n' "$@"; }
+header() {
+  printf '%-9s | %-32s | %-32s | %s\n' "" "uncapped" "capped at 25% of a core" "at 80% of capped"
+  row server "q/s" lost "avg us" "cpu us/q" "q/s" lost "avg us" "cpu us/q" "q/s" lost
+}
 run_all() { # name
   local name=$1 q l lat cpu cq cl clat ccpu rate eq el elat ecpu
   read -r q l lat cpu <<<"$(measure)"
@@ -130,14 +153,14 @@ run_all() { # name
   rate=$((cq * 8 / 10))
   read -r eq el elat ecpu <<<"$(measure -Q "$rate")"
   move_tree "$root_procs"
-  result[$name,$round]="$q $l $lat $cpu $cq $cl $eq $el"
-  printf '%-9s | %8s %6s %8s %9s | %9s %10s | %8s %6s\n' "$name" "$q" "$l" "$lat" "$cpu" "$cq" "$cl" "$eq" "$el"
+  result[$name,$round]="$q $l $lat $cpu $cq $cl $clat $ccpu $eq $el"
+  row "$name" $q $l $lat $cpu $cq $cl $clat $ccpu $eq $el
 }
 
 echo "== $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $seconds s per run; $rounds round(s); servers on CPU 0, dnsperf on CPU 1"
 
 one_round() {
-start_server timepool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
+start_server timepool answers_pool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
   --geoip "$geoip" --threads 1 --reload-interval 3600
 echo "timepool RSS with 3000 servers and the GeoIP table: $(awk '/VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
 run_all timepool
@@ -162,7 +185,7 @@ zone:
     journal-content: none
     zonefile-load: whole
 CONF
-start_server knot knotd -c "$work/knot.conf"
+start_server knot answers_pool knotd -c "$work/knot.conf"
 run_all knot
 stop_server
 
@@ -189,19 +212,25 @@ zone:
     name: pool.ntp.org
     zonefile: "$work/pool.ntp.org.zone"
 CONF
-start_server nsd nsd -d -c "$work/nsd.conf"
+start_server nsd answers_pool nsd -d -c "$work/nsd.conf"
 run_all nsd
 stop_server
 
-# The reflector answers every name with the query itself; start_server's
-# check needs an answer section, so it is checked by hand.
-taskset -c 0 "$timepool" bench-reflector --listen "127.0.0.1:$port" --threads 1 > "$work/null.log" 2>&1 &
-server_pid=$!
-sleep 0.5
+start_server null answers_anything "$timepool" bench-reflector --listen "127.0.0.1:$port" --threads 1
 run_all null
 stop_server
 }
 
+# Memory at the pool's full size: 10 000 servers, every country zone,
+# the GeoIP table loaded.
+"$timepool" bench-snapshot --geoip "$geoip" --servers 10000 --out "$work/pool-10k.json" --clients /dev/null
+start_server timepool answers_pool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool-10k.json" \
+  --geoip "$geoip" --threads 1 --reload-interval 3600
+zones=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["zones"]))' "$work/pool-10k.json")
+echo "timepool RSS with 10000 servers in $zones zones and the GeoIP table: $(awk '/VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
+stop_server
+
+header
 for round in $(seq "$rounds"); do
   [ "$rounds" -gt 1 ] && echo "-- round $round"
   one_round
@@ -212,7 +241,7 @@ done
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for name in timepool knot nsd null; do
   medians=""
-  for column in 1 2 3 4 5 6 7 8; do
+  for column in $(seq "$columns"); do
     value=$(for round in $(seq "$rounds"); do cut -d' ' -f"$column" <<<"${result[$name,$round]}"; done | median)
     medians="$medians $value"
   done
@@ -220,17 +249,22 @@ for name in timepool knot nsd null; do
 done
 if [ "$rounds" -gt 1 ]; then
   echo "-- median of $rounds rounds"
+  header
   for name in timepool knot nsd null; do
-    read -r q l lat cpu cq cl eq el <<<"${result[$name]}"
-    printf '%-9s | %8s %6s %8s %9s | %9s %10s | %8s %6s\n' "$name" "$q" "$l" "$lat" "$cpu" "$cq" "$cl" "$eq" "$el"
+    row "$name" ${result[$name]}
   done
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-field() { cut -d' ' -f"$2" <<<"${result[$1]}"; } # name, column (1 q/s, 4 cpu, 5 capped q/s)
+field() { cut -d' ' -f"$2" <<<"${result[$1]}"; } # name, column (1 q/s, 4 cpu, 5 capped q/s, 10 lost at 80%)
 echo
 echo "capped q/s ratios: timepool/knot $(ratio "$(field timepool 5)" "$(field knot 5)")," \
   "timepool/nsd $(ratio "$(field timepool 5)" "$(field nsd 5)")," \
   "timepool/null $(ratio "$(field timepool 5)" "$(field null 5)")"
 echo "uncapped cpu us per query: timepool $(field timepool 4), knot $(field knot 4), nsd $(field nsd 4)," \
   "null $(field null 4); timepool - null = $(awk -v a="$(field timepool 4)" -v b="$(field null 4)" 'BEGIN { printf "%.2f", a - b }') us"
+every_round() { # name, column: the values of all rounds, a/b/c
+  for round in $(seq "$rounds"); do cut -d' ' -f"$2" <<<"${result[$1,$round]}"; done | paste -sd/
+}
+echo "lost at 80% of the capped rate, each round: timepool $(every_round timepool 10)," \
+  "knot $(every_round knot 10), nsd $(every_round nsd 10), null $(every_round null 10)"

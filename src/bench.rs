@@ -55,10 +55,18 @@ pub fn write_snapshot(
             .parse::<Ipv6Addr>()
             .unwrap_or(Ipv6Addr::LOCALHOST),
     );
+    let mut counts: Vec<usize> = shares
+        .iter()
+        .map(|share| ((server_count as f64 * share / total).round() as usize).max(1))
+        .collect();
+    // Rounding leaves a few servers over: the largest country takes them.
+    let assigned: usize = counts.iter().sum();
+    if let Some(largest) = counts.first_mut() {
+        *largest += server_count.saturating_sub(assigned);
+    }
     for (rank, &index) in order.iter().enumerate() {
         let country = &countries[index];
-        let count = ((server_count as f64 * shares[rank] / total).round() as usize).max(1);
-        for i in 0..count {
+        for i in 0..counts[rank] {
             if servers.len() >= server_count {
                 break;
             }
