@@ -150,7 +150,7 @@ impl PackedRecords {
         self.count
     }
 
-    /// The encoded bytes (pointers not filled in), for tests.
+    /// The records' length in bytes, as written into a response.
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
