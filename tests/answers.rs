@@ -505,19 +505,31 @@ fn never_more_than_max_hosts_never_a_duplicate() {
 }
 
 /// The SOA of a negative answer: owned by the origin (whatever the depth
-/// of the name asked), the negative TTL, the same data as the apex SOA,
-/// names compressed against the question (header, question and a SOA of
-/// 51 bytes: "ns1" and "hostmaster" each followed by a pointer).
+/// of the name asked), the negative TTL (the lesser of the SOA's TTL and
+/// MINIMUM, RFC 2308; the SOA as an answer keeps its own), the same data
+/// as the apex SOA, names compressed against the question (header,
+/// question and a SOA of 51 bytes: "ns1" and "hostmaster" each followed
+/// by a pointer).
 #[test]
 fn negative_answers_carry_the_origins_soa_compressed() {
-    let table = table();
+    let snapshot = std::fs::read_to_string(support::example_snapshot()).unwrap();
+    assert!(snapshot.contains("\"minimum\": 3600"));
+    let snapshot = snapshot.replace("\"minimum\": 3600", "\"minimum\": 300");
+    let table = timepool::snapshot::load_bytes(snapshot.as_bytes(), "minimum 300").unwrap();
     let config = AnswerConfig::default();
     let mut rng = SmallRng::seed_from_u64(7);
-    for (name, qtype, rcode, owner, size) in [
-        ("a.b.c.PooL.ntp.org", A, "NXDOMAIN", "PooL.ntp.org", 87),
-        ("nope.pool.ntp.org", AAAA, "NXDOMAIN", "pool.ntp.org", 86),
-        ("de.pool.ntp.org", TXT, "NOERROR", "pool.ntp.org", 84),
-        ("pool.ntp.org", SOA, "NOERROR", "pool.ntp.org", 81),
+    for (name, qtype, rcode, owner, ttl, size) in [
+        ("a.b.c.PooL.ntp.org", A, "NXDOMAIN", "PooL.ntp.org", 300, 87),
+        (
+            "nope.pool.ntp.org",
+            AAAA,
+            "NXDOMAIN",
+            "pool.ntp.org",
+            300,
+            86,
+        ),
+        ("de.pool.ntp.org", TXT, "NOERROR", "pool.ntp.org", 300, 84),
+        ("pool.ntp.org", SOA, "NOERROR", "pool.ntp.org", 3600, 81),
     ] {
         let reply = run(
             &table,
@@ -536,11 +548,11 @@ fn negative_answers_carry_the_origins_soa_compressed() {
             .find(|rr| rr.rtype == "SOA")
             .unwrap_or_else(|| panic!("{name}: a SOA in {reply:#?}"));
         assert_eq!(soa.owner, owner, "{name}");
-        assert_eq!(soa.ttl, 3600, "{name}");
+        assert_eq!(soa.ttl, ttl, "{name}");
         // The names point into the question, so they have its case.
         assert_eq!(
             soa.data.to_lowercase(),
-            "ns1.pool.ntp.org. hostmaster.pool.ntp.org. 1 5400 5400 1209600 3600",
+            "ns1.pool.ntp.org. hostmaster.pool.ntp.org. 1 5400 5400 1209600 300",
             "{name}"
         );
         assert_eq!(reply.size, size, "{name}: size of the response");
