@@ -52,9 +52,9 @@ ticks=$(getconf CLK_TCK)
 make_cgroup() {
   if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     # The cpu controller must be on for the root's children to have
-    # cpu.max.
+    # cpu.max (if it cannot be turned on, the check below says so).
     if ! grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control; then
-      echo +cpu > /sys/fs/cgroup/cgroup.subtree_control
+      { echo +cpu > /sys/fs/cgroup/cgroup.subtree_control; } 2>/dev/null || true
     fi
     cgroup=/sys/fs/cgroup/timepool-bench-$$
     mkdir -p "$cgroup"
@@ -118,7 +118,8 @@ stop_server() { # SIGTERM, then SIGKILL after 10 s
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.2
   done
-  kill -KILL "$server_pid" 2>/dev/null || true
+  # Still ours: `wait` below has not reaped it, so the PID is not reused.
+  if kill -0 "$server_pid" 2>/dev/null; then kill -KILL "$server_pid" 2>/dev/null || true; fi
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
@@ -154,7 +155,7 @@ run_all() { # name
   read -r eq el elat ecpu <<<"$(measure -Q "$rate")"
   move_tree "$root_procs"
   result[$name,$round]="$q $l $lat $cpu $cq $cl $clat $ccpu $eq $el"
-  row "$name" $q $l $lat $cpu $cq $cl $clat $ccpu $eq $el
+  row "$name" "$q" "$l" "$lat" "$cpu" "$cq" "$cl" "$clat" "$ccpu" "$eq" "$el"
 }
 
 echo "== $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $seconds s per run; $rounds round(s); servers on CPU 0, dnsperf on CPU 1"
@@ -251,7 +252,8 @@ if [ "$rounds" -gt 1 ]; then
   echo "-- median of $rounds rounds"
   header
   for name in timepool knot nsd null; do
-    row "$name" ${result[$name]}
+    read -ra values <<<"${result[$name]}"
+    row "$name" "${values[@]}"
   done
 fi
 

@@ -307,11 +307,13 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
             qtype: query.qtype,
             ..Outcome::bare(rcode::BADVERS)
         };
-        write_opt(&mut writer, ctx.config, &query, rcode::BADVERS, 0).ok()?;
+        let nsid = nsid_to_send(ctx.config, &query, &writer, limit);
+        write_opt(&mut writer, ctx.config, &query, nsid, rcode::BADVERS, 0).ok()?;
         return Some((writer.finish(), outcome));
     }
 
-    let opt_len = opt_record_len(ctx.config, &query);
+    let nsid = nsid_to_send(ctx.config, &query, &writer, limit);
+    let opt_len = opt_record_len(&query, nsid);
     let full_limit = writer.reserve_tail(opt_len);
     let mut state = Answer {
         rcode: rcode::NOERROR,
@@ -340,6 +342,7 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
             &mut writer,
             ctx.config,
             &query,
+            nsid,
             state.rcode,
             state.ecs_scope,
         )
@@ -733,17 +736,35 @@ fn write_country_debug(
 /// size (class), extended rcode, version and flags (TTL), RDLENGTH.
 const OPT_FIXED_LEN: usize = 11;
 
-/// Size of the OPT record this response will carry.
-fn opt_record_len(config: &AnswerConfig, query: &Query<'_>) -> usize {
+/// The encoded NSID option this response carries: when the client asks
+/// and one is configured, unless the OPT record with it would not fit
+/// after the question (a long NSID, a long name and a small payload size):
+/// then the OPT goes without it rather than the response being dropped.
+fn nsid_to_send<'c>(
+    config: &'c AnswerConfig,
+    query: &Query<'_>,
+    writer: &MessageWriter<'_>,
+    limit: usize,
+) -> &'c [u8] {
+    let Some(edns) = query.edns else {
+        return &[];
+    };
+    let Some(nsid) = &config.nsid else {
+        return &[];
+    };
+    if !edns.nsid_requested || writer.len() + opt_record_len(query, nsid.encoded()) > limit {
+        return &[];
+    }
+    nsid.encoded()
+}
+
+/// Size of the OPT record this response will carry, with `nsid` (the
+/// encoded option, or empty).
+fn opt_record_len(query: &Query<'_>, nsid: &[u8]) -> usize {
     let Some(edns) = query.edns else {
         return 0;
     };
-    let mut len = OPT_FIXED_LEN;
-    if edns.nsid_requested
-        && let Some(nsid) = &config.nsid
-    {
-        len += nsid.encoded().len();
-    }
+    let mut len = OPT_FIXED_LEN + nsid.len();
     if let Some(subnet) = edns.client_subnet {
         len += 8 + subnet.address_len();
     }
@@ -751,21 +772,19 @@ fn opt_record_len(config: &AnswerConfig, query: &Query<'_>) -> usize {
 }
 
 /// The OPT record of a response: our payload size, the extended rcode,
-/// NSID when asked and configured (encoded at start), ECS echoed with its
-/// scope. Written with one bounds check when there is no NSID.
+/// `nsid` (the encoded option from [`nsid_to_send`], or empty), ECS echoed
+/// with its scope. Written with one bounds check when there is no NSID,
+/// two with one.
 fn write_opt(
     writer: &mut MessageWriter<'_>,
     config: &AnswerConfig,
     query: &Query<'_>,
+    nsid: &[u8],
     response_rcode: u16,
     ecs_scope: u8,
 ) -> Result<(), NoSpace> {
     let Some(edns) = query.edns else {
         return Ok(());
-    };
-    let nsid = match &config.nsid {
-        Some(nsid) if edns.nsid_requested => nsid.encoded(),
-        _ => &[],
     };
     let ecs = edns
         .client_subnet

@@ -4,8 +4,8 @@
 //! Everything an answer needs that does not depend on the query is worked
 //! out here: names in lowercase wire format, a hash index from the name
 //! relative to its origin to what lives there, per (zone, label, family)
-//! candidate lists with alias tables, SOA and NS records encoded (only
-//! their pointers to the origin are filled in per response).
+//! candidate lists with alias tables, SOA and NS records encoded (a
+//! response only fills in their compression pointers).
 //!
 //! Architecture invariant: the zone table knows the snapshot spec and the
 //! wire format of names, and the geo module's country and continent types

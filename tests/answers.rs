@@ -558,3 +558,44 @@ fn negative_answers_carry_the_origins_soa_compressed() {
         assert_eq!(reply.size, size, "{name}: size of the response");
     }
 }
+
+/// A long NSID that would not fit beside a long question in a 512-byte
+/// response is left out of the OPT record; the response is still sent,
+/// with ECS. A short name gets it.
+#[test]
+fn an_nsid_that_does_not_fit_is_left_out_not_the_response() {
+    let table = table();
+    let config = AnswerConfig {
+        nsid: Some(NsidOption::new(&[b'n'; NsidOption::MAX_LEN]).unwrap()),
+        ..AnswerConfig::default()
+    };
+    let mut rng = SmallRng::seed_from_u64(3);
+    let ask = Ask {
+        nsid: true,
+        subnet: Some((56, "2001:db8:1:2300::".parse().unwrap())),
+        ..Ask::edns(512)
+    };
+    let long = format!(
+        "{}.{}.{}.{}.pool.ntp.org",
+        "a".repeat(60),
+        "b".repeat(60),
+        "c".repeat(60),
+        "d".repeat(50)
+    );
+    let reply = run(&table, &config, &long, A, &ask, Transport::Udp, &mut rng);
+    assert_eq!(reply.rcode, "NXDOMAIN");
+    assert!(reply.size <= 512, "{}", reply.size);
+    let edns = reply.edns.expect("OPT");
+    assert_eq!(edns.nsid, None, "no room for the NSID");
+    assert!(edns.subnet.is_some(), "ECS echoed");
+    let reply = run(
+        &table,
+        &config,
+        "de.pool.ntp.org",
+        A,
+        &ask,
+        Transport::Udp,
+        &mut rng,
+    );
+    assert_eq!(reply.edns.expect("OPT").nsid.map(|n| n.len()), Some(255));
+}

@@ -65,6 +65,14 @@ fn every_problem_is_reported_with_its_path() {
         &["$.origins[0].ns"],
     );
     check(
+        "too many ns",
+        |d| {
+            let names: Vec<String> = (0..17).map(|i| format!("ns{i}.example.net")).collect();
+            d["origins"][0]["ns"] = json!(names);
+        },
+        &["$.origins[0].ns"],
+    );
+    check(
         "soa field",
         |d| d["origins"][0]["soa"]["retry"] = json!(-1),
         &["$.origins[0].soa.retry"],

@@ -17,6 +17,11 @@ const RESERVED_LABELS: &[&str] = &["_country"];
 /// Largest TTL allowed by RFC 2181 section 8.
 const MAX_TTL: u64 = 0x7FFF_FFFF;
 
+/// Most name servers an origin may list: the NS answer must fit a
+/// response (and a compression pointer's 16 KiB reach), and no delegation
+/// has more than 13.
+const MAX_NS: usize = 16;
+
 /// Collects problems while walking the document.
 struct Checker {
     problems: Vec<Problem>,
@@ -310,6 +315,13 @@ fn validate_origin(checker: &mut Checker, value: &Value, path: &str) -> Option<O
         let items = checker.array(v, &ns_path)?;
         if items.is_empty() {
             checker.problem(&ns_path, "at least one name server is needed");
+            return None;
+        }
+        if items.len() > MAX_NS {
+            checker.problem(
+                &ns_path,
+                format!("at most {MAX_NS} name servers, not {}", items.len()),
+            );
             return None;
         }
         let names: Vec<Option<String>> = items

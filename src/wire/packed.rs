@@ -9,7 +9,8 @@
 //! lead to the origin's name. Names that share no suffix with the origin
 //! are compressed against each other (the SOA's RNAME against its MNAME,
 //! one NS name against another), with pointers relative to the records'
-//! own start.
+//! own start: those are filled in per response too, since the records'
+//! place in the message also varies.
 
 use super::writer::{MAX_POINTER_TARGET, Section};
 use super::{MessageWriter, NoSpace};
