@@ -76,20 +76,24 @@ fn run(
     reply
 }
 
+/// [`run`] over UDP.
+fn udp(
+    table: &ZoneTable,
+    config: &AnswerConfig,
+    name: &str,
+    qtype: u16,
+    ask: &Ask,
+    rng: &mut SmallRng,
+) -> Reply {
+    run(table, config, name, qtype, ask, Transport::Udp, rng)
+}
+
 fn check(cases: &[Case]) {
     let table = table();
     let config = config();
     let mut rng = SmallRng::seed_from_u64(42);
     for case in cases {
-        let reply = run(
-            &table,
-            &config,
-            case.name,
-            case.qtype,
-            &case.ask,
-            Transport::Udp,
-            &mut rng,
-        );
+        let reply = udp(&table, &config, case.name, case.qtype, &case.ask, &mut rng);
         let what = format!("{} type {}: {reply:#?}", case.name, case.qtype);
         let expect = &case.expect;
         assert_eq!(reply.rcode, expect.rcode, "rcode of {what}");
@@ -310,15 +314,7 @@ fn chaos_class_and_other_classes() {
         class: Some(3),
         ..Ask::default()
     };
-    let reply = run(
-        &table,
-        &config,
-        "id.server",
-        TXT,
-        &ask,
-        Transport::Udp,
-        &mut rng,
-    );
+    let reply = udp(&table, &config, "id.server", TXT, &ask, &mut rng);
     assert_eq!(reply.rcode, "REFUSED");
 }
 
@@ -328,26 +324,24 @@ fn edns_is_honoured() {
     let config = config();
     let mut rng = SmallRng::seed_from_u64(7);
     // OPT echoed, our own payload size announced.
-    let reply = run(
+    let reply = udp(
         &table,
         &config,
         "pool.ntp.org",
         A,
         &Ask::edns(4096),
-        Transport::Udp,
         &mut rng,
     );
     let edns = reply.edns.expect("OPT echoed");
     assert_eq!((edns.udp_size, edns.version), (1232, 0));
     assert!(edns.nsid.is_none(), "NSID only when asked");
     // No OPT in the query, none in the response.
-    let reply = run(
+    let reply = udp(
         &table,
         &config,
         "pool.ntp.org",
         A,
         &Ask::default(),
-        Transport::Udp,
         &mut rng,
     );
     assert!(reply.edns.is_none());
@@ -356,15 +350,7 @@ fn edns_is_honoured() {
         edns_version: 1,
         ..Ask::edns(1232)
     };
-    let reply = run(
-        &table,
-        &config,
-        "pool.ntp.org",
-        A,
-        &ask,
-        Transport::Udp,
-        &mut rng,
-    );
+    let reply = udp(&table, &config, "pool.ntp.org", A, &ask, &mut rng);
     assert_eq!(reply.rcode, "BADVERS");
     assert!(reply.answer.is_empty());
     assert_eq!(reply.edns.expect("OPT with BADVERS").version, 0);
@@ -373,15 +359,7 @@ fn edns_is_honoured() {
         nsid: true,
         ..Ask::edns(1232)
     };
-    let reply = run(
-        &table,
-        &config,
-        "pool.ntp.org",
-        A,
-        &ask,
-        Transport::Udp,
-        &mut rng,
-    );
+    let reply = udp(&table, &config, "pool.ntp.org", A, &ask, &mut rng);
     assert_eq!(
         reply.edns.expect("OPT").nsid.as_deref(),
         Some(&b"node-a"[..])
@@ -391,15 +369,7 @@ fn edns_is_honoured() {
         subnet: Some((24, "198.51.100.0".parse().unwrap())),
         ..Ask::edns(1232)
     };
-    let reply = run(
-        &table,
-        &config,
-        "de.pool.ntp.org",
-        A,
-        &ask,
-        Transport::Udp,
-        &mut rng,
-    );
+    let reply = udp(&table, &config, "de.pool.ntp.org", A, &ask, &mut rng);
     let (source, scope, address) = reply.edns.expect("OPT").subnet.expect("ECS echoed");
     assert_eq!((source, scope), (24, 0), "explicit zone: scope 0");
     assert_eq!(address, "198.51.100.0".parse::<IpAddr>().unwrap());
@@ -410,15 +380,7 @@ fn edns_is_honoured() {
         subnet: Some((56, "2001:db8:1:2300::".parse().unwrap())),
         ..Ask::edns(1232)
     };
-    let reply = run(
-        &table,
-        &config,
-        "de.pool.ntp.org",
-        A,
-        &ask,
-        Transport::Udp,
-        &mut rng,
-    );
+    let reply = udp(&table, &config, "de.pool.ntp.org", A, &ask, &mut rng);
     let edns = reply.edns.expect("OPT");
     assert_eq!(edns.nsid.as_deref(), Some(&b"node-a"[..]));
     let (source, scope, address) = edns.subnet.expect("ECS echoed");
@@ -436,15 +398,7 @@ fn a_response_that_does_not_fit_is_truncated() {
     };
     let mut rng = SmallRng::seed_from_u64(9);
     let ask = Ask::edns(80);
-    let reply = run(
-        &table,
-        &config,
-        "2.pool.ntp.org",
-        AAAA,
-        &ask,
-        Transport::Udp,
-        &mut rng,
-    );
+    let reply = udp(&table, &config, "2.pool.ntp.org", AAAA, &ask, &mut rng);
     assert!(reply.tc, "TC set: {reply:#?}");
     assert!(reply.answer.is_empty());
     assert!(
@@ -487,15 +441,7 @@ fn never_more_than_max_hosts_never_a_duplicate() {
     for name in names {
         for qtype in [A, AAAA] {
             for _ in 0..500 {
-                let reply = run(
-                    &table,
-                    &config,
-                    name,
-                    qtype,
-                    &Ask::default(),
-                    Transport::Udp,
-                    &mut rng,
-                );
+                let reply = udp(&table, &config, name, qtype, &Ask::default(), &mut rng);
                 assert!(reply.answer.len() <= 4);
                 let distinct: HashSet<_> = reply.answer_data().into_iter().collect();
                 assert_eq!(distinct.len(), reply.answer.len(), "duplicate in {name}");
@@ -531,15 +477,7 @@ fn negative_answers_carry_the_origins_soa_compressed() {
         ("de.pool.ntp.org", TXT, "NOERROR", "pool.ntp.org", 300, 84),
         ("pool.ntp.org", SOA, "NOERROR", "pool.ntp.org", 3600, 81),
     ] {
-        let reply = run(
-            &table,
-            &config,
-            name,
-            qtype,
-            &Ask::default(),
-            Transport::Udp,
-            &mut rng,
-        );
+        let reply = udp(&table, &config, name, qtype, &Ask::default(), &mut rng);
         assert_eq!(reply.rcode, rcode, "{name}");
         let soa = reply
             .answer
@@ -582,20 +520,12 @@ fn an_nsid_that_does_not_fit_is_left_out_not_the_response() {
         "c".repeat(60),
         "d".repeat(50)
     );
-    let reply = run(&table, &config, &long, A, &ask, Transport::Udp, &mut rng);
+    let reply = udp(&table, &config, &long, A, &ask, &mut rng);
     assert_eq!(reply.rcode, "NXDOMAIN");
     assert!(reply.size <= 512, "{}", reply.size);
     let edns = reply.edns.expect("OPT");
     assert_eq!(edns.nsid, None, "no room for the NSID");
     assert!(edns.subnet.is_some(), "ECS echoed");
-    let reply = run(
-        &table,
-        &config,
-        "de.pool.ntp.org",
-        A,
-        &ask,
-        Transport::Udp,
-        &mut rng,
-    );
+    let reply = udp(&table, &config, "de.pool.ntp.org", A, &ask, &mut rng);
     assert_eq!(reply.edns.expect("OPT").nsid.map(|n| n.len()), Some(255));
 }
