@@ -295,9 +295,7 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
     // A buffer too small for the header and question is a caller bug; the
     // query is dropped rather than answered wrongly.
     writer.header(query.id, response_flags).ok()?;
-    writer
-        .question(query.question_bytes(), query.label_starts())
-        .ok()?;
+    writer.question(query.question_bytes()).ok()?;
     let after_question = writer.mark();
 
     if let Some(edns) = query.edns
@@ -585,21 +583,15 @@ fn write_addresses<R: Rng + ?Sized>(
         }
     }
     // Every record has the same owner (a pointer to the question), type,
-    // class, TTL and length: build that header once.
-    let (record_type, rdlength) = if v6 {
-        (rtype::AAAA, 16u16)
+    // class, TTL and length: the origin's header, encoded at load.
+    let header = if v6 {
+        &origin.aaaa_header
     } else {
-        (rtype::A, 4u16)
+        &origin.a_header
     };
-    let mut header = [0u8; 12];
-    header[..2].copy_from_slice(&(0xC000 | HEADER_LEN as u16).to_be_bytes());
-    header[2..4].copy_from_slice(&record_type.to_be_bytes());
-    header[4..6].copy_from_slice(&class::IN.to_be_bytes());
-    header[6..10].copy_from_slice(&origin.answer_ttl.to_be_bytes());
-    header[10..12].copy_from_slice(&rdlength.to_be_bytes());
     for &server in picked.as_slice() {
         if let Some(rdata) = table.rdata(server, v6) {
-            writer.push_record(Section::Answer, &header, rdata)?;
+            writer.push_record(Section::Answer, header, rdata)?;
         }
     }
     *handed_out = picked;

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use crate::geo::{Continent, CountryCode};
 use crate::select::{CandidateLists, Candidates, ListId, ListsBuilder};
 use crate::snapshot::SnapshotSpec;
-use crate::wire::packed::{PackedRecords, PackedRecordsBuilder, RdataPart};
+use crate::wire::packed::{PackedRecords, PackedRecordsBuilder, RdataPart, question_owned_header};
 use crate::wire::{class, rtype};
 
 /// An index of a zone in [`ZoneTable::zones`].
@@ -59,6 +59,10 @@ pub struct Origin {
     /// The NS records, in the snapshot's order.
     pub ns_records: PackedRecords,
     pub answer_ttl: u32,
+    /// Owner, type, class, TTL and RDLENGTH of the A and AAAA records of
+    /// an answer (owned by the question's name, `answer_ttl`).
+    pub a_header: [u8; 12],
+    pub aaaa_header: [u8; 12],
     pub max_hosts: usize,
     pub ipv6_everywhere: bool,
 }
@@ -349,6 +353,13 @@ impl ZoneTable {
                     name,
                     display: origin.name.as_str().into(),
                     answer_ttl: origin.answer_ttl,
+                    a_header: question_owned_header(rtype::A, class::IN, origin.answer_ttl, 4),
+                    aaaa_header: question_owned_header(
+                        rtype::AAAA,
+                        class::IN,
+                        origin.answer_ttl,
+                        16,
+                    ),
                     max_hosts: origin.max_hosts,
                     ipv6_everywhere: origin.ipv6_everywhere,
                 }

@@ -11,9 +11,13 @@
 //! one NS name against another), with pointers relative to the records'
 //! own start: those are filled in per response too, since the records'
 //! place in the message also varies.
+//!
+//! The A and AAAA records of an answer are owned by the question's name
+//! (always at the same place): their fixed part is encoded once per origin
+//! ([`question_owned_header`]) and copied before each address.
 
 use super::writer::{MAX_POINTER_TARGET, Section};
-use super::{MessageWriter, NoSpace};
+use super::{HEADER_LEN, MessageWriter, NoSpace};
 
 /// A compression pointer to fill in when the records are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +149,19 @@ impl<'o> PackedRecordsBuilder<'o> {
     }
 }
 
+/// The fixed part of a record whose owner is the question's name (a
+/// pointer to it) and whose data has `rdlength` bytes: owner, type, class,
+/// TTL and RDLENGTH, encoded once and copied before each record's data.
+pub fn question_owned_header(rtype: u16, class: u16, ttl: u32, rdlength: u16) -> [u8; 12] {
+    let mut header = [0u8; 12];
+    header[..2].copy_from_slice(&(0xC000 | HEADER_LEN as u16).to_be_bytes());
+    header[2..4].copy_from_slice(&rtype.to_be_bytes());
+    header[4..6].copy_from_slice(&class.to_be_bytes());
+    header[6..10].copy_from_slice(&ttl.to_be_bytes());
+    header[10..12].copy_from_slice(&rdlength.to_be_bytes());
+    header
+}
+
 impl PackedRecords {
     /// How many records these are.
     pub fn count(&self) -> u16 {
@@ -266,7 +283,7 @@ mod tests {
         let mut writer = MessageWriter::new(&mut buf, 512);
         writer.header(1, 0).unwrap();
         let question = [&wire("x.Pool.NTP.org")[..], &[0, 6, 0, 1]].concat();
-        writer.question(&question, &[0, 2, 7, 11]).unwrap();
+        writer.question(&question).unwrap();
         let start = writer.len();
         writer
             .push_packed(Section::Authority, &records, 12 + 2)

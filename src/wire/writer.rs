@@ -2,10 +2,12 @@
 //!
 //! The writer never allocates and never writes past `limit`: every push
 //! returns `Err(NoSpace)` instead, and the caller rolls back to a
-//! [`Mark`] and sets TC. Names are compressed against the names already in
-//! the message (RFC 1035 4.1.4).
+//! [`Mark`] and sets TC. Responses need no name compression at run time:
+//! an owner is a pointer to the question, and the records that hold other
+//! names (SOA, NS) were compressed when they were encoded, at load
+//! ([`super::packed`]).
 
-use super::{HEADER_LEN, flags};
+use super::flags;
 
 /// The message would not fit in the size allowed for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,11 +21,6 @@ pub enum Section {
     Additional = 3,
 }
 
-/// How many name positions the compression table remembers. A response
-/// of this server holds a handful of names; past this they are written
-/// uncompressed, which is still correct.
-const COMPRESSION_SLOTS: usize = 32;
-
 /// Compression pointers can only reach the first 16 KiB.
 pub(super) const MAX_POINTER_TARGET: usize = 0x3FFF;
 
@@ -32,7 +29,6 @@ pub(super) const MAX_POINTER_TARGET: usize = 0x3FFF;
 pub struct Mark {
     len: usize,
     counts: [u16; 4],
-    names: usize,
 }
 
 pub struct MessageWriter<'b> {
@@ -40,8 +36,6 @@ pub struct MessageWriter<'b> {
     len: usize,
     limit: usize,
     counts: [u16; 4],
-    names: [u16; COMPRESSION_SLOTS],
-    name_count: usize,
 }
 
 impl<'b> MessageWriter<'b> {
@@ -54,8 +48,6 @@ impl<'b> MessageWriter<'b> {
             len: 0,
             limit,
             counts: [0; 4],
-            names: [0; COMPRESSION_SLOTS],
-            name_count: 0,
         }
     }
 
@@ -85,16 +77,10 @@ impl<'b> MessageWriter<'b> {
         self.set_flags((self.flags() & !0x000F) | (rcode & 0x000F));
     }
 
-    /// Copy a question as the client sent it (keeping its letter case) and
-    /// remember its name for compression. `label_starts` are the offsets of
-    /// the labels within the question name.
-    pub fn question(&mut self, question: &[u8], label_starts: &[u8]) -> Result<(), NoSpace> {
-        let at = self.len;
+    /// Copy a question as the client sent it (keeping its letter case).
+    pub fn question(&mut self, question: &[u8]) -> Result<(), NoSpace> {
         self.push_bytes(question)?;
         self.counts[0] += 1;
-        for &start in label_starts {
-            self.remember_name(at + usize::from(start));
-        }
         Ok(())
     }
 
@@ -102,14 +88,12 @@ impl<'b> MessageWriter<'b> {
         Mark {
             len: self.len,
             counts: self.counts,
-            names: self.name_count,
         }
     }
 
     pub fn rollback(&mut self, mark: Mark) {
         self.len = mark.len;
         self.counts = mark.counts;
-        self.name_count = mark.names;
     }
 
     /// Bytes written so far.
@@ -141,10 +125,6 @@ impl<'b> MessageWriter<'b> {
         self.push_bytes(&value.to_be_bytes())
     }
 
-    pub fn push_u32(&mut self, value: u32) -> Result<(), NoSpace> {
-        self.push_bytes(&value.to_be_bytes())
-    }
-
     #[inline]
     pub fn push_bytes(&mut self, bytes: &[u8]) -> Result<(), NoSpace> {
         let end = self.len + bytes.len();
@@ -159,27 +139,6 @@ impl<'b> MessageWriter<'b> {
     /// A compression pointer to a name already in the message.
     pub fn push_pointer(&mut self, target: u16) -> Result<(), NoSpace> {
         self.push_u16(0xC000 | target)
-    }
-
-    /// Write a name given in uncompressed wire format, compressed against
-    /// the names already written.
-    pub fn push_name(&mut self, name: &[u8]) -> Result<(), NoSpace> {
-        let mut at = 0usize;
-        while let Some(&len) = name.get(at) {
-            if len == 0 {
-                break;
-            }
-            if let Some(target) = self.find_name(&name[at..]) {
-                self.push_bytes(&name[..at])?;
-                self.remember_labels(name, at);
-                return self.push_pointer(target);
-            }
-            at += 1 + usize::from(len);
-        }
-        let start = self.len;
-        self.push_bytes(name)?;
-        self.remember_labels_at(start, name);
-        Ok(())
     }
 
     /// Start a record whose owner has been written: type, class, TTL and a
@@ -254,112 +213,11 @@ impl<'b> MessageWriter<'b> {
     pub fn as_slice(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-
-    fn remember_name(&mut self, at: usize) {
-        if self.name_count < COMPRESSION_SLOTS && (HEADER_LEN..=MAX_POINTER_TARGET).contains(&at) {
-            self.names[self.name_count] = at as u16;
-            self.name_count += 1;
-        }
-    }
-
-    /// Remember the labels of `name[..upto]`, just written uncompressed at
-    /// `self.len - 2 - upto` (before a pointer is pushed).
-    fn remember_labels(&mut self, name: &[u8], upto: usize) {
-        let start = self.len - upto;
-        let mut at = 0;
-        while at < upto {
-            self.remember_name(start + at);
-            at += 1 + usize::from(name[at]);
-        }
-    }
-
-    fn remember_labels_at(&mut self, start: usize, name: &[u8]) {
-        let mut at = 0;
-        while let Some(&len) = name.get(at) {
-            if len == 0 {
-                break;
-            }
-            self.remember_name(start + at);
-            at += 1 + usize::from(len);
-        }
-    }
-
-    fn find_name(&self, suffix: &[u8]) -> Option<u16> {
-        self.names[..self.name_count]
-            .iter()
-            .copied()
-            .find(|&target| self.name_at_equals(usize::from(target), suffix))
-    }
-
-    /// Whether the (possibly compressed) name at `at` in the message equals
-    /// the uncompressed `name`, ignoring ASCII case.
-    fn name_at_equals(&self, mut at: usize, name: &[u8]) -> bool {
-        let message = &self.buf[..self.len];
-        let mut i = 0usize;
-        let mut hops = 0;
-        loop {
-            let Some(&len) = message.get(at) else {
-                return false;
-            };
-            if len & 0xC0 == 0xC0 {
-                let Some(&low) = message.get(at + 1) else {
-                    return false;
-                };
-                hops += 1;
-                if hops > 16 {
-                    return false;
-                }
-                at = usize::from(len & 0x3F) << 8 | usize::from(low);
-                continue;
-            }
-            if name.get(i) != Some(&len) {
-                return false;
-            }
-            if len == 0 {
-                return true;
-            }
-            let len = usize::from(len);
-            let (Some(ours), Some(theirs)) = (
-                message.get(at + 1..at + 1 + len),
-                name.get(i + 1..i + 1 + len),
-            ) else {
-                return false;
-            };
-            if !ours.eq_ignore_ascii_case(theirs) {
-                return false;
-            }
-            at += 1 + len;
-            i += 1 + len;
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compresses_against_the_question_and_earlier_names() {
-        let mut buf = [0u8; 512];
-        let mut writer = MessageWriter::new(&mut buf, 512);
-        writer.header(7, flags::QR).unwrap();
-        let question = b"\x04POOL\x03ntp\x03org\x00\x00\x06\x00\x01";
-        writer.question(question, &[0, 5, 9]).unwrap();
-        let before = writer.len();
-        writer
-            .push_name(b"\x03ns1\x04pool\x03ntp\x03org\x00")
-            .unwrap();
-        // "ns1" then a pointer to "POOL.ntp.org" at offset 12.
-        assert_eq!(&writer.as_slice()[before..], b"\x03ns1\xC0\x0C");
-        let before = writer.len();
-        writer
-            .push_name(b"\x03ns1\x04pool\x03ntp\x03org\x00")
-            .unwrap();
-        assert_eq!(&writer.as_slice()[before..], &[0xC0, before as u8 - 6]);
-        let before = writer.len();
-        writer.push_name(b"\x01a\x05ntpns\x03org\x00").unwrap();
-        assert_eq!(&writer.as_slice()[before..], b"\x01a\x05ntpns\xC0\x15");
-    }
 
     #[test]
     fn refuses_to_write_past_the_limit() {
