@@ -20,15 +20,12 @@ cd "$(dirname "$0")/.."
 seconds="${BENCH_SECONDS:-15}"
 rounds="${BENCH_ROUNDS:-1}"
 
-packages=()
-command -v dnsperf >/dev/null || packages+=(dnsperf)
-command -v knotd >/dev/null || packages+=(knot)
-command -v nsd >/dev/null || packages+=(nsd)
-command -v dig >/dev/null || packages+=(bind9-dnsutils)
-if [ "${#packages[@]}" -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-fi
+. scripts/packages.sh
+need dnsperf command -v dnsperf
+need knot command -v knotd
+need nsd command -v nsd
+need bind9-dnsutils command -v dig
+install_needed
 cargo build --release --quiet
 timepool=target/release/timepool
 geoip=$(scripts/geoip.sh)

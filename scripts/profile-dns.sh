@@ -20,15 +20,12 @@ cd "$(dirname "$0")/.."
 seconds="${PROFILE_SECONDS:-8}"
 rounds="${PROFILE_ROUNDS:-1}"
 
-packages=()
-command -v dnsperf >/dev/null || packages+=(dnsperf)
-command -v perf >/dev/null || packages+=(linux-perf)
-command -v addr2line >/dev/null || packages+=(binutils)
-command -v dig >/dev/null || packages+=(bind9-dnsutils)
-if [ "${#packages[@]}" -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-fi
+. scripts/packages.sh
+need dnsperf command -v dnsperf
+need linux-perf command -v perf
+need binutils command -v addr2line
+need bind9-dnsutils command -v dig
+install_needed
 cargo build --release --quiet
 timepool=$(realpath target/release/timepool)
 geoip=$(scripts/geoip.sh)

@@ -15,21 +15,15 @@ step "install test dependencies"
 # dig and dnsperf for the DNS checks, PostgreSQL for the database tests,
 # Chromium for the browser test, chrony for real NTP servers in the
 # monitor's test, pip for the GeoLite2 download.
-packages=()
-command -v dig >/dev/null || packages+=(bind9-dnsutils)
-command -v dnsperf >/dev/null || packages+=(dnsperf)
-command -v python3 >/dev/null || packages+=(python3)
-python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
-command -v chromium >/dev/null || packages+=(chromium)
-command -v chronyd >/dev/null || packages+=(chrony)
-if [ "${#packages[@]}" -gt 0 ]; then
-  sudo=()
-  [ "$(id -u)" = 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-  echo "installed: ${packages[*]}"
-fi
+. scripts/packages.sh
+need bind9-dnsutils command -v dig
+need dnsperf command -v dnsperf
+need python3 command -v python3
+need python3-pip python3 -m pip --version
+need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
+need chromium command -v chromium
+need chrony command -v chronyd
+install_needed
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 # The real 2018 GeoLite2-City: the GeoIP tests compare our table with
 # maxminddb's own lookups over it.
