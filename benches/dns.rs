@@ -11,9 +11,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::json;
-use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
-use timepool::wire::Query;
-use timepool::zone::ZoneTable;
+use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::wire::Query;
+use timepool::dns::zone::ZoneTable;
 
 const NETSPEEDS: [u32; 8] = [1500, 3000, 12000, 25000, 100000, 250000, 1000000, 3000000];
 
@@ -55,7 +55,7 @@ fn pool_table(servers: usize) -> ZoneTable {
         "zones": {"@": zone(None), "europe": zone(Some("@")), "de": zone(Some("europe"))},
         "aliases": {"debian": "@"}
     });
-    timepool::snapshot::load_bytes(&serde_json::to_vec(&document).unwrap(), "bench").unwrap()
+    timepool::dns::zone::load_bytes(&serde_json::to_vec(&document).unwrap(), "bench").unwrap()
 }
 
 /// A query in wire format, built by hand (no dependency on a client crate).
@@ -81,7 +81,7 @@ fn query(name: &str, qtype: u16, ecs: Option<([u8; 3], u8)>) -> Vec<u8> {
 
 /// The real 2018 GeoLite2-City when scripts/geoip.sh has put it in place,
 /// else the project's small test database.
-fn geo_table() -> timepool::geo::GeoTable {
+fn geo_table() -> timepool::shared::geo::GeoTable {
     let real =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/geoip/GeoLite2-City.mmdb");
     let path = if real.exists() {
@@ -90,7 +90,7 @@ fn geo_table() -> timepool::geo::GeoTable {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb")
     };
     eprintln!("GeoIP database: {}", path.display());
-    timepool::geo::GeoTable::open(&path).expect("GeoIP database")
+    timepool::shared::geo::GeoTable::open(&path).expect("GeoIP database")
 }
 
 fn benchmarks(c: &mut Criterion) {

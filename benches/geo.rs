@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use timepool::geo::GeoTable;
-use timepool::geo::testdata::write_test_database;
+use timepool::shared::geo::GeoTable;
+use timepool::shared::geo::testdata::write_test_database;
 
 const REAL_DATABASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/geoip/GeoLite2-City.mmdb");
 

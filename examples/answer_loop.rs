@@ -9,7 +9,7 @@
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
 
 fn query(name: &str, qtype: u16, ecs: Option<([u8; 3], u8)>) -> Vec<u8> {
     let mut packet = vec![
@@ -46,14 +46,14 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let table = timepool::snapshot::load_file(&root.join("zones/example.json")).expect("snapshot");
+    let table = timepool::dns::zone::load_file(&root.join("zones/example.json")).expect("snapshot");
     let real = root.join("data/geoip/GeoLite2-City.mmdb");
     let geo_path = if real.exists() {
         real
     } else {
         root.join("tests/data/geo-test.mmdb")
     };
-    let geo = timepool::geo::GeoTable::open(&geo_path).expect("GeoIP");
+    let geo = timepool::shared::geo::GeoTable::open(&geo_path).expect("GeoIP");
     let config = AnswerConfig::default();
     let ctx = Context {
         table: &table,

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use timepool::geo::GeoTable;
+use timepool::shared::geo::GeoTable;
 
 /// A line of /proc/self/status such as "VmRSS:     1234 kB", if present.
 fn proc_status(field: &str) -> String {

@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use sqlx::Row;
-use timepool::db::Db;
-use timepool::db::ingest::{ResultIn, apply_batch};
+use timepool::control::db::Db;
+use timepool::control::db::ingest::{ResultIn, apply_batch};
 
 const SERVERS: usize = 10_000;
 const MONITORS: usize = 10;
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let db = Db::connect(&url).await?;
-    let now = timepool::db::now();
+    let now = timepool::control::db::now();
 
     // Servers 10.x.y.z (made up; the database does not check), one account.
     let mut tx = db.begin().await?;
@@ -62,7 +62,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let mut monitors = Vec::new();
     for m in 0..MONITORS {
-        let (id, _) = timepool::db::monitors::create(&mut tx, &format!("bench-{m}")).await?;
+        let (id, _) =
+            timepool::control::db::monitors::create(&mut tx, &format!("bench-{m}")).await?;
         sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use timepool::db::scores::{self, Check};
-use timepool::db::{Db, monitors, servers};
+use timepool::control::db::scores::{self, Check};
+use timepool::control::db::{Db, monitors, servers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -40,10 +40,10 @@ const COUNTRIES: &[&str] = &[
 async fn seed(url: &str) -> Result<(), BoxError> {
     let db = Db::connect(url).await?;
     let started = Instant::now();
-    let hash =
-        timepool::web::session::hash_password("bench password 1").map_err(|e| format!("{e:?}"))?;
+    let hash = timepool::control::web::session::hash_password("bench password 1")
+        .map_err(|e| format!("{e:?}"))?;
     let mut tx = db.begin().await?;
-    let owner = timepool::db::accounts::create_account_with_user(
+    let owner = timepool::control::db::accounts::create_account_with_user(
         &mut tx,
         "bench@example.net",
         &hash,
@@ -72,7 +72,7 @@ async fn seed(url: &str) -> Result<(), BoxError> {
         };
         ids.push(servers::insert(&mut tx, &new).await?);
     }
-    let ts = timepool::db::now();
+    let ts = timepool::control::db::now();
     for (n, id) in ids.iter().enumerate() {
         // Most servers are good; a few are below the DNS threshold.
         let score = if n % 10 == 0 { 2.0 } else { 18.0 };

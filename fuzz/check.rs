@@ -9,15 +9,16 @@ use domain::base::{Message, ParsedName};
 use domain::rdata::AllRecordData;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use timepool::answer::{AnswerConfig, Client, Context, NsidOption, Transport, respond};
-use timepool::geo::GeoTable;
-use timepool::zone::ZoneTable;
+use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::wire::edns::NsidOption;
+use timepool::dns::zone::ZoneTable;
+use timepool::shared::geo::GeoTable;
 
 fn table() -> &'static ZoneTable {
     static TABLE: OnceLock<ZoneTable> = OnceLock::new();
     TABLE.get_or_init(|| {
         let snapshot = include_bytes!("../zones/example.json");
-        timepool::snapshot::load_bytes(snapshot, "zones/example.json")
+        timepool::dns::zone::load_bytes(snapshot, "zones/example.json")
             .expect("the example snapshot is valid")
     })
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DNS benchmark: timepool against Knot DNS, NSD and a null reflector, in the
-# same invocation and the same way (design.md section 7, issue "hot path").
+# same invocation and the same way (ARCHITECTURE.md, "The DNS hot path").
 #
 #   scripts/bench-dns.sh            15 s per run
 #   BENCH_SECONDS=5 scripts/bench-dns.sh

@@ -7,7 +7,7 @@ Deterministic; documentation addresses only (RFC 5737, RFC 3849). The
 pool-sized snapshot of the benchmarks comes from `timepool bench-snapshot`
 (src/bench.rs), which uses the zone builder's own rules.
 
-Numbered labels are dealt as design.md section 4 says (N < 8: every label
+Numbered labels are dealt as zones/README.md ("Zone building") says (N < 8: every label
 gets all; else one shuffle deals k = max(2, N // 4) to each of 0..3, the
 leftovers dealt round-robin too).
 """

@@ -13,8 +13,9 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use timepool::geo::GeoTable;
-use timepool::zonebuild::{EligibleServer, OriginSettings, build_document};
+use timepool::control::zone_rules::{EligibleServer, OriginSettings, build_document};
+use timepool::shared::geo::GeoTable;
+use timepool::shared::zones;
 
 const NETSPEEDS: [u32; 14] = [
     512, 1500, 3000, 6000, 12000, 25000, 50000, 100000, 250000, 500000, 1000000, 1500000, 2000000,
@@ -77,10 +78,7 @@ pub fn write_snapshot(
                 next_v4 += 256;
                 IpAddr::V4(Ipv4Addr::from(next_v4))
             };
-            let zone = match country.country.as_str() {
-                "gb" => "uk".to_string(),
-                other => other.to_string(),
-            };
+            let zone = zones::country_zone_label(country.country.as_str()).to_string();
             servers.push(EligibleServer {
                 id: servers.len() as u64 + 1,
                 address,
@@ -101,10 +99,12 @@ pub fn write_snapshot(
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .chain(
-            servers
-                .iter()
-                .any(|s| s.country.as_deref() == Some("uk"))
-                .then(|| ("gb".to_string(), "uk".to_string())),
+            zones::country_aliases(
+                servers
+                    .iter()
+                    .any(|s| s.country.as_deref() == Some(zones::GREAT_BRITAIN_ZONE)),
+            )
+            .map(|(alias, zone)| (alias.to_string(), zone.to_string())),
         )
         .collect();
     let document = build_document(
@@ -116,8 +116,8 @@ pub fn write_snapshot(
         &mut rng,
     );
     let bytes = serde_json::to_vec(&document).map_err(|e| e.to_string())?;
-    let table =
-        timepool::snapshot::load_bytes(&bytes, "bench snapshot").map_err(|e| e.to_string())?;
+    let spec =
+        timepool::shared::snapshot::parse(&bytes, "bench snapshot").map_err(|e| e.to_string())?;
     std::fs::write(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut lines = String::new();
     for country in &countries {
@@ -135,9 +135,9 @@ pub fn write_snapshot(
     Ok(format!(
         "{}: {} servers ({} IPv6) in {} zones; {} countries in {}",
         out.display(),
-        table.servers.len(),
-        table.servers.iter().filter(|s| s.is_v6).count(),
-        table.zones.len(),
+        spec.servers.len(),
+        spec.servers.iter().filter(|s| s.address.is_ipv6()).count(),
+        spec.zones.len(),
         countries.len(),
         clients.display()
     ))

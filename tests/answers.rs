@@ -11,11 +11,12 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use support::{Ask, Reply, parse_reply, query};
-use timepool::answer::{AnswerConfig, Client, Context, NsidOption, Transport, respond};
-use timepool::zone::ZoneTable;
+use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::wire::edns::NsidOption;
+use timepool::dns::zone::ZoneTable;
 
 fn table() -> ZoneTable {
-    timepool::snapshot::load_file(&support::example_snapshot()).expect("example snapshot loads")
+    timepool::dns::zone::load_file(&support::example_snapshot()).expect("example snapshot loads")
 }
 
 fn config() -> AnswerConfig {
@@ -59,7 +60,7 @@ fn run(
     rng: &mut SmallRng,
 ) -> Reply {
     let packet = query(name, qtype, ask);
-    let geo = timepool::geo::GeoTable::empty();
+    let geo = timepool::shared::geo::GeoTable::empty();
     let ctx = Context {
         table,
         geo: &geo,
@@ -461,7 +462,7 @@ fn negative_answers_carry_the_origins_soa_compressed() {
     let snapshot = std::fs::read_to_string(support::example_snapshot()).unwrap();
     assert!(snapshot.contains("\"minimum\": 3600"));
     let snapshot = snapshot.replace("\"minimum\": 3600", "\"minimum\": 300");
-    let table = timepool::snapshot::load_bytes(snapshot.as_bytes(), "minimum 300").unwrap();
+    let table = timepool::dns::zone::load_bytes(snapshot.as_bytes(), "minimum 300").unwrap();
     let config = AnswerConfig::default();
     let mut rng = SmallRng::seed_from_u64(7);
     for (name, qtype, rcode, owner, ttl, size) in [

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use support::{Ask, parse_reply, query, tcp_exchange, tcp_receive, tcp_send, udp_exchange};
-use timepool::answer::AnswerConfig;
-use timepool::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
+use timepool::dns::answer::AnswerConfig;
+use timepool::dns::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
 
 fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
     DnsConfig {
@@ -424,11 +424,15 @@ fn a_thousand_concurrent_tcp_connections() {
 /// rejected and the previous table keeps serving.
 #[test]
 fn geoip_database_reloads_and_rejects_a_corrupt_file() {
-    use timepool::geo::Continent;
-    use timepool::geo::mmdb_writer::{CountryRecord, MmdbWriter};
+    use timepool::shared::geo::Continent;
+    use timepool::shared::geo::mmdb_writer::{CountryRecord, MmdbWriter};
     let dir = temp_dir("geoip");
     let database = dir.join("geo.mmdb");
-    std::fs::write(&database, timepool::geo::testdata::write_test_database()).unwrap();
+    std::fs::write(
+        &database,
+        timepool::shared::geo::testdata::write_test_database(),
+    )
+    .unwrap();
     let mut settings = config(&support::example_snapshot(), &["127.0.0.1:0"]);
     settings.geoip = Some(database.clone());
     let server = DnsServer::start(settings).expect("starts");

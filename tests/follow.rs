@@ -15,10 +15,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::{Ask, parse_reply, query, udp_exchange};
-use timepool::answer::AnswerConfig;
-use timepool::db::Db;
-use timepool::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
-use timepool::web::zonebuilder::{self, BuildConfig, Schedule};
+use timepool::control::db::Db;
+use timepool::control::zone_builder::{self, BuildConfig, Schedule};
+use timepool::dns::answer::AnswerConfig;
+use timepool::dns::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
 
 fn dns_config(url: &str, cache: PathBuf) -> DnsConfig {
     DnsConfig {
@@ -124,8 +124,9 @@ fn dns_follows_the_control_plane_over_http() {
             .await
             .unwrap();
         }
-        let state = timepool::web::AppState::new(db.clone(), web_support::settings(&url, false));
-        let builder = tokio::spawn(zonebuilder::run(
+        let state =
+            timepool::control::web::AppState::new(db.clone(), web_support::settings(&url, false));
+        let builder = tokio::spawn(zone_builder::run(
             db.clone(),
             BuildConfig::for_origin(
                 "pool.example.org",
@@ -141,7 +142,7 @@ fn dns_follows_the_control_plane_over_http() {
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let web_address = listener.local_addr().unwrap();
-        let app = timepool::web::router(state);
+        let app = timepool::control::web::router(state);
         let web = tokio::spawn(async move {
             axum::serve(
                 listener,

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use maxminddb::{Reader, geoip2};
-use timepool::geo::mmdb_writer::{CountryRecord, MmdbWriter, RecordSize};
-use timepool::geo::testdata::{TEST_NETWORKS, write_test_database};
-use timepool::geo::{Continent, CountryCode, GeoError, GeoMatch, GeoTable};
+use timepool::shared::geo::mmdb_writer::{CountryRecord, MmdbWriter, RecordSize};
+use timepool::shared::geo::testdata::{TEST_NETWORKS, write_test_database};
+use timepool::shared::geo::{Continent, CountryCode, GeoError, GeoMatch, GeoTable};
 
 const TEST_DATABASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/geo-test.mmdb");
 const REAL_DATABASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/geoip/GeoLite2-City.mmdb");

@@ -11,9 +11,9 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::json;
 use support::{Ask, Reply, parse_reply, query};
-use timepool::answer::{AnswerConfig, Client, Context, Transport, respond};
-use timepool::geo::GeoTable;
-use timepool::zone::ZoneTable;
+use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::zone::ZoneTable;
+use timepool::shared::geo::GeoTable;
 
 const A: u16 = 1;
 const AAAA: u16 = 28;
@@ -102,10 +102,11 @@ fn world(ipv6_everywhere: bool) -> World {
         "zones": zones,
         "aliases": {"gb": "uk", "debian": "@"}
     });
-    let table = timepool::snapshot::load_bytes(&serde_json::to_vec(&document).unwrap(), "geo test")
-        .unwrap();
+    let table =
+        timepool::dns::zone::load_bytes(&serde_json::to_vec(&document).unwrap(), "geo test")
+            .unwrap();
     let geo = GeoTable::from_bytes(
-        timepool::geo::testdata::write_test_database(),
+        timepool::shared::geo::testdata::write_test_database(),
         "test database",
     )
     .unwrap();

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
 
-use timepool::geo::GeoTable;
-use timepool::geo::testdata::write_test_database;
+use timepool::shared::geo::GeoTable;
+use timepool::shared::geo::testdata::write_test_database;
 
 struct CountingAllocator;
 

@@ -1,7 +1,7 @@
 //! The monitoring agent end to end: real chronyd (Debian's chrony) and the
 //! project's test responder serve NTP on 127.0.0.x, the web app runs in
 //! process on 127.0.0.1:0, and the agent checks them through the ingest API.
-//! The scores must move as design.md section 5 says.
+//! The scores must move as web/README.md ("Scoring") says.
 //!
 //! chronyd runs with -x (never touches the clock), in the foreground, with
 //! its own config, pid and drift files in a temp dir, and stops with the
@@ -16,11 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sqlx::Row;
-use timepool::agent::MonitorArgs;
-use timepool::db::Db;
-use timepool::ntp::KissCode;
-use timepool::ntp::responder::{Behaviour, Responder};
-use timepool::web::{AppState, router};
+use timepool::control::db::Db;
+use timepool::control::web::{AppState, router};
+use timepool::monitor::agent::MonitorArgs;
+use timepool::monitor::ntp::KissCode;
+use timepool::monitor::ntp::responder::{Behaviour, Responder};
 
 const HEALTHY: &str = "127.0.0.2";
 const RATE_LIMITED: &str = "127.0.0.3";
@@ -102,7 +102,7 @@ impl Chronyd {
 
     /// Wait (up to 20 s) until it answers an SNTP request.
     async fn wait_until_answering(&self, ip: &str, port: u16) {
-        use timepool::ntp::client::{CheckConfig, check};
+        use timepool::monitor::ntp::client::{CheckConfig, check};
         let server = SocketAddr::new(ip.parse().expect("ip"), port);
         let config = CheckConfig {
             samples: 1,
@@ -268,7 +268,7 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
                 .bind(account).bind(ip).execute(&db.pool).await.expect("server");
         }
         let mut tx = db.begin().await.expect("tx");
-        let (monitor_id, token) = timepool::db::monitors::create(&mut tx, "agent")
+        let (monitor_id, token) = timepool::control::db::monitors::create(&mut tx, "agent")
             .await
             .expect("monitor");
         tx.commit().await.expect("commit");
@@ -280,7 +280,7 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
 
         // Round 1: every pair starts at 0, so each score is the step.
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        timepool::agent::run_until(agent_args(&api, &token, port), stop_rx)
+        timepool::monitor::agent::run_until(agent_args(&api, &token, port), stop_rx)
             .await
             .expect("agent round 1");
 
@@ -331,7 +331,7 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
             .await
             .expect("age");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let agent = tokio::spawn(timepool::agent::run_until(
+        let agent = tokio::spawn(timepool::monitor::agent::run_until(
             agent_args(&api, &token, port),
             stop_rx,
         ));
@@ -379,7 +379,7 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
             .expect("n")
             .try_get("n")
             .expect("n");
-        let replay = serde_json::json!({"batch_id": last, "results": [{"server": HEALTHY, "ts": timepool::db::now(), "offset": 0.0, "rtt": 0.001, "stratum": 3, "leap": 0}]});
+        let replay = serde_json::json!({"batch_id": last, "results": [{"server": HEALTHY, "ts": timepool::control::db::now(), "offset": 0.0, "rtt": 0.001, "stratum": 3, "leap": 0}]});
         let url = format!("{api}/api/v1/monitor/results");
         let auth = format!("Bearer {token}");
         let status = tokio::task::spawn_blocking(move || {

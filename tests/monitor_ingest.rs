@@ -8,7 +8,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::Row;
-use timepool::db::Db;
+use timepool::control::db::Db;
 use tower::ServiceExt;
 use web_support::{TestApp, for_each_engine};
 
@@ -76,7 +76,7 @@ async fn monitor(
     account_id: Option<i64>,
 ) -> (i64, String) {
     let mut tx = db.begin().await.expect("tx");
-    let (id, token) = timepool::db::monitors::create(&mut tx, name)
+    let (id, token) = timepool::control::db::monitors::create(&mut tx, name)
         .await
         .expect("monitor");
     tx.commit().await.expect("commit");
@@ -136,7 +136,7 @@ async fn db_state(db: &Db) -> String {
 }
 
 fn now() -> i64 {
-    timepool::db::now()
+    timepool::control::db::now()
 }
 
 async fn batch(app: &TestApp, token: &str, limit: u32) -> (Option<i64>, Vec<String>) {

@@ -10,7 +10,8 @@ use std::cell::Cell;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use support::{Ask, query};
-use timepool::answer::{AnswerConfig, Client, Context, NsidOption, Transport, respond};
+use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::wire::edns::NsidOption;
 
 struct CountingAllocator;
 
@@ -50,7 +51,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn the_answer_path_does_not_allocate() {
-    let table = timepool::snapshot::load_file(&support::example_snapshot()).unwrap();
+    let table = timepool::dns::zone::load_file(&support::example_snapshot()).unwrap();
     let config = AnswerConfig {
         identity: Some(b"id".to_vec().into()),
         nsid: Some(NsidOption::new(b"node").unwrap()),
@@ -83,7 +84,7 @@ fn the_answer_path_does_not_allocate() {
         ),
         vec![0xAB, 0xCD, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0],
     ];
-    let geo = timepool::geo::GeoTable::from_bytes(
+    let geo = timepool::shared::geo::GeoTable::from_bytes(
         std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/geo-test.mmdb"

@@ -4,7 +4,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use timepool::snapshot::{SnapshotError, load_bytes};
+use timepool::dns::zone::load_bytes;
+use timepool::shared::snapshot::SnapshotError;
 
 fn example() -> Value {
     serde_json::from_slice(&std::fs::read(support::example_snapshot()).unwrap()).unwrap()

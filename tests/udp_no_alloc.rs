@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use support::{Ask, query};
-use timepool::answer::AnswerConfig;
-use timepool::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
+use timepool::dns::answer::AnswerConfig;
+use timepool::dns::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
 
 struct CountingAllocator;
 
@@ -67,7 +67,7 @@ fn the_udp_worker_loop_does_not_allocate() {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         threads: 2,
         pin_workers: false,
-        snapshot: timepool::server::SnapshotSource::File(support::example_snapshot()),
+        snapshot: timepool::dns::server::SnapshotSource::File(support::example_snapshot()),
         metrics_listen: None,
         geoip: Some(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb"),

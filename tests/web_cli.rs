@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use timepool::db::Db;
-use timepool::web::{Settings, WebArgs};
+use timepool::control::db::Db;
+use timepool::control::web::{Settings, WebArgs};
 
 use web_support::{sigterm_and_wait, start_web};
 
@@ -242,7 +242,7 @@ async fn admin_commands_create_staff_users_and_monitors() {
 
         // The results, read back: roles, the token hash, the audit lines, and a working login.
         let db = Db::connect(&url).await.expect("connect");
-        let found = timepool::db::monitors::by_token(&db, &token)
+        let found = timepool::control::db::monitors::by_token(&db, &token)
             .await
             .expect("query")
             .expect("monitor by token");
@@ -250,23 +250,27 @@ async fn admin_commands_create_staff_users_and_monitors() {
             (found.name.as_str(), found.state.as_str()),
             ("mon-cli", "candidate")
         );
-        let (user, hash) = timepool::db::accounts::find_login(&db, "root@example.net")
+        let (user, hash) = timepool::control::db::accounts::find_login(&db, "root@example.net")
             .await
             .expect("q")
             .expect("root");
         assert!(user.is_staff());
         assert!(hash.starts_with("$argon2id$"));
-        assert!(timepool::web::session::verify_password(&password, &hash));
-        let (op, op_hash) = timepool::db::accounts::find_login(&db, "op@example.net")
+        assert!(timepool::control::web::session::verify_password(
+            &password, &hash
+        ));
+        let (op, op_hash) = timepool::control::db::accounts::find_login(&db, "op@example.net")
             .await
             .expect("q")
             .expect("op");
         assert!(!op.is_staff());
-        assert!(timepool::web::session::verify_password(
+        assert!(timepool::control::web::session::verify_password(
             "a good long password",
             &op_hash
         ));
-        let audit = timepool::db::audit::recent(&db, 10).await.expect("audit");
+        let audit = timepool::control::db::audit::recent(&db, 10)
+            .await
+            .expect("audit");
         assert!(
             audit
                 .iter()

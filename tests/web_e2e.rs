@@ -97,8 +97,9 @@ impl Browser {
             libc::close(browser_reads);
             libc::close(browser_writes);
         }
-        // SAFETY: we_write / we_read are open fds owned by nothing else.
+        // SAFETY: we_write is an open fd owned by nothing else.
         let to_browser = unsafe { std::fs::File::from_raw_fd(we_write) };
+        // SAFETY: as above, for we_read.
         let mut reader = unsafe { std::fs::File::from_raw_fd(we_read) };
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -308,19 +309,21 @@ fn base64_decode(text: &str) -> Vec<u8> {
 /// Writes a monitor's checks every 15 minutes over two days, and the
 /// server's overall score, straight into the database the server uses.
 fn seed_history(url: &str, address: &str) {
-    use timepool::db::scores::{self, Check};
+    use timepool::control::db::scores::{self, Check};
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let db = timepool::db::Db::connect(url).await.expect("connect");
-        let server = timepool::db::servers::get_by_address(&db, address)
+        let db = timepool::control::db::Db::connect(url)
+            .await
+            .expect("connect");
+        let server = timepool::control::db::servers::get_by_address(&db, address)
             .await
             .expect("q")
             .expect("server");
         let mut tx = db.begin().await.expect("begin");
-        let (monitor_id, _) = timepool::db::monitors::create(&mut tx, "e2e-monitor")
+        let (monitor_id, _) = timepool::control::db::monitors::create(&mut tx, "e2e-monitor")
             .await
             .expect("monitor");
-        let start = timepool::db::now() - 2 * 86_400;
+        let start = timepool::control::db::now() - 2 * 86_400;
         let mut score = -5.0f64;
         for i in 0..192i64 {
             let ts = start + i * 900;

@@ -4,8 +4,8 @@
 mod web_support;
 
 use axum::http::StatusCode;
-use timepool::db::scores::{self, Check};
-use timepool::db::{monitors, now, servers};
+use timepool::control::db::scores::{self, Check};
+use timepool::control::db::{monitors, now, servers};
 use web_support::{TestApp, for_each_engine, server_id_in, staff_client};
 
 #[tokio::test]
@@ -447,7 +447,7 @@ async fn deletion_is_scheduled_and_cancelled() {
         c.signup("del@example.net").await;
         let id = c.add_server("9.9.9.9", "ch").await;
         let path = format!("/manage/servers/{id}/delete");
-        let tomorrow = timepool::web::timefmt::date(now() + 86_400);
+        let tomorrow = timepool::control::timefmt::date(now() + 86_400);
         c.post(&path, &[("on", &tomorrow)]).await.assert(
             StatusCode::UNPROCESSABLE_ENTITY,
             &["at least 3 days out", &tomorrow],
@@ -455,7 +455,7 @@ async fn deletion_is_scheduled_and_cancelled() {
         c.post(&path, &[("on", "soon")])
             .await
             .assert(StatusCode::UNPROCESSABLE_ENTITY, &["YYYY-MM-DD"]);
-        let later = timepool::web::timefmt::date(now() + 5 * 86_400);
+        let later = timepool::control::timefmt::date(now() + 5 * 86_400);
         assert_eq!(
             c.post(&path, &[("on", &later)]).await.status,
             StatusCode::SEE_OTHER
@@ -503,7 +503,7 @@ async fn operators_cannot_reach_other_accounts() {
         bob.post(&s, &[("zone", "de"), ("netspeed", "0")])
             .await
             .assert(StatusCode::NOT_FOUND, &[]);
-        let far = timepool::web::timefmt::date(now() + 10 * 86_400);
+        let far = timepool::control::timefmt::date(now() + 10 * 86_400);
         bob.post(&format!("{s}/delete"), &[("on", &far)])
             .await
             .assert(StatusCode::NOT_FOUND, &[]);
@@ -849,7 +849,7 @@ async fn openapi_document_lists_every_route() {
         assert_eq!(r.status, StatusCode::OK);
         let doc: serde_json::Value = serde_json::from_str(&r.body).expect("valid JSON");
         assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
-        for route in timepool::web::api::ROUTES {
+        for route in timepool::control::web::api::ROUTES {
             assert!(
                 doc["paths"].get(*route).is_some(),
                 "{route} missing from openapi.json"
@@ -878,7 +878,7 @@ async fn staff_monitors_vendor_zones_accounts_audit() {
                 .await
                 .expect("hash");
         assert_ne!(stored, token);
-        assert_eq!(stored, timepool::db::token_hash(&token));
+        assert_eq!(stored, timepool::control::db::token_hash(&token));
         let list = staff.get("/staff/monitors").await;
         assert!(!list.body.contains(&token), "token shown only once");
         staff

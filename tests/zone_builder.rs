@@ -1,4 +1,4 @@
-//! The zone builder from the database (design.md section 4) and
+//! The zone builder from the database (zones/README.md, "Zone building") and
 //! `GET /api/v1/snapshot`, on SQLite and (with TIMEPOOL_TEST_PG_URL) on
 //! PostgreSQL. Servers are inserted with SQL: the rules under test are the
 //! builder's, not the forms'.
@@ -12,9 +12,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use timepool::db::{Db, now};
-use timepool::web::zonebuilder::{
-    self, BuildConfig, BuildOutcome, SnapshotStore, build_and_publish,
+use timepool::control::db::{Db, now};
+use timepool::control::zone_builder::{
+    BuildConfig, BuildOutcome, SnapshotStore, build_and_publish,
 };
 use tower::ServiceExt;
 use web_support::for_each_engine;
@@ -94,7 +94,7 @@ async fn build(db: &Db, store: &SnapshotStore) -> (BuildOutcome, Value) {
         .await
         .expect("build");
     let current = store.current().expect("a snapshot in memory");
-    timepool::snapshot::load_bytes(&current.bytes, "test").expect("valid");
+    timepool::shared::snapshot::parse(&current.bytes, "test").expect("valid");
     (
         outcome,
         serde_json::from_slice(&current.bytes).expect("json"),
@@ -353,13 +353,16 @@ async fn publish_writes_the_file_atomically_and_build_zones_reuses_it() {
             .await
             .unwrap()
             .serial();
-        let table = timepool::snapshot::load_file(&out).expect("published file loads");
+        let table = timepool::shared::snapshot::read_file(&out).expect("published file loads");
         assert_eq!(table.serial, serial);
         // Removed file: the next (unchanged) build writes it again.
         std::fs::remove_file(&out).unwrap();
         let again = build_and_publish(db, &config, &store, now()).await.unwrap();
         assert_eq!(again, BuildOutcome::Unchanged(serial));
-        assert_eq!(timepool::snapshot::load_file(&out).unwrap().serial, serial);
+        assert_eq!(
+            timepool::shared::snapshot::read_file(&out).unwrap().serial,
+            serial
+        );
         // Only the file is in the directory (no temporary left over).
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         // An output directory that does not exist: an error and no serial recorded.
@@ -412,8 +415,9 @@ async fn get_snapshot(
 async fn snapshot_endpoint_etag_304_and_gzip() {
     for (engine, url) in web_support::database_urls().await {
         let db = Db::connect(&url).await.expect("connect");
-        let state = timepool::web::AppState::new(db.clone(), web_support::settings(&url, false));
-        let router = timepool::web::router(state.clone());
+        let state =
+            timepool::control::web::AppState::new(db.clone(), web_support::settings(&url, false));
+        let router = timepool::control::web::router(state.clone());
         // Nothing published yet.
         let (status, _, _) = get_snapshot(&router, &[]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{engine}");
@@ -434,7 +438,7 @@ async fn snapshot_endpoint_etag_304_and_gzip() {
             headers["x-timepool-serial"].to_str().unwrap(),
             outcome.serial().to_string()
         );
-        let table = timepool::snapshot::load_bytes(&body, "endpoint").expect("valid body");
+        let table = timepool::shared::snapshot::parse(&body, "endpoint").expect("valid body");
         assert_eq!(table.serial, outcome.serial());
 
         let (status, headers, body) = get_snapshot(&router, &[("if-none-match", &etag)]).await;
@@ -496,7 +500,7 @@ async fn snapshot_endpoint_etag_304_and_gzip() {
         );
         db.pool.close().await;
     }
-    let _ = zonebuilder::Schedule::default();
+    let _ = timepool::control::zone_builder::Schedule::default();
 }
 
 async fn body_of(router: &axum::Router) -> Vec<u8> {

@@ -11,8 +11,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use timepool::db::Db;
-use timepool::web::{AppState, Settings, router};
+use timepool::control::db::Db;
+use timepool::control::web::{AppState, Settings, router};
 use tower::ServiceExt;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -114,9 +114,10 @@ where
             .unwrap_or_else(|e| panic!("{engine}: connect {url}: {e}"));
         let mut state = AppState::new(db.clone(), settings(&url, allow_loopback));
         if with_geo {
-            let database = timepool::geo::testdata::write_test_database();
+            let database = timepool::shared::geo::testdata::write_test_database();
             state = state.with_geo(
-                timepool::geo::GeoTable::from_bytes(database, "test database").expect("test GeoIP"),
+                timepool::shared::geo::GeoTable::from_bytes(database, "test database")
+                    .expect("test GeoIP"),
             );
         }
         let router = router(state);
@@ -327,9 +328,9 @@ pub fn server_id_in(body: &str, address: &str) -> Option<i64> {
 
 /// Creates a staff user directly in the database; returns a logged-in client.
 pub async fn staff_client(app: &TestApp, email: &str) -> Client {
-    let hash = timepool::web::session::hash_password("staff password 123").expect("hash");
+    let hash = timepool::control::web::session::hash_password("staff password 123").expect("hash");
     let mut tx = app.db.begin().await.expect("begin");
-    timepool::db::accounts::create_account_with_user(&mut tx, email, &hash, "staff")
+    timepool::control::db::accounts::create_account_with_user(&mut tx, email, &hash, "staff")
         .await
         .expect("staff");
     tx.commit().await.expect("commit");

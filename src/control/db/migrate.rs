@@ -1,0 +1,53 @@
+//! Runs the schema migrations in migrations/ (embedded in the binary).
+//!
+//! The SQL files are shared by both engines; the one dialect difference, the
+//! auto-increment primary key, is written `__ID__` and expanded here.
+
+use std::borrow::Cow;
+
+use sqlx::AssertSqlSafe;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::{Db, DbError, Engine};
+
+/// (version, description, SQL). Append new files here; never edit old ones.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "monitoring",
+        include_str!("../../../migrations/0002_monitoring.sql"),
+    ),
+];
+
+fn expand(sql: &str, engine: Engine) -> String {
+    let id = match engine {
+        Engine::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Engine::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    sql.replace("__ID__", id)
+}
+
+pub async fn run(db: &Db) -> Result<(), DbError> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(expand(sql, db.engine))),
+                false,
+            )
+        })
+        .collect();
+    let migrator = Migrator::with_migrations(migrations);
+    migrator.run(&db.pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(inner) => inner,
+        other => DbError::Migrate(Box::new(other)),
+    })
+}

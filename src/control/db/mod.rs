@@ -1,0 +1,153 @@
+//! The control plane's database: one code path over SQLite and PostgreSQL.
+//!
+//! Everything goes through sqlx's `Any` driver with runtime queries; `$1`
+//! placeholders work on both engines (SQLite reads `$N` as the N-th
+//! parameter). Column types are restricted to BIGINT, DOUBLE PRECISION and
+//! TEXT so values decode the same on both (see migrations/0001_initial.sql).
+//!
+//! Architecture invariant: nothing here knows about HTTP or DNS. The web layer
+//! calls these functions; the DNS daemon never links against this module's
+//! data (it reads the snapshot file).
+
+pub mod accounts;
+pub mod audit;
+pub mod ingest;
+pub mod migrate;
+pub mod monitors;
+pub mod schedule;
+pub mod scores;
+pub mod servers;
+pub mod snapshots;
+pub mod vendor_zones;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Transaction};
+
+pub use sqlx::Error as DbError;
+
+/// Which engine a URL points at; only consulted where SQL must differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The pool plus the engine it talks to. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub engine: Engine,
+}
+
+pub type Tx = Transaction<'static, sqlx::Any>;
+
+/// Where the database is, once flags and config are resolved.
+pub fn default_sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}/timepool.db?mode=rwc", data_dir.display())
+}
+
+impl Db {
+    /// Connects, switches SQLite to WAL, and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        install_default_drivers();
+        let engine = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Engine::Postgres
+        } else if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            return Err(DbError::Configuration(
+                format!("unsupported database URL (want sqlite:// or postgres://): {url}").into(),
+            ));
+        };
+        if engine == Engine::Sqlite {
+            create_sqlite_parent_dir(url)?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
+            .connect(url)
+            .await?;
+        let db = Db { pool, engine };
+        if engine == Engine::Sqlite {
+            // WAL lets readers (page views) proceed while a writer commits.
+            // The setting is stored in the file, so once is enough.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&db.pool)
+                .await?;
+        }
+        migrate::run(&db).await?;
+        Ok(db)
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock up front
+    /// (BEGIN IMMEDIATE) so two writers wait for each other instead of failing
+    /// with SQLITE_BUSY when a read transaction tries to upgrade.
+    pub async fn begin(&self) -> Result<Tx, DbError> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
+    }
+}
+
+fn create_sqlite_parent_dir(url: &str) -> Result<(), DbError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            DbError::Configuration(format!("cannot create {}: {e}", parent.display()).into())
+        })?;
+    }
+    Ok(())
+}
+
+/// Unix seconds now; every timestamp in the schema is one of these.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A random secret as 64 hex characters (256 bits from the OS-seeded CSPRNG).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes[..]);
+    hex(&bytes)
+}
+
+/// Tokens (sessions, invites, monitors) are stored as their SHA-256, so a
+/// leaked database does not hand out logins.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// True when the error is a UNIQUE violation (same meaning on both engines).
+pub fn is_unique_violation(err: &DbError) -> bool {
+    match err {
+        DbError::Database(e) => e.is_unique_violation(),
+        _ => false,
+    }
+}

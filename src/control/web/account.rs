@@ -1,0 +1,451 @@
+//! Sign-up, login, logout, and the users of an account (invites, removal).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use serde::{Deserialize, Serialize};
+
+use super::csrf::CsrfToken;
+use super::error::AppError;
+use super::form::{FieldErrors, check_email, check_new_password};
+use super::session::{self, CurrentUser, LoginLimiter, MaybeUser};
+use super::{AppState, html};
+use crate::control::db::accounts::{self, User};
+use crate::control::db::audit::{self, Actor};
+use crate::control::db::{self, is_unique_violation};
+
+pub fn actor(user: &User) -> Actor {
+    Actor {
+        user_id: Some(user.id),
+        name: user.email.clone(),
+    }
+}
+
+/// Logs the user in: a new session and its cookie, then on to `to`.
+async fn start_session(state: &AppState, user: &User, to: &str) -> Result<Response, AppError> {
+    let token = accounts::create_session(&state.db, user.id).await?;
+    let cookie = session::cookie_header(
+        session::COOKIE,
+        &token,
+        Some(accounts::SESSION_TTL_SECS),
+        state.settings.secure_cookies,
+    );
+    let mut response = Redirect::to(to).into_response();
+    let value = HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
+    response.headers_mut().append(header::SET_COOKIE, value);
+    Ok(response)
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct SignupForm {
+    pub email: String,
+    #[serde(skip_serializing)]
+    pub password: String,
+    #[serde(skip_serializing)]
+    pub password2: String,
+    #[serde(skip_serializing)]
+    pub csrf: String,
+}
+
+pub async fn signup_form(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let ctx = ctx! { form => SignupForm::default(), errors => FieldErrors::default() };
+    html(StatusCode::OK, "signup.html", state.page(&user, &csrf, ctx))
+}
+
+pub async fn signup(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+    Form(form): Form<SignupForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let mut errors = FieldErrors::default();
+    let email = match check_email(&form.email) {
+        Ok(email) => email,
+        Err(msg) => {
+            errors.add("email", msg);
+            String::new()
+        }
+    };
+    check_new_password(&form.password, &form.password2, &mut errors);
+    if errors.is_empty() && accounts::email_exists(&state.db, &email).await? {
+        errors.add(
+            "email",
+            "There is already a login with this email address. Log in instead.",
+        );
+    }
+    if !errors.is_empty() {
+        let ctx = ctx! { form, errors };
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "signup.html",
+            state.page(&user, &csrf, ctx),
+        );
+    }
+    let hash = session::hash_password_blocking(form.password.clone()).await?;
+    let mut tx = state.db.begin().await?;
+    let created = match accounts::create_account_with_user(&mut tx, &email, &hash, "operator").await
+    {
+        Ok(user) => user,
+        Err(err) if is_unique_violation(&err) => {
+            // Someone signed up with the same email between the check and now.
+            errors.add(
+                "email",
+                "There is already a login with this email address. Log in instead.",
+            );
+            let ctx = ctx! { form, errors };
+            return html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "signup.html",
+                state.page(&user, &csrf, ctx),
+            );
+        }
+        Err(err) => return Err(err.into()),
+    };
+    audit::record(
+        &mut tx,
+        &actor(&created),
+        "account.signup",
+        &format!("account:{}", created.account_id),
+        &email,
+    )
+    .await?;
+    tx.commit().await?;
+    start_session(&state, &created, "/manage").await
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct LoginForm {
+    pub email: String,
+    #[serde(skip_serializing)]
+    pub password: String,
+    #[serde(skip_serializing)]
+    pub csrf: String,
+}
+
+pub async fn login_form(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let ctx = ctx! { form => LoginForm::default(), errors => FieldErrors::default() };
+    html(StatusCode::OK, "login.html", state.page(&user, &csrf, ctx))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+    connect: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    // The peer address; absent when the router runs without connect info
+    // (in-process tests). Behind a reverse proxy this is the proxy's address,
+    // so the limit then works per email only.
+    let ip = connect
+        .map(|Extension(c)| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let email = form.email.trim().to_ascii_lowercase();
+    let now = db::now();
+    let mut errors = FieldErrors::default();
+    if !state.limiter.allowed(&email, &ip, now) {
+        errors.add(
+            "email",
+            format!(
+                "Too many failed attempts for this address. Wait {} minutes and try again.",
+                LoginLimiter::WINDOW_SECS / 60
+            ),
+        );
+        let ctx = ctx! { form, errors };
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login.html",
+            state.page(&user, &csrf, ctx),
+        );
+    }
+    let found = accounts::find_login(&state.db, &email).await?;
+    let verified = match found {
+        Some((found_user, hash)) => {
+            if session::verify_password_blocking(form.password.clone(), hash).await {
+                Some(found_user)
+            } else {
+                None
+            }
+        }
+        None => {
+            // Spend the same time as a real check so response times do not
+            // tell which emails have a login.
+            session::verify_password_blocking(form.password.clone(), session::dummy_hash()).await;
+            None
+        }
+    };
+    match verified {
+        Some(found_user) => {
+            state.limiter.clear(&email, &ip);
+            start_session(&state, &found_user, "/manage").await
+        }
+        None => {
+            state.limiter.record_failure(&email, &ip, now);
+            errors.add("password", "The email address or the password is wrong.");
+            let ctx = ctx! { form, errors };
+            html(
+                StatusCode::UNAUTHORIZED,
+                "login.html",
+                state.page(&user, &csrf, ctx),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfOnly {
+    pub csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    csrf: CsrfToken,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    if let Some(token) = session::cookie_value(&headers, session::COOKIE) {
+        accounts::delete_session(&state.db, &token).await?;
+    }
+    let expired =
+        session::cookie_header(session::COOKIE, "", Some(0), state.settings.secure_cookies);
+    let mut response = Redirect::to("/").into_response();
+    let value = HeaderValue::from_str(&expired).map_err(|e| AppError::Internal(e.to_string()))?;
+    response.headers_mut().append(header::SET_COOKIE, value);
+    Ok(response)
+}
+
+// ---- Users of an account -------------------------------------------------
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct InviteForm {
+    pub email: String,
+    #[serde(skip_serializing)]
+    pub csrf: String,
+}
+
+async fn users_page(
+    state: &AppState,
+    user: &User,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    form: InviteForm,
+    errors: FieldErrors,
+    new_invite_link: Option<String>,
+) -> Result<Response, AppError> {
+    let users = accounts::list_users(&state.db, user.account_id).await?;
+    let invites = accounts::list_invites(&state.db, user.account_id).await?;
+    let ctx = ctx! { users, invites, form, errors, new_invite_link, now => db::now() };
+    html(
+        status,
+        "users.html",
+        state.page(&Some(user.clone()), csrf, ctx),
+    )
+}
+
+pub async fn users(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    users_page(
+        &state,
+        &user,
+        &csrf,
+        StatusCode::OK,
+        InviteForm::default(),
+        FieldErrors::default(),
+        None,
+    )
+    .await
+}
+
+pub async fn invite_create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    csrf: CsrfToken,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let mut errors = FieldErrors::default();
+    let email = match check_email(&form.email) {
+        Ok(email) => email,
+        Err(msg) => {
+            errors.add("email", msg);
+            String::new()
+        }
+    };
+    if errors.is_empty() && accounts::email_exists(&state.db, &email).await? {
+        errors.add(
+            "email",
+            "This address already has a login; one login belongs to one account.",
+        );
+    }
+    if !errors.is_empty() {
+        return users_page(
+            &state,
+            &user,
+            &csrf,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form,
+            errors,
+            None,
+        )
+        .await;
+    }
+    let mut tx = state.db.begin().await?;
+    let token = accounts::create_invite(&mut tx, user.account_id, &email, user.id).await?;
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "invite.create",
+        &format!("account:{}", user.account_id),
+        &email,
+    )
+    .await?;
+    tx.commit().await?;
+    // The link is shown once, here; only its hash is stored.
+    let link = format!("/invite/{token}");
+    users_page(
+        &state,
+        &user,
+        &csrf,
+        StatusCode::OK,
+        InviteForm::default(),
+        FieldErrors::default(),
+        Some(link),
+    )
+    .await
+}
+
+pub async fn invite_revoke(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    csrf: CsrfToken,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let mut tx = state.db.begin().await?;
+    if !accounts::revoke_invite(&mut tx, user.account_id, id).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "invite.revoke",
+        &format!("invite:{id}"),
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/manage/users").into_response())
+}
+
+pub async fn user_remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    csrf: CsrfToken,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    if id == user.id {
+        return Err(AppError::BadRequest(
+            "You cannot remove yourself; ask another user of the account.".into(),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    if !accounts::remove_user(&mut tx, user.account_id, id).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "user.remove",
+        &format!("user:{id}"),
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/manage/users").into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AcceptForm {
+    pub password: String,
+    pub password2: String,
+    pub csrf: String,
+}
+
+pub async fn invite_form(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let invite = accounts::find_open_invite(&state.db, &token)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let ctx = ctx! { invite, token, errors => FieldErrors::default() };
+    html(StatusCode::OK, "invite.html", state.page(&user, &csrf, ctx))
+}
+
+pub async fn invite_accept(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+    Path(token): Path<String>,
+    Form(form): Form<AcceptForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let invite = accounts::find_open_invite(&state.db, &token)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut errors = FieldErrors::default();
+    check_new_password(&form.password, &form.password2, &mut errors);
+    if errors.is_empty() && accounts::email_exists(&state.db, &invite.email).await? {
+        errors.add("password", "This email address already has a login.");
+    }
+    if !errors.is_empty() {
+        let ctx = ctx! { invite, token, errors };
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invite.html",
+            state.page(&user, &csrf, ctx),
+        );
+    }
+    let hash = session::hash_password_blocking(form.password.clone()).await?;
+    let mut tx = state.db.begin().await?;
+    if !accounts::use_invite(&mut tx, invite.id).await? {
+        return Err(AppError::NotFound);
+    }
+    let created =
+        accounts::insert_user(&mut tx, invite.account_id, &invite.email, &hash, "operator").await?;
+    audit::record(
+        &mut tx,
+        &actor(&created),
+        "invite.accept",
+        &format!("invite:{}", invite.id),
+        &invite.email,
+    )
+    .await?;
+    tx.commit().await?;
+    start_session(&state, &created, "/manage").await
+}

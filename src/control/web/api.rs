@@ -1,0 +1,241 @@
+//! The JSON API under /api/v1. Its OpenAPI document, openapi.json next to
+//! this file, is hand-written: change both together (a test checks that
+//! every route here is in the document).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use super::AppState;
+use super::error::AppError;
+use super::public::{LogParams, ZoneRow, names_for_zone, parse_log_params, zone_row};
+use crate::control::db::scores::{self, LogEntry};
+use crate::control::db::servers;
+use crate::control::zone_tree;
+use crate::shared::zones::Continent;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The routes, as (path in the OpenAPI document, router path).
+pub const ROUTES: &[&str] = &[
+    "/zones",
+    "/zones/{zone}",
+    "/servers/{address}/scores",
+    "/snapshot",
+    "/monitor/batch",
+    "/monitor/results",
+    "/openapi.json",
+];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/zones", get(zones))
+        .route("/zones/{zone}", get(zone))
+        .route("/servers/{address}/scores", get(server_scores))
+        .route("/snapshot", get(snapshot))
+        .route("/monitor/batch", get(super::ingest::get_batch))
+        .route("/monitor/results", post(super::ingest::post_results))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError(AppError::NotFound) })
+}
+
+/// API errors are JSON `{"error": "..."}` with the status the page would get.
+pub struct ApiError(pub AppError);
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> ApiError {
+        ApiError(err)
+    }
+}
+
+impl From<crate::control::db::DbError> for ApiError {
+    fn from(err: crate::control::db::DbError) -> ApiError {
+        ApiError(AppError::Db(err))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use axum::http::StatusCode;
+        let (status, message) = match self.0 {
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not found".to_string()),
+            AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg),
+            // The rest are not expected here; let the page mapping log them.
+            other => {
+                let status = other.into_response().status();
+                (status, "internal error; nothing was changed".to_string())
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct ZonesResponse {
+    zones: Vec<ZoneRow>,
+}
+
+/// The global zone, the continents and every country with servers.
+async fn zones(State(state): State<AppState>) -> Result<Json<ZonesResponse>, ApiError> {
+    let counts = state.zone_counts().await?;
+    let mut out = Vec::new();
+    for zone in std::iter::once("@").chain(Continent::ALL.iter().map(|c| c.zone_name())) {
+        if let Some(info) = zone_tree::lookup(zone) {
+            out.push(zone_row(&info, &counts));
+        }
+    }
+    let mut countries: Vec<ZoneRow> = zone_tree::all_countries()
+        .iter()
+        .filter(|c| counts.contains_key(c.zone))
+        .map(|c| zone_row(c, &counts))
+        .collect();
+    countries.sort_by(|a, b| a.zone.cmp(b.zone));
+    out.extend(countries);
+    Ok(Json(ZonesResponse { zones: out }))
+}
+
+#[derive(Serialize)]
+struct ZoneResponse {
+    #[serde(flatten)]
+    zone: ZoneRow,
+    parent: Option<&'static str>,
+    names: Vec<String>,
+    children: Vec<ZoneRow>,
+}
+
+async fn zone(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ZoneResponse>, ApiError> {
+    let zone = zone_tree::canonical(&name)
+        .and_then(zone_tree::lookup)
+        .ok_or(AppError::NotFound)?;
+    let counts = state.zone_counts().await?;
+    Ok(Json(ZoneResponse {
+        zone: zone_row(&zone, &counts),
+        parent: zone.parent,
+        names: names_for_zone(zone.zone, &state.settings.origin),
+        children: zone_tree::children(zone.zone)
+            .iter()
+            .map(|z| zone_row(z, &counts))
+            .collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct ServerSummary {
+    address: String,
+    ip_version: i64,
+    score: f64,
+    status: &'static str,
+    zones: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ScoresResponse {
+    server: ServerSummary,
+    history: Vec<LogEntry>,
+}
+
+async fn server_scores(
+    State(state): State<AppState>,
+    Path(address): Path<String>,
+    Query(params): Query<LogParams>,
+) -> Result<Json<ScoresResponse>, ApiError> {
+    let ip: std::net::IpAddr = address.parse().map_err(|_| AppError::NotFound)?;
+    let server = servers::get_by_address(&state.db, &ip.to_string())
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let query = parse_log_params(&state, &params).await?;
+    let history = scores::log(&state.db, server.id, &query).await?;
+    Ok(Json(ScoresResponse {
+        server: ServerSummary {
+            address: server.address,
+            ip_version: server.ip_version,
+            score: server.score,
+            status: server.status,
+            zones: server.zones,
+        },
+        history,
+    }))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The header that carries the snapshot's serial.
+pub const SERIAL_HEADER: &str = "x-timepool-serial";
+
+/// `GET /api/v1/snapshot`: the zone builder's current snapshot, for DNS
+/// daemons following this control plane (`timepool dns --snapshot-url`).
+/// Strong ETag (of the uncompressed bytes; the gzip form gets its own tag
+/// with a `-gzip` suffix, as representations differ); If-None-Match gives
+/// 304 for either tag; gzip when the client accepts it.
+async fn snapshot(State(state): State<AppState>, headers: header::HeaderMap) -> Response {
+    use axum::http::{HeaderValue, StatusCode};
+    let Some(current) = state.snapshot.current() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(serde_json::json!({"error": "no snapshot published yet"})),
+        )
+            .into_response();
+    };
+    let gzip_etag = format!("{}-gzip\"", current.etag.trim_end_matches('"'));
+    let wants_gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+            });
+            name.eq_ignore_ascii_case("gzip") && !refused
+        });
+    let etag = if wants_gzip {
+        &gzip_etag
+    } else {
+        &current.etag
+    };
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == current.etag || tag == gzip_etag);
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if wants_gzip {
+        let mut response = current.gzip.clone().into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
+    } else {
+        current.bytes.clone().into_response()
+    };
+    let headers = response.headers_mut();
+    if !not_modified {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(SERIAL_HEADER, HeaderValue::from(current.serial));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

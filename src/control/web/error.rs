@@ -1,0 +1,84 @@
+//! Every handler error becomes a response here, and only here.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::control::db::DbError;
+
+#[derive(Debug)]
+pub enum AppError {
+    /// No such page, or not yours (we do not confirm that it exists).
+    NotFound,
+    /// Logged in but lacking the role.
+    Forbidden,
+    /// A page that needs a login; sends the browser to the login form.
+    LoginRequired,
+    /// The form's CSRF token did not match the cookie.
+    Csrf,
+    /// A request we cannot act on, with a message for the person.
+    BadRequest(String),
+    /// The database failed; the cause is logged, the page stays plain.
+    Db(DbError),
+    /// Anything else unexpected; logged.
+    Internal(String),
+}
+
+impl From<DbError> for AppError {
+    fn from(err: DbError) -> AppError {
+        AppError::Db(err)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            AppError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is no page at this address.".to_string(),
+            ),
+            AppError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "This page needs staff rights.".to_string(),
+            ),
+            AppError::LoginRequired => return Redirect::to("/login").into_response(),
+            AppError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "The form was too old or came from another site. Go back, reload the page and send it again."
+                    .to_string(),
+            ),
+            AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "Bad request", msg),
+            AppError::Db(err) => {
+                tracing::error!(error = %err, "database error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The database could not complete the request. Nothing was changed; please try again later."
+                        .to_string(),
+                )
+            }
+            AppError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The request could not be completed. Please try again later.".to_string(),
+                )
+            }
+        };
+        error_page(status, title, &message)
+    }
+}
+
+/// A plain page for errors; it must not depend on anything that can fail.
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = super::templates::render_error(status.as_u16(), title, message);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}

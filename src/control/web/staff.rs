@@ -1,0 +1,259 @@
+//! Staff pages: accounts, monitors, vendor zone decisions, the audit log.
+//! Every handler takes `StaffUser`, so operators get 403.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+
+use super::account::actor;
+use super::csrf::CsrfToken;
+use super::error::AppError;
+use super::form::FieldErrors;
+use super::session::StaffUser;
+use super::{AppState, html};
+use crate::control::db::accounts::{self, User};
+use crate::control::db::{audit, is_unique_violation, monitors, vendor_zones};
+
+pub async fn index(StaffUser(_): StaffUser) -> Response {
+    Redirect::to("/staff/accounts").into_response()
+}
+
+pub async fn accounts(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let accounts = accounts::list_accounts(&state.db).await?;
+    html(
+        StatusCode::OK,
+        "staff_accounts.html",
+        state.page(&Some(user), &csrf, ctx! { accounts }),
+    )
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+pub struct MonitorForm {
+    pub name: String,
+    #[serde(skip_serializing)]
+    pub csrf: String,
+}
+
+async fn monitors_page(
+    state: &AppState,
+    user: User,
+    csrf: &CsrfToken,
+    status: StatusCode,
+    form: MonitorForm,
+    errors: FieldErrors,
+    new_token: Option<(String, String)>,
+) -> Result<Response, AppError> {
+    let monitors = monitors::list(&state.db).await?;
+    let ctx = ctx! { monitors, form, errors, new_token, states => monitors::STATES };
+    html(
+        status,
+        "staff_monitors.html",
+        state.page(&Some(user), csrf, ctx),
+    )
+}
+
+pub async fn monitors(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    monitors_page(
+        &state,
+        user,
+        &csrf,
+        StatusCode::OK,
+        MonitorForm::default(),
+        FieldErrors::default(),
+        None,
+    )
+    .await
+}
+
+/// A monitor name: 1..=64 of letters, digits, '-', '_', '.'.
+pub fn check_monitor_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err("Use 1 to 64 letters, digits, '-', '_' or '.'.".into());
+    }
+    Ok(())
+}
+
+pub async fn monitor_create(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+    Form(mut form): Form<MonitorForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    form.name = form.name.trim().to_string();
+    let mut errors = FieldErrors::default();
+    if let Err(msg) = check_monitor_name(&form.name) {
+        errors.add("name", msg);
+    }
+    if !errors.is_empty() {
+        return monitors_page(
+            &state,
+            user,
+            &csrf,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form,
+            errors,
+            None,
+        )
+        .await;
+    }
+    let mut tx = state.db.begin().await?;
+    let (id, token) = match monitors::create(&mut tx, &form.name).await {
+        Ok(created) => created,
+        Err(err) if is_unique_violation(&err) => {
+            tx.rollback().await?;
+            errors.add("name", "A monitor with this name exists.");
+            return monitors_page(
+                &state,
+                user,
+                &csrf,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form,
+                errors,
+                None,
+            )
+            .await;
+        }
+        Err(err) => return Err(err.into()),
+    };
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "monitor.create",
+        &format!("monitor:{id} {}", form.name),
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    // Shown once on this response; only the hash is stored.
+    let shown = Some((form.name.clone(), token));
+    monitors_page(
+        &state,
+        user,
+        &csrf,
+        StatusCode::OK,
+        MonitorForm::default(),
+        FieldErrors::default(),
+        shown,
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct StateForm {
+    pub state: String,
+    pub csrf: String,
+}
+
+pub async fn monitor_state(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+    Path(id): Path<i64>,
+    Form(form): Form<StateForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    if !monitors::STATES.contains(&form.state.as_str()) {
+        return Err(AppError::BadRequest(format!(
+            "A monitor's state is one of: {}.",
+            monitors::STATES.join(", ")
+        )));
+    }
+    let mut tx = state.db.begin().await?;
+    if !monitors::set_state(&mut tx, id, &form.state).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "monitor.state",
+        &format!("monitor:{id}"),
+        &form.state,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/staff/monitors").into_response())
+}
+
+pub async fn vendor_zones(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let zones = vendor_zones::list_all(&state.db).await?;
+    html(
+        StatusCode::OK,
+        "staff_vendor.html",
+        state.page(&Some(user), &csrf, ctx! { zones }),
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct DecideForm {
+    pub decision: String,
+    pub csrf: String,
+}
+
+pub async fn vendor_decide(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+    Path(id): Path<i64>,
+    Form(form): Form<DecideForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let status = match form.decision.as_str() {
+        "approve" => "approved",
+        "reject" => "rejected",
+        _ => {
+            return Err(AppError::BadRequest(
+                "The decision is approve or reject.".into(),
+            ));
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    if !vendor_zones::decide(&mut tx, id, status, user.id).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "vendor.decide",
+        &format!("vendor_zone:{id}"),
+        status,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/staff/vendor-zones").into_response())
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let entries = audit::recent(&state.db, 500).await?;
+    html(
+        StatusCode::OK,
+        "staff_audit.html",
+        state.page(&Some(user), &csrf, ctx! { entries }),
+    )
+}

@@ -1,0 +1,266 @@
+//! Building a snapshot document from a list of eligible servers: the pool's
+//! zone rules (zones/README.md, "Zone building") without the database.
+//!
+//! A server is put in its country zone and every parent (continent, `@`).
+//! Each zone's numbered labels 0..3 are dealt per address family: with
+//! N < 8 servers every label gets all N; else one shuffle deals
+//! k = max(2, N / 4) distinct servers to each label, and the N mod 4
+//! leftovers are dealt too (one more to labels 0, 1, ...), so no server is
+//! left out of the numbered names.
+//!
+//! Architecture invariant: pure functions from servers to a snapshot
+//! document; no database, no files, no sockets. The control plane's zone
+//! builder reads the database and calls this; the benchmarks call it with
+//! made-up servers.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+
+use crate::shared::zones::Continent;
+
+/// How many numbered labels every zone gets (`0.` to `3.`).
+pub const NUMBERED_LABELS: usize = 4;
+
+/// A server that is eligible for DNS.
+#[derive(Clone, Debug)]
+pub struct EligibleServer {
+    pub id: u64,
+    pub address: IpAddr,
+    /// Netspeed in kbit/s, > 0.
+    pub weight: u32,
+    /// Its country zone (`de`, `uk`), or `None` to put it in its continent
+    /// and `@` only.
+    pub country: Option<String>,
+    /// Its continent zone (`europe`); `None`: `@` only.
+    pub continent: Option<String>,
+}
+
+/// Per-origin settings, as the snapshot carries them.
+#[derive(Clone, Debug)]
+pub struct OriginSettings {
+    pub name: String,
+    pub mname: String,
+    pub rname: String,
+    pub ns: Vec<String>,
+    pub ns_ttl: u32,
+    pub answer_ttl: u32,
+    pub max_hosts: usize,
+    pub ipv6_everywhere: bool,
+}
+
+impl OriginSettings {
+    /// The pool's defaults for an origin: TTL 150, 4 hosts, NS TTL 86400.
+    pub fn pool_defaults(name: &str, ns: Vec<String>) -> OriginSettings {
+        OriginSettings {
+            name: name.to_string(),
+            mname: format!("ns1.{name}"),
+            rname: format!("hostmaster.{name}"),
+            ns,
+            ns_ttl: 86400,
+            answer_ttl: 150,
+            max_hosts: 4,
+            ipv6_everywhere: false,
+        }
+    }
+}
+
+/// Deal the numbered labels of one zone's servers of one family.
+pub fn deal_numbered<R: Rng + ?Sized>(servers: &[u64], rng: &mut R) -> Vec<Vec<u64>> {
+    let n = servers.len();
+    if n < 8 {
+        return vec![servers.to_vec(); NUMBERED_LABELS];
+    }
+    let k = (n / NUMBERED_LABELS).max(2);
+    let mut shuffled = servers.to_vec();
+    shuffled.shuffle(rng);
+    let mut labels: Vec<Vec<u64>> = (0..NUMBERED_LABELS)
+        .map(|i| shuffled[i * k..(i + 1) * k].to_vec())
+        .collect();
+    for (i, &leftover) in shuffled[NUMBERED_LABELS * k..].iter().enumerate() {
+        labels[i % NUMBERED_LABELS].push(leftover);
+    }
+    for label in &mut labels {
+        label.sort_unstable();
+    }
+    labels
+}
+
+/// A zone's parent and its servers' ids by family, while building.
+struct ZoneMembers {
+    parent: Option<String>,
+    v4: Vec<u64>,
+    v6: Vec<u64>,
+}
+
+impl ZoneMembers {
+    fn under(parent: Option<String>) -> Self {
+        ZoneMembers {
+            parent,
+            v4: Vec::new(),
+            v6: Vec::new(),
+        }
+    }
+}
+
+/// Build a snapshot document (format v1). `aliases` maps alias names to
+/// zone names (`gb` -> `uk`, vendor zones -> `@`). The caller validates it
+/// with `shared::snapshot::parse` before publishing.
+pub fn build_document<R: Rng + ?Sized>(
+    serial: u32,
+    generated: &str,
+    origins: &[OriginSettings],
+    servers: &[EligibleServer],
+    aliases: &BTreeMap<String, String>,
+    rng: &mut R,
+) -> Value {
+    let mut zones: BTreeMap<String, ZoneMembers> = BTreeMap::new();
+    zones.insert("@".into(), ZoneMembers::under(None));
+    for continent in Continent::ALL.map(Continent::zone_name) {
+        zones.insert(continent.into(), ZoneMembers::under(Some("@".into())));
+    }
+    for server in servers {
+        let mut chain: Vec<(String, Option<String>)> = Vec::new();
+        if let Some(country) = &server.country {
+            chain.push((
+                country.clone(),
+                server.continent.clone().or(Some("@".into())),
+            ));
+        }
+        if let Some(continent) = &server.continent {
+            chain.push((continent.clone(), Some("@".into())));
+        }
+        chain.push(("@".into(), None));
+        for (zone, parent) in chain {
+            let entry = zones
+                .entry(zone)
+                .or_insert_with(|| ZoneMembers::under(parent));
+            if server.address.is_ipv6() {
+                entry.v6.push(server.id);
+            } else {
+                entry.v4.push(server.id);
+            }
+        }
+    }
+    let mut zone_documents = serde_json::Map::new();
+    for (
+        name,
+        ZoneMembers {
+            parent,
+            mut v4,
+            mut v6,
+        },
+    ) in zones
+    {
+        v4.sort_unstable();
+        v6.sort_unstable();
+        let dealt4 = deal_numbered(&v4, rng);
+        let dealt6 = deal_numbered(&v6, rng);
+        let numbered: Vec<Vec<u64>> = dealt4
+            .into_iter()
+            .zip(dealt6)
+            .map(|(mut a, b)| {
+                a.extend(b);
+                a
+            })
+            .collect();
+        let mut all = v4;
+        all.extend(v6);
+        let mut zone = json!({"servers": all, "numbered": numbered});
+        if let Some(parent) = parent {
+            zone["parent"] = json!(parent);
+        }
+        zone_documents.insert(name, zone);
+    }
+    json!({
+        "version": 1,
+        "serial": serial,
+        "generated": generated,
+        "origins": origins.iter().map(|o| json!({
+            "name": o.name,
+            "soa": {"mname": o.mname, "rname": o.rname, "refresh": 5400, "retry": 5400,
+                    "expire": 1209600, "minimum": 3600, "ttl": 3600},
+            "ns": o.ns,
+            "ns_ttl": o.ns_ttl,
+            "answer_ttl": o.answer_ttl,
+            "max_hosts": o.max_hosts,
+            "ipv6_everywhere": o.ipv6_everywhere,
+        })).collect::<Vec<_>>(),
+        "servers": servers.iter().map(|s| json!({
+            "id": s.id, "address": s.address.to_string(), "weight": s.weight,
+        })).collect::<Vec<_>>(),
+        "zones": zone_documents,
+        "aliases": aliases,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    #[test]
+    fn numbered_labels_are_dealt_as_the_pool_does_with_leftovers() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        for n in [0usize, 1, 5, 7] {
+            let servers: Vec<u64> = (1..=n as u64).collect();
+            assert_eq!(
+                deal_numbered(&servers, &mut rng),
+                vec![servers.clone(); 4],
+                "N = {n}"
+            );
+        }
+        for n in [8usize, 9, 10, 11, 12, 13, 101] {
+            let servers: Vec<u64> = (1..=n as u64).collect();
+            let labels = deal_numbered(&servers, &mut rng);
+            let k = (n / 4).max(2);
+            let mut all: Vec<u64> = labels.iter().flatten().copied().collect();
+            all.sort_unstable();
+            assert_eq!(all, servers, "N = {n}: every server dealt exactly once");
+            for (i, label) in labels.iter().enumerate() {
+                let expected = k + usize::from(i < n - 4 * k);
+                assert_eq!(label.len(), expected, "N = {n}, label {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn servers_go_to_their_country_and_every_parent() {
+        let servers = vec![
+            EligibleServer {
+                id: 1,
+                address: "85.214.1.1".parse().unwrap(),
+                weight: 1000,
+                country: Some("de".into()),
+                continent: Some("europe".into()),
+            },
+            EligibleServer {
+                id: 2,
+                address: "2a01:4f8::1".parse().unwrap(),
+                weight: 2000,
+                country: Some("de".into()),
+                continent: Some("europe".into()),
+            },
+        ];
+        let origins = [OriginSettings::pool_defaults(
+            "pool.ntp.org",
+            vec!["a.ntpns.org".into()],
+        )];
+        let aliases = BTreeMap::from([("gb".to_string(), "uk".to_string())]);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut document = build_document(7, "test", &origins, &servers, &aliases, &mut rng);
+        // `uk` must exist for the alias to validate.
+        document["zones"]["uk"] = json!({"parent": "europe", "servers": []});
+        for zone in ["de", "europe", "@"] {
+            assert_eq!(document["zones"][zone]["servers"], json!([1, 2]), "{zone}");
+        }
+        assert_eq!(document["zones"]["de"]["parent"], json!("europe"));
+        let spec = crate::shared::snapshot::parse(&serde_json::to_vec(&document).unwrap(), "built")
+            .expect("a valid snapshot");
+        assert_eq!(spec.serial, 7);
+    }
+}

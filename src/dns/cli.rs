@@ -1,0 +1,227 @@
+//! The `timepool dns` and `timepool check-snapshot` commands: their flags,
+//! turned into a [`DnsConfig`], and the daemon's run until a signal stops
+//! it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::dns::answer::AnswerConfig;
+use crate::dns::server::{
+    DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings, reload_logged,
+};
+use crate::dns::wire::edns::NsidOption;
+use crate::dns::zone;
+use crate::shared::geo;
+use crate::shared::signals::{Received, Signals};
+use crate::shared::snapshot::SnapshotError;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DnsArgs {
+    /// Address to serve UDP and TCP on; repeat for several (IPv4 and IPv6).
+    #[arg(
+        long,
+        required = true,
+        env = "TIMEPOOL_DNS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<SocketAddr>,
+    /// The zone snapshot file; reloaded when it changes and on SIGHUP.
+    #[arg(
+        long,
+        env = "TIMEPOOL_SNAPSHOT",
+        required_unless_present = "snapshot_url",
+        conflicts_with = "snapshot_url"
+    )]
+    pub snapshot: Option<PathBuf>,
+    /// Follow a control plane: poll its snapshot
+    /// (http://HOST:PORT/api/v1/snapshot) with If-None-Match, swap on
+    /// change, keep serving the last good one when it is unreachable.
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT_URL")]
+    pub snapshot_url: Option<String>,
+    /// With --snapshot-url: where to keep the last good snapshot (replaced
+    /// atomically), loaded at start when the control plane is down.
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT_CACHE", requires = "snapshot_url")]
+    pub snapshot_cache: Option<PathBuf>,
+    /// With --snapshot-url: seconds between polls.
+    #[arg(long, default_value_t = 3.0)]
+    pub snapshot_poll: f64,
+    /// With --snapshot-url: seconds a whole request may take.
+    #[arg(long, default_value_t = 10.0)]
+    pub snapshot_timeout: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9153).
+    #[arg(long, env = "TIMEPOOL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// MaxMind GeoLite2/GeoIP2 Country or City database (.mmdb). Default:
+    /// /var/lib/GeoIP/GeoLite2-Country.mmdb or
+    /// /usr/share/GeoIP/GeoLite2-Country.mmdb when present (see
+    /// `shared::geo::DEFAULT_PATHS`); with none, every client is served the
+    /// global zone. Reloaded when it changes.
+    #[arg(long, env = "TIMEPOOL_GEOIP")]
+    pub geoip: Option<PathBuf>,
+    /// UDP worker threads per listen address (default: one per CPU).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Pin UDP worker i to CPU i.
+    #[arg(long)]
+    pub pin_workers: bool,
+    /// Packets per recvmmsg/sendmmsg call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// SO_RCVBUF of the UDP sockets, bytes (default: the system's).
+    #[arg(long)]
+    pub udp_recv_buffer: Option<usize>,
+    /// SO_SNDBUF of the UDP sockets, bytes (default: the system's).
+    #[arg(long)]
+    pub udp_send_buffer: Option<usize>,
+    /// Seconds between checks of the snapshot file for a change.
+    #[arg(long, default_value_t = 1.0)]
+    pub reload_interval: f64,
+    /// Close a TCP connection idle for this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub tcp_idle_timeout: f64,
+    /// TCP connections served at once.
+    #[arg(long, default_value_t = 4096)]
+    pub tcp_max_connections: usize,
+    /// Answer to CH TXT id.server and hostname.bind (unset: REFUSED).
+    #[arg(long, env = "TIMEPOOL_IDENTITY")]
+    pub identity: Option<String>,
+    /// Answer to CH TXT version.server and version.bind (unset: REFUSED).
+    #[arg(long)]
+    pub version_string: Option<String>,
+    /// NSID (RFC 5001) sent to clients that ask for it.
+    #[arg(long, env = "TIMEPOOL_NSID")]
+    pub nsid: Option<String>,
+    /// Smallest UDP payload size honoured (RFC 6891: values below 512 are 512).
+    #[arg(long, default_value_t = 512)]
+    pub edns_min_payload: u16,
+    /// Largest UDP payload size used, whatever the client offers.
+    #[arg(long, default_value_t = 1232)]
+    pub edns_max_payload: u16,
+}
+
+/// `timepool check-snapshot FILE`: validate, print every problem.
+pub fn check_snapshot(file: &std::path::Path) -> ExitCode {
+    match zone::load_file(file) {
+        Ok(table) => {
+            println!(
+                "{}: valid, serial {}, {} servers, {} zones, {} origin(s)",
+                file.display(),
+                table.serial,
+                table.servers.len(),
+                table.zones.len(),
+                table.origins.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(SnapshotError::Invalid { source, problems }) => {
+            println!("{source}: {} problem(s)", problems.len());
+            for problem in problems {
+                println!("{problem}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            println!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("{what}: {value} is not a duration"))
+}
+
+/// `timepool dns`: start, serve until SIGTERM or SIGINT, reload on SIGHUP.
+pub fn run_dns(args: DnsArgs) -> ExitCode {
+    let config = match dns_config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match DnsServer::start(config) {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!("cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = server.shared().clone();
+    let outcome = server.block_on(async move {
+        let mut signals = Signals::with_hangup()
+            .map_err(|error| format!("cannot install signal handlers: {error}"))?;
+        while signals.next().await == Received::Hangup {
+            tracing::info!("SIGHUP: reloading the snapshot");
+            reload_logged(&shared).await;
+        }
+        Ok::<(), String>(())
+    });
+    tracing::info!("stopping");
+    server.shutdown();
+    match outcome {
+        Some(Err(message)) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
+    if args.edns_min_payload > args.edns_max_payload {
+        return Err(format!(
+            "--edns-min-payload {} is above --edns-max-payload {}",
+            args.edns_min_payload, args.edns_max_payload
+        ));
+    }
+    if args.edns_max_payload < 512 {
+        return Err("--edns-max-payload must be at least 512".into());
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let bytes = |text: Option<String>| text.map(|t| t.into_bytes().into_boxed_slice());
+    let snapshot = match (args.snapshot, args.snapshot_url) {
+        (_, Some(url)) => SnapshotSource::Url {
+            url,
+            cache: args.snapshot_cache,
+            poll: seconds(args.snapshot_poll, "--snapshot-poll")?,
+            timeout: seconds(args.snapshot_timeout, "--snapshot-timeout")?,
+        },
+        (Some(file), None) => SnapshotSource::File(file),
+        (None, None) => return Err("give --snapshot FILE or --snapshot-url URL".into()),
+    };
+    Ok(DnsConfig {
+        metrics_listen: args.metrics_listen,
+        listen: args.listen,
+        threads,
+        pin_workers: args.pin_workers,
+        snapshot,
+        geoip: args.geoip.or_else(geo::default_path),
+        reload_interval: seconds(args.reload_interval, "--reload-interval")?,
+        answer: AnswerConfig {
+            identity: bytes(args.identity),
+            version: bytes(args.version_string),
+            nsid: args
+                .nsid
+                .map(|nsid| NsidOption::new(nsid.as_bytes()).map_err(|e| format!("--nsid: {e}")))
+                .transpose()?,
+            edns_min_payload: args.edns_min_payload,
+            edns_max_payload: args.edns_max_payload,
+        },
+        udp: UdpSettings {
+            batch: args.batch,
+            recv_buffer: args.udp_recv_buffer,
+            send_buffer: args.udp_send_buffer,
+        },
+        tcp: TcpSettings {
+            idle_timeout: seconds(args.tcp_idle_timeout, "--tcp-idle-timeout")?,
+            max_connections: args.tcp_max_connections.max(1),
+        },
+    })
+}

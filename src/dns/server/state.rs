@@ -1,0 +1,182 @@
+//! What the daemon's threads and tasks share: the zone and GeoIP tables
+//! (swapped whole on reload), the answer settings, the stop flag and the
+//! counters; and the reload itself (read, validate, swap, or keep the
+//! table in use).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+
+use super::{follow, metrics};
+use crate::dns::answer::AnswerConfig;
+use crate::dns::zone::{self, ZoneTable};
+use crate::shared::geo::{GeoError, GeoTable};
+use crate::shared::snapshot::SnapshotError;
+
+/// Counters off the UDP path (TCP, reloads): Relaxed atomics. The UDP
+/// workers count everything of theirs, failed sends included, in their own
+/// slots (`metrics`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub dropped: AtomicU64,
+    pub tcp_connections: AtomicU64,
+    pub tcp_refused: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+}
+
+/// What the workers share: the current zone table (swapped whole on
+/// reload), the answer settings and the stop flag.
+pub struct Shared {
+    pub table: ArcSwap<ZoneTable>,
+    pub geo: ArcSwap<GeoTable>,
+    pub answer_config: AnswerConfig,
+    pub stopping: AtomicBool,
+    pub counters: Counters,
+    /// One slot per UDP worker, then one for the TCP tasks (metrics).
+    pub worker_counters: Box<[metrics::WorkerCounters]>,
+    /// Answers per server address (UDP workers' arrays, TCP and retired).
+    pub server_answers: metrics::ServerAnswers,
+    pub(super) source: Source,
+    pub(super) geoip_path: Option<PathBuf>,
+    /// When the table in use was swapped in (unix seconds).
+    pub loaded_at: AtomicU64,
+    /// When a pull from the control plane last succeeded (200 or 304; unix
+    /// seconds; 0 = never or not following one).
+    pub last_pull_ok: AtomicU64,
+}
+
+/// The snapshot source as the running daemon holds it.
+pub(super) enum Source {
+    File(PathBuf),
+    Url(follow::Follower),
+}
+
+/// Why a reload kept the table in use.
+#[derive(Debug)]
+pub enum ReloadError {
+    Snapshot(SnapshotError),
+    Fetch(follow::FetchError),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Snapshot(error) => write!(f, "{error}"),
+            ReloadError::Fetch(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Shared {
+    /// Read and flatten the GeoIP database again and swap it in. On error
+    /// the table in use is kept.
+    pub fn reload_geoip(&self) -> Result<(), GeoError> {
+        let Some(path) = &self.geoip_path else {
+            return Ok(());
+        };
+        match GeoTable::open(path) {
+            Ok(table) => {
+                tracing::info!(file = %path.display(), database = table.description(), "GeoIP database loaded");
+                self.geo.store(Arc::new(table));
+                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.counters
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
+    /// Swap a validated table in and log the serial change.
+    pub(super) fn swap_in(&self, table: ZoneTable, from: &str) -> u32 {
+        let serial = table.serial;
+        let old = self.table.swap(Arc::new(table));
+        self.loaded_at.store(unix_now(), Ordering::Relaxed);
+        self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            old_serial = old.serial,
+            serial,
+            from,
+            "zone snapshot loaded"
+        );
+        // `old` is dropped here, on the reload thread, not on a worker (a
+        // worker still holding a guard drops its copy after its batch).
+        serial
+    }
+
+    /// Read, validate and swap in the snapshot: the file again, or a pull
+    /// from the control plane. On error the table in use is kept and the
+    /// error returned (the caller logs it).
+    pub fn reload(&self) -> Result<u32, ReloadError> {
+        match &self.source {
+            Source::File(path) => match zone::load_file(path) {
+                Ok(table) => Ok(self.swap_in(table, &path.display().to_string())),
+                Err(error) => {
+                    self.counters
+                        .reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(ReloadError::Snapshot(error))
+                }
+            },
+            Source::Url(follower) => match follower.fetch() {
+                Ok(follow::Fetched::NotModified) => {
+                    self.last_pull_ok.store(unix_now(), Ordering::Relaxed);
+                    Ok(self.serial())
+                }
+                Ok(follow::Fetched::New { bytes, table }) => {
+                    let serial = self.swap_in(*table, follower.url());
+                    self.last_pull_ok.store(unix_now(), Ordering::Relaxed);
+                    follower.write_cache(&bytes);
+                    Ok(serial)
+                }
+                Err(error) => {
+                    self.counters
+                        .reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(ReloadError::Fetch(error))
+                }
+            },
+        }
+    }
+
+    /// Whether the snapshot is pulled from a control plane.
+    pub fn follows_url(&self) -> bool {
+        matches!(self.source, Source::Url(_))
+    }
+
+    pub fn serial(&self) -> u32 {
+        self.table.load().serial
+    }
+}
+
+/// Reload the snapshot on a blocking thread and log a rejection (SIGHUP
+/// and the file watcher both do this; the pull thread calls `reload`
+/// itself and logs by its own rules).
+pub async fn reload_logged(shared: &Arc<Shared>) {
+    let reloading = shared.clone();
+    match tokio::task::spawn_blocking(move || reloading.reload()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::error!(
+            %error,
+            serial = shared.serial(),
+            "snapshot rejected; still serving the previous one"
+        ),
+        Err(error) => tracing::error!(%error, "snapshot reload task failed"),
+    }
+}

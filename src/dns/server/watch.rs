@@ -1,0 +1,72 @@
+//! Watching the snapshot file (when the snapshot comes from a file) and
+//! the GeoIP database for a change, and reloading whichever changed.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::state::{Shared, Source, reload_logged};
+
+/// What identifies a version of the snapshot file: a rename gives a new
+/// inode, a rewrite a new modification time or length.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileVersion {
+    inode: u64,
+    length: u64,
+    modified: Option<SystemTime>,
+}
+
+fn file_version(path: &std::path::Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some(FileVersion {
+        inode: metadata.ino(),
+        length: metadata.len(),
+        modified: metadata.modified().ok(),
+    })
+}
+
+/// Poll the snapshot and GeoIP files and reload whichever changed. A bad
+/// file is logged once per change and the table in use keeps serving.
+pub(super) async fn watch_files(
+    shared: Arc<Shared>,
+    interval: Duration,
+    ready: std::sync::mpsc::Sender<()>,
+) {
+    let snapshot_path = match &shared.source {
+        Source::File(path) => Some(path.clone()),
+        Source::Url(_) => None,
+    };
+    let mut snapshot_seen = snapshot_path.as_deref().and_then(file_version);
+    let mut geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
+    // The files were just loaded: the first check is one interval away
+    // (tokio's plain `interval` would tick at once).
+    let period = interval.max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let _ = ready.send(());
+    drop(ready);
+    loop {
+        ticker.tick().await;
+        let current = snapshot_path.as_deref().and_then(file_version);
+        if current != snapshot_seen && current.is_some() {
+            // Let a writer that is not renaming into place finish.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            snapshot_seen = snapshot_path.as_deref().and_then(file_version);
+            reload_logged(&shared).await;
+        }
+        let current = shared.geoip_path.as_deref().and_then(file_version);
+        if current != geoip_seen && current.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
+            let reloading = shared.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload_geoip()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(
+                    %error,
+                    "GeoIP database rejected; still using the previous one"
+                ),
+                Err(error) => tracing::error!(%error, "GeoIP reload task failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The monitor wing: the monitoring agent (`timepool monitor`) and the
+//! SNTP it checks servers with.
+//!
+//! In dependency order, each module using only those above it (and the
+//! shared floor):
+//!
+//! - `ntp`: SNTP: the packet, the client check, the test responder;
+//! - `agent`: asks the control plane for servers, checks them, submits
+//!   the results in the monitor protocol (`shared::monitor_protocol`).
+//!
+//! Architecture invariant: imports only itself and `crate::shared`; talks
+//! to the control plane only over its HTTP API, never through its code.
+
+pub mod agent;
+pub mod ntp;
