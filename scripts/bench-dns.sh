@@ -8,6 +8,13 @@
 #                                         after the other, then the median
 #                                         of each figure (this machine's
 #                                         run-to-run noise is large)
+#   BENCH_BASELINE=/path/to/timepool ...  also run another timepool binary
+#                                         (an earlier build) the same way,
+#                                         right after this one in every
+#                                         round, and print the ratio: a
+#                                         before/after comparison that the
+#                                         machine's drift between runs
+#                                         cannot fake
 #
 # Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only.
 # For each: an uncapped run (queries/s, lost, latency, server CPU us per
@@ -19,6 +26,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${BENCH_SECONDS:-15}"
 rounds="${BENCH_ROUNDS:-1}"
+baseline="${BENCH_BASELINE:-}"
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+  echo "BENCH_BASELINE=$baseline is not an executable"; exit 1
+fi
 
 . scripts/packages.sh
 need dnsperf command -v dnsperf
@@ -164,6 +175,13 @@ echo "timepool RSS with 3000 servers and the GeoIP table: $(awk '/VmRSS/ {print 
 run_all timepool
 stop_server
 
+if [ -n "$baseline" ]; then
+  start_server baseline answers_pool "$baseline" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
+    --geoip "$geoip" --threads 1 --reload-interval 3600
+  run_all baseline
+  stop_server
+fi
+
 mkdir -p "$work/knot"
 cat > "$work/knot.conf" <<CONF
 server:
@@ -237,7 +255,8 @@ done
 # Each figure: the median over the rounds (the middle one; the lower
 # middle for an even count).
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-for name in timepool knot nsd null; do
+servers="timepool${baseline:+ baseline} knot nsd null"
+for name in $servers; do
   medians=""
   for column in $(seq "$columns"); do
     value=$(for round in $(seq "$rounds"); do cut -d' ' -f"$column" <<<"${result[$name,$round]}"; done | median)
@@ -248,7 +267,7 @@ done
 if [ "$rounds" -gt 1 ]; then
   echo "-- median of $rounds rounds"
   header
-  for name in timepool knot nsd null; do
+  for name in $servers; do
     read -ra values <<<"${result[$name]}"
     row "$name" "${values[@]}"
   done
@@ -262,6 +281,11 @@ echo "capped q/s ratios: timepool/knot $(ratio "$(field timepool 5)" "$(field kn
   "timepool/null $(ratio "$(field timepool 5)" "$(field null 5)")"
 echo "uncapped cpu us per query: timepool $(field timepool 4), knot $(field knot 4), nsd $(field nsd 4)," \
   "null $(field null 4); timepool - null = $(awk -v a="$(field timepool 4)" -v b="$(field null 4)" 'BEGIN { printf "%.2f", a - b }') us"
+if [ -n "$baseline" ]; then
+  echo "timepool/baseline: capped q/s $(ratio "$(field timepool 5)" "$(field baseline 5)")" \
+    "(each round: $(for round in $(seq "$rounds"); do ratio "$(cut -d' ' -f5 <<<"${result[timepool,$round]}")" "$(cut -d' ' -f5 <<<"${result[baseline,$round]}")"; echo; done | paste -sd/))," \
+    "uncapped cpu us per query $(field timepool 4) vs $(field baseline 4)"
+fi
 every_round() { # name, column: the values of all rounds, a/b/c
   for round in $(seq "$rounds"); do cut -d' ' -f"$2" <<<"${result[$1,$round]}"; done | paste -sd/
 }
