@@ -128,6 +128,10 @@ mod tests {
                 Some(continent)
             );
         }
+        assert_eq!(Continent::from_code(b"eu"), Some(Continent::Europe));
+        assert_eq!(Continent::from_code(b"XX"), None);
+        assert_eq!(Continent::from_code(b"EUR"), None);
+        assert_eq!(Continent::NorthAmerica.zone_name(), "north-america");
         assert_eq!(Continent::NorthAmerica.name(), "North America");
         assert_eq!(country_zone_label("gb"), "uk");
         assert_eq!(country_zone_label("de"), "de");
