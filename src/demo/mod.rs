@@ -13,6 +13,14 @@
 //! Time runs faster than in the pool: a monitor checks each server every
 //! few seconds instead of every 9 minutes (the web app's check schedule is
 //! a setting), so the healthy servers are in DNS within about two minutes.
+//!
+//! This file starts and stops the parts; `fixtures` is what is simulated,
+//! `seed` the data directory and database, `banner` what is printed.
+//!
+//! Architecture invariant: the one module that imports every wing, and
+//! nothing imports it. No shortcut around the pieces: scores come only from
+//! monitor results through the ingest API, DNS sees servers only through
+//! the published snapshot.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
