@@ -667,8 +667,11 @@ async fn invites_add_users_once_and_users_can_be_removed() {
     .await;
 }
 
-/// Seeds a monitor and a few checks for `address`, plus an overall score.
-async fn seed_scores(app: &TestApp, address: &str, overall: f64) -> i64 {
+/// Seeds a monitor and 30 checks for `address`, one a minute from an hour
+/// ago, plus an overall score with each. Returns the monitor and the first
+/// check's time (a test that filters by time counts from it, not from a
+/// second reading of the clock that may have moved on).
+async fn seed_scores(app: &TestApp, address: &str, overall: f64) -> (i64, i64) {
     let server = servers::get_by_address(&app.db, address)
         .await
         .expect("query")
@@ -706,7 +709,7 @@ async fn seed_scores(app: &TestApp, address: &str, overall: f64) -> i64 {
             .expect("score");
     }
     tx.commit().await.expect("commit");
-    monitor_id
+    (monitor_id, t0)
 }
 
 #[tokio::test]
@@ -716,7 +719,7 @@ async fn score_pages_csv_graph_and_api() {
         c.signup("sc@example.net").await;
         c.add_server("2a01:4f8::53", "de").await;
         c.add_server("8.8.8.8", "de").await;
-        let monitor_id = seed_scores(&app, "8.8.8.8", 15.0).await;
+        let (monitor_id, t0) = seed_scores(&app, "8.8.8.8", 15.0).await;
 
         let page = c.get("/scores/8.8.8.8").await;
         page.assert(
@@ -760,7 +763,7 @@ async fn score_pages_csv_graph_and_api() {
             ))
             .await;
         assert_eq!(by_monitor.body.lines().count(), 31);
-        let since = now() - 3600 + 25 * 60;
+        let since = t0 + 25 * 60;
         let recent = c
             .get(&format!("/scores/8.8.8.8/log?since={since}&limit=20000"))
             .await;
