@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::json;
 use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::cookie::CookieSecrets;
 use timepool::dns::wire::Query;
 use timepool::dns::zone::ZoneTable;
 
@@ -97,10 +98,13 @@ fn benchmarks(c: &mut Criterion) {
     let table = pool_table(1000);
     let config = AnswerConfig::default();
     let geo = geo_table();
+    let cookies = CookieSecrets::single([7; 16]);
     let ctx = Context {
         table: &table,
         geo: &geo,
         config: &config,
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let client = Client {
         source: "85.10.1.7".parse().unwrap(),
@@ -120,10 +124,13 @@ fn benchmarks(c: &mut Criterion) {
     });
     // The same over 3 000 servers (issue: GeoDNS speed, "3 000 servers").
     let big_table = pool_table(3000);
+    let cookies = CookieSecrets::single([7; 16]);
     let big_ctx = Context {
         table: &big_table,
         geo: &geo,
         config: &config,
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let from_germany = query("pool.ntp.org", 1, Some(([85, 214, 132], 24)));
     group.bench_function("answer pool.ntp.org A with ECS, 4 of 3000 weighted", |b| {

@@ -10,6 +10,7 @@
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::cookie::CookieSecrets;
 
 fn query(name: &str, qtype: u16, ecs: Option<([u8; 3], u8)>) -> Vec<u8> {
     let mut packet = vec![
@@ -55,10 +56,13 @@ fn main() {
     };
     let geo = timepool::shared::geo::GeoTable::open(&geo_path).expect("GeoIP");
     let config = AnswerConfig::default();
+    let cookies = CookieSecrets::single([7; 16]);
     let ctx = Context {
         table: &table,
         geo: &geo,
         config: &config,
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let client = Client {
         source: "85.10.1.7".parse().unwrap(),

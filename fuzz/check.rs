@@ -1,15 +1,22 @@
 //! The property the fuzz target checks, shared with `cargo test` (which
 //! replays the corpus through it): any bytes in, and either no response or
 //! a response that fits its size limit, keeps the query's ID, and parses
-//! completely with the `domain` crate.
+//! completely with the `domain` crate. Some inputs go through the rate
+//! limited path (a limiter of one response per second, slip 2), so slipped
+//! (TC or BADCOOKIE) and dropped responses are covered too.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use domain::base::{Message, ParsedName};
 use domain::rdata::AllRecordData;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::answer::{
+    AnswerConfig, Client, Context, RateLimit, Transport, respond_rate_limited, respond_with_outcome,
+};
+use timepool::dns::cookie::CookieSecrets;
+use timepool::dns::rrl::{RateLimiter, RrlSettings};
 use timepool::dns::wire::edns::NsidOption;
 use timepool::dns::zone::ZoneTable;
 use timepool::shared::geo::GeoTable;
@@ -42,8 +49,22 @@ fn config() -> &'static AnswerConfig {
     })
 }
 
-/// The first byte picks the transport and the client's address; the rest
-/// is the packet.
+thread_local! {
+    static LIMITER: RefCell<RateLimiter> = RefCell::new(RateLimiter::new(
+        &RrlSettings {
+            rate: 1,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 64,
+            exempt: Vec::new(),
+        },
+        1,
+    ));
+}
+
+/// The first byte picks the transport, the client's address and whether
+/// UDP is rate limited; the rest is the packet.
 pub fn check(data: &[u8]) {
     let Some((&selector, packet)) = data.split_first() else {
         return;
@@ -58,17 +79,35 @@ pub fn check(data: &[u8]) {
     } else {
         std::net::IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(selector)])
     };
+    let cookies = CookieSecrets::single([7; 16]);
     let ctx = Context {
         table: table(),
         geo: geo(),
         config: config(),
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let client = Client { source, transport };
     let mut rng = SmallRng::seed_from_u64(u64::from(selector));
     let mut out = [0u8; 16 * 1024];
-    let Some(length) = respond(&ctx, packet, client, &mut rng, &mut out) else {
+    let answered = if transport == Transport::Udp && selector & 4 != 0 {
+        LIMITER.with_borrow_mut(|limiter| {
+            let limit = RateLimit {
+                limiter,
+                now_ms: u32::from(selector) * 100,
+            };
+            respond_rate_limited(&ctx, packet, client, &mut rng, &mut out, limit)
+        })
+    } else {
+        respond_with_outcome(&ctx, packet, client, &mut rng, &mut out)
+    };
+    let Some((length, _)) = answered else {
         return;
     };
+    if length == 0 {
+        // Dropped by the rate limiter.
+        return;
+    }
     let limit = match transport {
         Transport::Udp => usize::from(config().edns_max_payload),
         Transport::Tcp => out.len(),

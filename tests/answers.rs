@@ -10,8 +10,13 @@ use std::net::IpAddr;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
+use domain::base::opt::cookie::{ClientCookie, Cookie as DomainCookie, ServerCookie};
 use support::{Ask, Reply, parse_reply, query};
-use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::answer::{
+    AnswerConfig, Client, Context, Limited, RateLimit, Transport, respond, respond_rate_limited,
+};
+use timepool::dns::cookie::CookieSecrets;
+use timepool::dns::rrl::{RateLimiter, RrlSettings};
 use timepool::dns::wire::edns::NsidOption;
 use timepool::dns::zone::ZoneTable;
 
@@ -61,10 +66,13 @@ fn run(
 ) -> Reply {
     let packet = query(name, qtype, ask);
     let geo = timepool::shared::geo::GeoTable::empty();
+    let cookies = CookieSecrets::single([7; 16]);
     let ctx = Context {
         table,
         geo: &geo,
         config,
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let client = Client {
         source: "198.51.100.7".parse().unwrap(),
@@ -260,6 +268,8 @@ fn answers_follow_the_rules() {
         case("ntp.org", A, refused()),
         case("pool.ntp.org.example", A, refused()),
         case("pool.ntp.org", AXFR, refused()),
+        // The node's status is for loopback only by default.
+        case("_status.pool.ntp.org", TXT, refused()),
     ]);
 }
 
@@ -387,6 +397,267 @@ fn edns_is_honoured() {
     let (source, scope, address) = edns.subnet.expect("ECS echoed");
     assert_eq!((source, scope), (56, 0));
     assert_eq!(address, "2001:db8:1:2300::".parse::<IpAddr>().unwrap());
+    // RFC 3225: the DO bit is copied, in answers and in errors alike.
+    for (name, version, rcode) in [
+        ("pool.ntp.org", 0, "NOERROR"),
+        ("nope.pool.ntp.org", 0, "NXDOMAIN"),
+        ("pool.ntp.org", 1, "BADVERS"),
+    ] {
+        for dnssec_ok in [true, false] {
+            let ask = Ask {
+                dnssec_ok,
+                edns_version: version,
+                nsid: true,
+                ..Ask::edns(1232)
+            };
+            let reply = udp(&table, &config, name, A, &ask, &mut rng);
+            assert_eq!(reply.rcode, rcode);
+            assert_eq!(
+                reply.edns.expect("OPT").dnssec_ok,
+                dnssec_ok,
+                "{name} {rcode}"
+            );
+        }
+    }
+}
+
+/// A UDP query from `source` through the rate-limited path.
+fn udp_limited(
+    ctx: &Context<'_>,
+    limiter: &mut RateLimiter,
+    source: &str,
+    ask: &Ask,
+    rng: &mut SmallRng,
+) -> Option<Reply> {
+    let client = Client {
+        source: source.parse().unwrap(),
+        transport: Transport::Udp,
+    };
+    let mut out = vec![0u8; 1232];
+    let limit = RateLimit {
+        limiter,
+        now_ms: 5_000,
+    };
+    let packet = query("pool.ntp.org", A, ask);
+    let (length, outcome) =
+        respond_rate_limited(ctx, &packet, client, rng, &mut out, limit).expect("an outcome");
+    if length == 0 {
+        assert_eq!(outcome.limited, Limited::Dropped);
+        return None;
+    }
+    Some(parse_reply(&out[..length]))
+}
+
+#[test]
+fn cookies_are_made_and_checked_and_a_valid_one_passes_the_rate_limit() {
+    let table = table();
+    let config = config();
+    let geo = timepool::shared::geo::GeoTable::empty();
+    let secret = [0x5a; 16];
+    let cookies = CookieSecrets::single(secret);
+    let now = 1_700_000_000;
+    let ctx = Context {
+        table: &table,
+        geo: &geo,
+        config: &config,
+        cookies: &cookies,
+        now,
+    };
+    let mut rng = SmallRng::seed_from_u64(11);
+    let source = "198.51.100.7";
+    // Rate 1, every limited response slips.
+    let mut limiter = RateLimiter::new(
+        &RrlSettings {
+            rate: 1,
+            slip: 1,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 64,
+            exempt: Vec::new(),
+        },
+        1,
+    );
+    let client_cookie = *b"clientck";
+    let first = Ask {
+        cookie: Some((client_cookie, Vec::new())),
+        ..Ask::edns(1232)
+    };
+    // A first query: answered, with a server cookie that `domain` (another
+    // implementation of RFC 9018) accepts for this client and secret.
+    let reply = udp_limited(&ctx, &mut limiter, source, &first, &mut rng).expect("answered");
+    assert_eq!((reply.rcode.as_str(), reply.answer.len()), ("NOERROR", 4));
+    let (echoed, server) = reply.edns.expect("OPT").cookie.expect("a cookie back");
+    assert_eq!(echoed, client_cookie);
+    assert_eq!(server.len(), 16);
+    let parsed = DomainCookie::new(
+        ClientCookie::from(client_cookie),
+        Some(ServerCookie::from_octets(&server)),
+    );
+    assert!(parsed.check_server_hash(source.parse().unwrap(), &secret, |_| true));
+    // Over the rate now: without a cookie, TC and nothing else.
+    let plain = udp_limited(&ctx, &mut limiter, source, &Ask::edns(1232), &mut rng).expect("slip");
+    assert!(
+        plain.tc && plain.answer.is_empty() && plain.rcode == "NOERROR",
+        "{plain:#?}"
+    );
+    // With a client cookie alone, or a bad server cookie: BADCOOKIE with a
+    // fresh server cookie, so the client can come back with it.
+    let mut bad = server.clone();
+    bad[15] ^= 1;
+    for ask in [
+        first.clone(),
+        Ask {
+            cookie: Some((client_cookie, bad)),
+            ..Ask::edns(1232)
+        },
+    ] {
+        let reply = udp_limited(&ctx, &mut limiter, source, &ask, &mut rng).expect("slip");
+        assert_eq!(reply.rcode, "BADCOOKIE");
+        assert!(reply.answer.is_empty() && !reply.tc);
+        assert_eq!(reply.edns.expect("OPT").cookie.expect("cookie").1, server);
+    }
+    // With the server cookie it was given: answered in full, every time.
+    let good = Ask {
+        cookie: Some((client_cookie, server.clone())),
+        ..Ask::edns(1232)
+    };
+    for _ in 0..20 {
+        let reply = udp_limited(&ctx, &mut limiter, source, &good, &mut rng).expect("answered");
+        assert_eq!((reply.rcode.as_str(), reply.answer.len()), ("NOERROR", 4));
+    }
+    // Its cookie is good for this client only.
+    let elsewhere = udp_limited(&ctx, &mut limiter, "198.51.100.99", &good, &mut rng);
+    assert_eq!(elsewhere.expect("slip").rcode, "BADCOOKIE");
+    // A bad server cookie under the rate is answered normally (RFC 7873
+    // section 5.2.4: treated as a client cookie alone).
+    let reply = udp(
+        &table,
+        &config,
+        "pool.ntp.org",
+        A,
+        &Ask {
+            cookie: Some((client_cookie, vec![1; 16])),
+            ..Ask::edns(1232)
+        },
+        &mut rng,
+    );
+    assert_eq!((reply.rcode.as_str(), reply.answer.len()), ("NOERROR", 4));
+    // With slip 0 a limited query gets nothing at all.
+    let mut silent = RateLimiter::new(
+        &RrlSettings {
+            rate: 1,
+            slip: 0,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 64,
+            exempt: Vec::new(),
+        },
+        1,
+    );
+    assert!(udp_limited(&ctx, &mut silent, source, &Ask::default(), &mut rng).is_some());
+    assert!(udp_limited(&ctx, &mut silent, source, &Ask::default(), &mut rng).is_none());
+}
+
+#[test]
+fn status_is_answered_to_loopback_or_when_made_public() {
+    let table = table();
+    let geo = timepool::shared::geo::GeoTable::empty();
+    let cookies = CookieSecrets::single([7; 16]);
+    let mut rng = SmallRng::seed_from_u64(5);
+    let ask = |config: &AnswerConfig, source: &str| {
+        let ctx = Context {
+            table: &table,
+            geo: &geo,
+            config,
+            cookies: &cookies,
+            now: u32::try_from(table.compiled_at + 42).unwrap(),
+        };
+        let client = Client {
+            source: source.parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let mut out = vec![0u8; 1232];
+        let packet = query("_status.pool.ntp.org", TXT, &Ask::default());
+        let length = respond(
+            &ctx,
+            &packet,
+            client,
+            &mut SmallRng::seed_from_u64(1),
+            &mut out,
+        )
+        .expect("a response");
+        parse_reply(&out[..length])
+    };
+    let config = AnswerConfig {
+        started_at: table.compiled_at - 100,
+        ..config()
+    };
+    for source in ["127.0.0.1", "::1"] {
+        let reply = ask(&config, source);
+        assert_eq!(reply.rcode, "NOERROR");
+        assert_eq!(
+            reply.answer_data(),
+            vec![format!(
+                "\"version timepool {}\" \"node ns1.test\" \"snapshot serial 1 loaded 42s ago\" \"uptime 142s\"",
+                env!("CARGO_PKG_VERSION")
+            )]
+        );
+        assert_eq!(reply.answer[0].ttl, 0);
+    }
+    assert_eq!(ask(&config, "198.51.100.7").rcode, "REFUSED");
+    let public = AnswerConfig {
+        public_debug: true,
+        ..config.clone()
+    };
+    assert_eq!(ask(&public, "198.51.100.7").rcode, "NOERROR");
+    let _ = &mut rng;
+}
+
+#[test]
+fn a_zone_without_servers_answers_every_name_from_its_parents() {
+    // `aq` with no servers and no numbered lists, under `antarctica`
+    // (whose lists are empty too): every name answers from `@`.
+    let mut document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(support::example_snapshot()).unwrap()).unwrap();
+    document["zones"]["aq"] = serde_json::json!({"parent": "antarctica", "servers": []});
+    document["zones"]["antarctica"] = serde_json::json!({"parent": "@", "servers": []});
+    let bytes = serde_json::to_vec(&document).unwrap();
+    let table = timepool::dns::zone::load_bytes(&bytes, "test").expect("valid");
+    let config = config();
+    let mut rng = SmallRng::seed_from_u64(8);
+    for name in [
+        "aq.pool.ntp.org",
+        "0.aq.pool.ntp.org",
+        "3.aq.pool.ntp.org",
+        "antarctica.pool.ntp.org",
+        "1.antarctica.pool.ntp.org",
+    ] {
+        let reply = udp(&table, &config, name, A, &Ask::default(), &mut rng);
+        assert_eq!(
+            (reply.rcode.as_str(), reply.answer.len()),
+            ("NOERROR", 4),
+            "{name}"
+        );
+    }
+    let reply = udp(
+        &table,
+        &config,
+        "2.aq.pool.ntp.org",
+        AAAA,
+        &Ask::default(),
+        &mut rng,
+    );
+    assert_eq!((reply.rcode.as_str(), reply.answer.len()), ("NOERROR", 4));
+    // Labels past the parents' stay unknown.
+    let reply = udp(
+        &table,
+        &config,
+        "4.aq.pool.ntp.org",
+        A,
+        &Ask::default(),
+        &mut rng,
+    );
+    assert_eq!(reply.rcode, "NXDOMAIN");
 }
 
 #[test]

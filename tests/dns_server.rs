@@ -21,6 +21,8 @@ fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
         pin_workers: false,
         snapshot: SnapshotSource::File(snapshot.to_path_buf()),
         metrics_listen: None,
+        cookie_secret_file: None,
+        rrl: None,
         geoip: None,
         reload_interval: Duration::from_millis(100),
         answer: AnswerConfig::default(),
@@ -28,10 +30,12 @@ fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
             batch: 32,
             recv_buffer: None,
             send_buffer: None,
+            ..UdpSettings::default()
         },
         tcp: TcpSettings {
             idle_timeout: Duration::from_secs(5),
             max_connections: 64,
+            ..TcpSettings::default()
         },
     }
 }
@@ -375,6 +379,8 @@ fn the_binary_serves_and_reloads_on_sighup() {
 fn a_thousand_concurrent_tcp_connections() {
     let mut settings = config(&support::example_snapshot(), &["127.0.0.1:0"]);
     settings.tcp.max_connections = 2000;
+    // All from 127.0.0.1: the per-client cap would stop them at 16.
+    settings.tcp.max_per_client = 2000;
     settings.tcp.idle_timeout = Duration::from_secs(2);
     let server = DnsServer::start(settings).expect("starts");
     let address = server.tcp_addresses()[0];

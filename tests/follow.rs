@@ -38,12 +38,16 @@ fn dns_config(url: &str, cache: PathBuf) -> DnsConfig {
             batch: 32,
             recv_buffer: None,
             send_buffer: None,
+            ..UdpSettings::default()
         },
         tcp: TcpSettings {
             idle_timeout: Duration::from_secs(5),
             max_connections: 64,
+            ..TcpSettings::default()
         },
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        cookie_secret_file: None,
+        rrl: None,
     }
 }
 

@@ -12,6 +12,7 @@ use rand::rngs::SmallRng;
 use serde_json::json;
 use support::{Ask, Reply, parse_reply, query};
 use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::cookie::CookieSecrets;
 use timepool::dns::zone::ZoneTable;
 use timepool::shared::geo::GeoTable;
 
@@ -132,10 +133,13 @@ fn ask(
     rng: &mut SmallRng,
 ) -> Reply {
     let config = AnswerConfig::default();
+    let cookies = CookieSecrets::single([7; 16]);
     let ctx = Context {
         table: &world.table,
         geo: &world.geo,
         config: &config,
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let client = Client {
         source: source.parse().unwrap(),
@@ -500,10 +504,13 @@ fn aaaa_everywhere_or_only_in_2_names() {
 fn malformed_ecs_is_formerr() {
     let world = world(false);
     let config = AnswerConfig::default();
+    let cookies = CookieSecrets::single([7; 16]);
     let ctx = Context {
         table: &world.table,
         geo: &world.geo,
         config: &config,
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let client = Client {
         source: "192.0.2.1".parse().unwrap(),

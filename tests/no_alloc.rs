@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use support::{Ask, query};
 use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+use timepool::dns::cookie::CookieSecrets;
 use timepool::dns::wire::edns::NsidOption;
 
 struct CountingAllocator;
@@ -93,10 +94,13 @@ fn the_answer_path_does_not_allocate() {
         "geo-test.mmdb",
     )
     .unwrap();
+    let cookies = CookieSecrets::single([7; 16]);
     let ctx = Context {
         table: &table,
         geo: &geo,
         config: &config,
+        cookies: &cookies,
+        now: 1_700_000_000,
     };
     let client = Client {
         source: "198.51.100.1".parse().unwrap(),

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use support::{Ask, query};
 use timepool::dns::answer::AnswerConfig;
+use timepool::dns::rrl::RrlSettings;
 use timepool::dns::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
 
 struct CountingAllocator;
@@ -63,35 +64,63 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn the_udp_worker_loop_does_not_allocate() {
+    // A wildcard address (destination addresses through IP_PKTINFO),
+    // response rate limiting on, DNS cookies checked and made.
     let config = DnsConfig {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        listen: vec!["0.0.0.0:0".parse().unwrap()],
         threads: 2,
         pin_workers: false,
         snapshot: timepool::dns::server::SnapshotSource::File(support::example_snapshot()),
         metrics_listen: None,
+        cookie_secret_file: None,
+        rrl: Some(RrlSettings {
+            rate: 200,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 4096,
+            exempt: vec!["192.0.2.0/24".parse().unwrap()],
+        }),
         geoip: Some(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb"),
         ),
         reload_interval: Duration::from_secs(3600),
         answer: AnswerConfig::default(),
-        udp: UdpSettings {
-            batch: 64,
-            recv_buffer: None,
-            send_buffer: None,
-        },
-        tcp: TcpSettings {
-            idle_timeout: Duration::from_secs(10),
-            max_connections: 16,
-        },
+        udp: UdpSettings::default(),
+        tcp: TcpSettings::default(),
     };
     let server = DnsServer::start(config).expect("starts");
-    let address = server.udp_addresses()[0];
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], server.udp_addresses()[0].port()).into();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.connect(address).unwrap();
+    let mut buffer = vec![0u8; 2048];
+    // A server cookie for this client, so that the main run is never
+    // rate limited (a valid cookie passes) and every query is answered.
+    let client_cookie = *b"noalloc!";
+    socket
+        .send(&query(
+            "pool.ntp.org",
+            1,
+            &Ask {
+                cookie: Some((client_cookie, Vec::new())),
+                ..Ask::edns(1232)
+            },
+        ))
+        .unwrap();
+    let length = socket.recv(&mut buffer).unwrap();
+    let reply = support::parse_reply(&buffer[..length]);
+    let server_cookie = reply.edns.expect("OPT").cookie.expect("a cookie").1;
+    let cookie = Some((client_cookie, server_cookie));
     let packets: Vec<Vec<u8>> = vec![
         query(
             "pool.ntp.org",
             1,
             &Ask {
                 subnet: Some((24, "85.214.1.0".parse().unwrap())),
+                cookie: cookie.clone(),
                 ..Ask::edns(1232)
             },
         ),
@@ -100,19 +129,44 @@ fn the_udp_worker_loop_does_not_allocate() {
             28,
             &Ask {
                 subnet: Some((48, "2a01:4f8:1::".parse().unwrap())),
+                cookie: cookie.clone(),
+                dnssec_ok: true,
                 ..Ask::edns(1232)
             },
         ),
-        query("de.pool.ntp.org", 1, &Ask::default()),
-        query("nope.pool.ntp.org", 1, &Ask::default()),
-        query("_country.pool.ntp.org", 16, &Ask::edns(1232)),
+        query(
+            "de.pool.ntp.org",
+            1,
+            &Ask {
+                cookie: cookie.clone(),
+                ..Ask::edns(1232)
+            },
+        ),
+        query(
+            "nope.pool.ntp.org",
+            1,
+            &Ask {
+                cookie: cookie.clone(),
+                ..Ask::edns(1232)
+            },
+        ),
+        query(
+            "_country.pool.ntp.org",
+            16,
+            &Ask {
+                cookie: cookie.clone(),
+                ..Ask::edns(1232)
+            },
+        ),
+        query(
+            "_status.pool.ntp.org",
+            16,
+            &Ask {
+                cookie: cookie.clone(),
+                ..Ask::edns(1232)
+            },
+        ),
     ];
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket.connect(address).unwrap();
-    let mut buffer = vec![0u8; 2048];
     // Warm up: first use of per-thread state (the worker's table guards).
     for packet in &packets {
         socket.send(packet).unwrap();
@@ -140,12 +194,38 @@ fn the_udp_worker_loop_does_not_allocate() {
             }
         }
     }
+    // A flood without cookies: answered, slipped and dropped by the rate
+    // limiter (whatever comes back is read, nothing waited for).
+    let plain = query("pool.ntp.org", 1, &Ask::default());
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut flood_replies = 0u32;
+    for _ in 0..50 {
+        for _ in 0..BURST {
+            socket.send(&plain).unwrap();
+        }
+        while socket.recv(&mut buffer).is_ok() {
+            flood_replies += 1;
+        }
+    }
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let metrics = timepool::dns::server::metrics::render(server.shared());
     server.shutdown();
     assert_eq!(answered, 20_000 + 100 * BURST as u32);
+    assert!(
+        flood_replies < 50 * BURST as u32,
+        "the flood was limited ({flood_replies} replies)"
+    );
+    for line in [
+        "timepool_dns_rrl_limited_total{action=\"slipped\"} 0",
+        "timepool_dns_rrl_limited_total{action=\"dropped\"} 0",
+    ] {
+        assert!(!metrics.contains(line), "{line}");
+    }
     assert_eq!(
         allocations, 0,
-        "allocations while serving 26 400 UDP queries"
+        "allocations while serving 29 600 UDP queries"
     );
 }

@@ -506,3 +506,123 @@ async fn snapshot_endpoint_etag_304_and_gzip() {
 async fn body_of(router: &axum::Router) -> Vec<u8> {
     get_snapshot(router, &[]).await.2
 }
+
+/// How many A records `name` gets from `table` (its rcode must be
+/// NOERROR).
+fn addresses_of(table: &timepool::dns::zone::ZoneTable, name: &str) -> usize {
+    use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
+    let geo = timepool::shared::geo::GeoTable::empty();
+    let config = AnswerConfig::default();
+    let cookies = timepool::dns::cookie::CookieSecrets::single([1; 16]);
+    let ctx = Context {
+        table,
+        geo: &geo,
+        config: &config,
+        cookies: &cookies,
+        now: 0,
+    };
+    let client = Client {
+        source: "198.51.100.1".parse().unwrap(),
+        transport: Transport::Udp,
+    };
+    let builder = domain::base::MessageBuilder::new_vec();
+    let mut question = builder.question();
+    let qname: domain::base::Name<Vec<u8>> = name.parse().expect("a name");
+    question
+        .push((qname, domain::base::iana::Rtype::A))
+        .expect("question");
+    let packet = question.finish();
+    let mut out = vec![0u8; 512];
+    let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(1);
+    let length = respond(&ctx, &packet, client, &mut rng, &mut out).expect("a response");
+    let reply = domain::base::Message::from_octets(out[..length].to_vec()).expect("parses");
+    assert_eq!(reply.header().rcode().to_string(), "NOERROR", "{name}");
+    reply.header_counts().ancount().into()
+}
+
+/// The pool names in a page: every `[0-9a-z.-]+.pool.example.org`.
+fn names_in(page: &str) -> BTreeSet<String> {
+    let suffix = ".pool.example.org";
+    let mut names = BTreeSet::new();
+    for (at, _) in page.match_indices(suffix) {
+        let start = page[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+            .map_or(0, |i| i + 1);
+        if start < at {
+            names.insert(format!("{}{suffix}", &page[start..at]));
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_name_the_site_advertises_answers() {
+    for_each_engine(false, |app| async move {
+        // One server in the whole pool: every other zone is empty.
+        let account = account(&app.db).await;
+        insert(&app.db, account, &healthy("192.0.2.1", "de")).await;
+        let state =
+            timepool::control::web::AppState::new(app.db.clone(), web_support::settings("", false));
+        build_and_publish(&app.db, &config(), &state.snapshot, now())
+            .await
+            .expect("published");
+        let published = state.snapshot.current().expect("a snapshot");
+        let table = timepool::dns::zone::load_bytes(&published.bytes, "published").expect("loads");
+        let mut client = app.client();
+        // Every zone with a page: the world, the continents, every country
+        // (the list on /api/v1/zones has only those with servers).
+        let mut zones = vec!["global".to_string()];
+        zones.extend(
+            timepool::shared::zones::Continent::ALL
+                .iter()
+                .map(|c| c.zone_name().to_string()),
+        );
+        zones.extend(
+            timepool::control::zone_tree::all_countries()
+                .iter()
+                .map(|c| c.zone.to_string()),
+        );
+        let listed: Value = serde_json::from_str(&client.get("/api/v1/zones").await.body).unwrap();
+        for row in listed["zones"].as_array().expect("zones") {
+            let zone = row["zone"].as_str().expect("zone").replace('@', "global");
+            assert!(zones.contains(&zone), "{zone} listed");
+        }
+        let mut checked = 0;
+        for zone in &zones {
+            let api: Value =
+                serde_json::from_str(&client.get(&format!("/api/v1/zones/{zone}")).await.body)
+                    .unwrap();
+            let names: Vec<&str> = api["names"]
+                .as_array()
+                .unwrap_or_else(|| panic!("names of {zone}: {api}"))
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(names.len(), 5, "{zone}: {names:?}");
+            for name in names {
+                assert!(addresses_of(&table, name) >= 1, "{name} has an address");
+                checked += 1;
+            }
+        }
+        // The zone pages show the same names, for a country without
+        // servers (Antarctica's `aq`) too; `gb` is `uk`'s alias.
+        for name in ["gb.pool.example.org", "0.gb.pool.example.org"] {
+            assert!(addresses_of(&table, name) >= 1, "{name}");
+        }
+        for page in [
+            "/zone/aq",
+            "/zone/antarctica",
+            "/zone/uk",
+            "/zone/de",
+            "/zone/@",
+        ] {
+            let names = names_in(&client.get(page).await.body);
+            assert!(!names.is_empty(), "names on {page}");
+            for name in names {
+                assert!(addresses_of(&table, &name) >= 1, "{name} on {page}");
+            }
+        }
+        assert!(checked > 1200, "{checked} names checked");
+    })
+    .await;
+}

@@ -36,7 +36,9 @@ use rand::rngs::SmallRng;
 use sha2::{Digest, Sha256};
 
 use crate::control::db::{Db, DbError, hex, snapshots};
-use crate::control::zone_rules::{self, EligibleServer, OriginSettings};
+use crate::control::zone_rules::{
+    self, AdvertisedZone, DocumentSettings, EligibleServer, OriginSettings,
+};
 use crate::control::zone_tree;
 use crate::shared::snapshot::{self, SnapshotError};
 use crate::shared::zones;
@@ -245,10 +247,20 @@ pub fn document(
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&digest[..8]);
     let mut rng = SmallRng::seed_from_u64(u64::from_le_bytes(seed));
-    let has_uk = inputs
-        .servers
+    // Every country the web app lists is in the snapshot, `uk` among them,
+    // so its names (and `gb`) answer even with no servers of its own.
+    let advertised: Vec<AdvertisedZone> = zone_tree::all_countries()
+        .into_iter()
+        .filter_map(|country| {
+            Some(AdvertisedZone {
+                name: country.zone.to_string(),
+                parent: country.parent?.to_string(),
+            })
+        })
+        .collect();
+    let has_uk = advertised
         .iter()
-        .any(|s| s.country.as_deref() == Some(zones::GREAT_BRITAIN_ZONE));
+        .any(|zone| zone.name == zones::GREAT_BRITAIN_ZONE);
     let mut aliases = BTreeMap::new();
     if let Some((alias, zone)) = zones::country_aliases(has_uk) {
         aliases.insert(alias.to_string(), zone.to_string());
@@ -256,14 +268,14 @@ pub fn document(
     for vendor in &inputs.vendors {
         aliases.insert(vendor.clone(), "@".to_string());
     }
-    zone_rules::build_document(
+    let settings = DocumentSettings {
         serial,
         generated,
         origins,
-        &inputs.servers,
-        &aliases,
-        &mut rng,
-    )
+        aliases: &aliases,
+        advertised: &advertised,
+    };
+    zone_rules::build_document(&settings, &inputs.servers, &mut rng)
 }
 
 /// SHA-256 hex of a document without `serial` and `generated`.

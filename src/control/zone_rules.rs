@@ -106,21 +106,49 @@ impl ZoneMembers {
     }
 }
 
-/// Build a snapshot document (format v1). `aliases` maps alias names to
-/// zone names (`gb` -> `uk`, vendor zones -> `@`). The caller validates it
-/// with `shared::snapshot::parse` before publishing.
+/// A zone the snapshot carries even with no servers, and its parent.
+#[derive(Clone, Debug)]
+pub struct AdvertisedZone {
+    pub name: String,
+    pub parent: String,
+}
+
+/// What a snapshot document is built from besides its servers.
+pub struct DocumentSettings<'a> {
+    pub serial: u32,
+    pub generated: &'a str,
+    pub origins: &'a [OriginSettings],
+    /// Alias names -> zone names (`gb` -> `uk`, vendor zones -> `@`).
+    pub aliases: &'a BTreeMap<String, String>,
+    /// Zones the pool advertises (every country the web app lists): each
+    /// is in the snapshot even with no servers, so its names answer (from
+    /// its parents) instead of NXDOMAIN. `@` and the continents always are.
+    pub advertised: &'a [AdvertisedZone],
+}
+
+/// Build a snapshot document (format v1). The caller validates it with
+/// `shared::snapshot::parse` before publishing.
 pub fn build_document<R: Rng + ?Sized>(
-    serial: u32,
-    generated: &str,
-    origins: &[OriginSettings],
+    settings: &DocumentSettings<'_>,
     servers: &[EligibleServer],
-    aliases: &BTreeMap<String, String>,
     rng: &mut R,
 ) -> Value {
+    let DocumentSettings {
+        serial,
+        generated,
+        origins,
+        aliases,
+        advertised,
+    } = *settings;
     let mut zones: BTreeMap<String, ZoneMembers> = BTreeMap::new();
     zones.insert("@".into(), ZoneMembers::under(None));
     for continent in Continent::ALL.map(Continent::zone_name) {
         zones.insert(continent.into(), ZoneMembers::under(Some("@".into())));
+    }
+    for zone in advertised {
+        zones
+            .entry(zone.name.clone())
+            .or_insert_with(|| ZoneMembers::under(Some(zone.parent.clone())));
     }
     for server in servers {
         let mut chain: Vec<(String, Option<String>)> = Vec::new();
@@ -169,7 +197,13 @@ pub fn build_document<R: Rng + ?Sized>(
             .collect();
         let mut all = v4;
         all.extend(v6);
-        let mut zone = json!({"servers": all, "numbered": numbered});
+        // A zone with no servers needs no numbered lists: its numbered
+        // names answer from its parents' (zones/README.md, "Names").
+        let mut zone = if all.is_empty() {
+            json!({"servers": all})
+        } else {
+            json!({"servers": all, "numbered": numbered})
+        };
         if let Some(parent) = parent {
             zone["parent"] = json!(parent);
         }
@@ -252,13 +286,27 @@ mod tests {
         )];
         let aliases = BTreeMap::from([("gb".to_string(), "uk".to_string())]);
         let mut rng = SmallRng::seed_from_u64(1);
-        let mut document = build_document(7, "test", &origins, &servers, &aliases, &mut rng);
-        // `uk` must exist for the alias to validate.
-        document["zones"]["uk"] = json!({"parent": "europe", "servers": []});
+        let settings = DocumentSettings {
+            serial: 7,
+            generated: "test",
+            origins: &origins,
+            aliases: &aliases,
+            // `uk` must exist for the alias to validate.
+            advertised: &[AdvertisedZone {
+                name: "uk".into(),
+                parent: "europe".into(),
+            }],
+        };
+        let document = build_document(&settings, &servers, &mut rng);
         for zone in ["de", "europe", "@"] {
             assert_eq!(document["zones"][zone]["servers"], json!([1, 2]), "{zone}");
         }
         assert_eq!(document["zones"]["de"]["parent"], json!("europe"));
+        assert_eq!(
+            document["zones"]["uk"],
+            json!({"parent": "europe", "servers": []}),
+            "an advertised zone without servers is there, without numbered lists"
+        );
         let spec = crate::shared::snapshot::parse(&serde_json::to_vec(&document).unwrap(), "built")
             .expect("a valid snapshot");
         assert_eq!(spec.serial, 7);

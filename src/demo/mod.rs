@@ -293,12 +293,16 @@ impl Demo {
                 batch: 64,
                 recv_buffer: None,
                 send_buffer: None,
+                ..UdpSettings::default()
             },
             tcp: TcpSettings {
                 idle_timeout: Duration::from_secs(10),
                 max_connections: 1000,
+                ..TcpSettings::default()
             },
             metrics_listen: config.dns_metrics_listen,
+            cookie_secret_file: None,
+            rrl: None,
         })
         .map_err(|e| {
             format!(

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::dns::answer::AnswerConfig;
+use crate::dns::rrl::{Prefix, RrlSettings};
 use crate::dns::server::{
     DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings, reload_logged,
 };
@@ -84,6 +85,55 @@ pub struct DnsArgs {
     /// TCP connections served at once.
     #[arg(long, default_value_t = 4096)]
     pub tcp_max_connections: usize,
+    /// TCP connections served at once from one client (an IPv4 address, an
+    /// IPv6 /64), so that one client cannot hold every slot.
+    #[arg(long, default_value_t = 16)]
+    pub tcp_max_per_client: usize,
+    /// Close a TCP connection after this many seconds, however busy.
+    #[arg(long, default_value_t = 120.0)]
+    pub tcp_max_lifetime: f64,
+    /// Close a TCP connection after answering this many queries.
+    #[arg(long, default_value_t = 1000)]
+    pub tcp_max_queries: u32,
+    /// Bind listen addresses this host does not have yet (IP_FREEBIND),
+    /// e.g. an anycast address configured after the daemon starts.
+    #[arg(long)]
+    pub freebind: bool,
+    /// Response rate limiting for UDP: responses per second allowed per
+    /// client prefix (unset: off). Over it, every --rrl-slip-th response is
+    /// sent truncated and the others are dropped; TCP is never limited, nor
+    /// is a query with a valid DNS cookie.
+    #[arg(long, env = "TIMEPOOL_RRL_RATE")]
+    pub rrl_rate: Option<u32>,
+    /// With --rrl-rate: every K-th limited response is sent truncated (TC,
+    /// no answers; BADCOOKIE to a client that sent a cookie), so a real
+    /// client can retry; 0 drops them all.
+    #[arg(long, default_value_t = 2)]
+    pub rrl_slip: u32,
+    /// With --rrl-rate: the prefix length of an IPv4 client.
+    #[arg(long, default_value_t = 24)]
+    pub rrl_ipv4_prefix: u8,
+    /// With --rrl-rate: the prefix length of an IPv6 client (at most 64).
+    #[arg(long, default_value_t = 56)]
+    pub rrl_ipv6_prefix: u8,
+    /// With --rrl-rate: client prefixes tracked per UDP worker (16 bytes
+    /// each, allocated at start).
+    #[arg(long, default_value_t = 65536)]
+    pub rrl_table_size: usize,
+    /// With --rrl-rate: prefixes never limited (comma-separated, e.g.
+    /// 192.0.2.0/24,2001:db8::/32).
+    #[arg(long, value_delimiter = ',')]
+    pub rrl_exempt: Vec<Prefix>,
+    /// DNS cookie secrets (RFC 7873/9018): one secret of 32 hex digits per
+    /// line, the current one first, optionally the previous one second
+    /// (accepted during a rotation). Every node of an anycast site shares
+    /// it; reloaded when it changes. Unset: a random secret per process.
+    #[arg(long, env = "TIMEPOOL_COOKIE_SECRET_FILE")]
+    pub cookie_secret_file: Option<PathBuf>,
+    /// Answer `_status.<origin>` TXT (version, node, snapshot, uptime) to
+    /// every client, not only to loopback.
+    #[arg(long)]
+    pub public_debug: bool,
     /// Answer to CH TXT id.server and hostname.bind (unset: REFUSED).
     #[arg(long, env = "TIMEPOOL_IDENTITY")]
     pub identity: Option<String>,
@@ -196,7 +246,20 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
         (Some(file), None) => SnapshotSource::File(file),
         (None, None) => return Err("give --snapshot FILE or --snapshot-url URL".into()),
     };
+    let rrl = args.rrl_rate.map(|rate| RrlSettings {
+        rate,
+        slip: args.rrl_slip,
+        ipv4_prefix: args.rrl_ipv4_prefix,
+        ipv6_prefix: args.rrl_ipv6_prefix,
+        table_size: args.rrl_table_size,
+        exempt: args.rrl_exempt,
+    });
+    if let Some(rrl) = &rrl {
+        rrl.validate()?;
+    }
     Ok(DnsConfig {
+        cookie_secret_file: args.cookie_secret_file,
+        rrl,
         metrics_listen: args.metrics_listen,
         listen: args.listen,
         threads,
@@ -213,15 +276,21 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
                 .transpose()?,
             edns_min_payload: args.edns_min_payload,
             edns_max_payload: args.edns_max_payload,
+            public_debug: args.public_debug,
+            started_at: 0,
         },
         udp: UdpSettings {
             batch: args.batch,
             recv_buffer: args.udp_recv_buffer,
             send_buffer: args.udp_send_buffer,
+            freebind: args.freebind,
         },
         tcp: TcpSettings {
             idle_timeout: seconds(args.tcp_idle_timeout, "--tcp-idle-timeout")?,
             max_connections: args.tcp_max_connections.max(1),
+            max_per_client: args.tcp_max_per_client.max(1),
+            max_lifetime: seconds(args.tcp_max_lifetime, "--tcp-max-lifetime")?,
+            max_queries: args.tcp_max_queries.max(1),
         },
     })
 }

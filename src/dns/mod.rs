@@ -7,6 +7,8 @@
 //!   encoded at load, the OPT record);
 //! - `select`: weighted random sampling of servers;
 //! - `zone`: the compiled, immutable zone table (from a snapshot spec);
+//! - `cookie`: DNS cookies (RFC 7873, server cookies as in RFC 9018);
+//! - `rrl`: response rate limiting, a token bucket per client prefix;
 //! - `answer`: query bytes in, response bytes out;
 //! - `server`: sockets, threads, reloads, metrics;
 //! - `cli`: the `dns` and `check-snapshot` commands.
@@ -18,6 +20,8 @@
 
 pub mod answer;
 pub mod cli;
+pub mod cookie;
+pub mod rrl;
 pub mod select;
 pub mod server;
 pub mod wire;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use domain::base::iana::{Class, Rtype};
 use domain::base::opt::AllOptData;
+use domain::base::opt::cookie::{ClientCookie, Cookie, ServerCookie};
 use domain::base::{Message, MessageBuilder, Name, ParsedName};
 use domain::rdata::AllRecordData;
 
@@ -23,6 +24,11 @@ pub struct Ask {
     /// (source prefix, address)
     pub subnet: Option<(u8, IpAddr)>,
     pub id: u16,
+    /// The DO bit (RFC 3225).
+    pub dnssec_ok: bool,
+    /// A COOKIE option: the client cookie and the server cookie sent back
+    /// (empty for a first query).
+    pub cookie: Option<([u8; 8], Vec<u8>)>,
 }
 
 impl Ask {
@@ -54,6 +60,11 @@ pub fn query(name: &str, rtype: u16, ask: &Ask) -> Vec<u8> {
             .opt(|opt| {
                 opt.set_udp_payload_size(size);
                 opt.set_version(ask.edns_version);
+                opt.set_dnssec_ok(ask.dnssec_ok);
+                if let Some((client, server)) = &ask.cookie {
+                    let server = (!server.is_empty()).then(|| ServerCookie::from_octets(server));
+                    opt.cookie(Cookie::new(ClientCookie::from(*client), server))?;
+                }
                 if ask.nsid {
                     opt.client_nsid()?;
                 }
@@ -100,6 +111,9 @@ pub struct EdnsReply {
     pub nsid: Option<Vec<u8>>,
     /// (family, source prefix, scope prefix, address)
     pub subnet: Option<(u8, u8, IpAddr)>,
+    pub dnssec_ok: bool,
+    /// The COOKIE option: client cookie and server cookie.
+    pub cookie: Option<([u8; 8], Vec<u8>)>,
 }
 
 impl Reply {
@@ -142,6 +156,7 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
     let edns = message.opt().map(|opt| {
         let mut nsid = None;
         let mut subnet = None;
+        let mut cookie = None;
         for option in opt.opt().iter::<AllOptData<_, _>>() {
             match option.expect("domain parses the option") {
                 AllOptData::Nsid(value) => nsid = Some(value.as_slice().to_vec()),
@@ -152,6 +167,10 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
                         value.addr(),
                     ))
                 }
+                AllOptData::Cookie(value) => {
+                    let server = value.server().map_or(Vec::new(), |s| s.as_ref().to_vec());
+                    cookie = Some((value.client().into_octets(), server));
+                }
                 _ => {}
             }
         }
@@ -160,6 +179,8 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
             version: opt.version(),
             nsid,
             subnet,
+            dnssec_ok: opt.dnssec_ok(),
+            cookie,
         }
     });
     Reply {

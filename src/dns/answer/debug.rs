@@ -1,7 +1,8 @@
 //! The answers that say something about the server rather than the pool:
-//! CH TXT `id.server` and `version.server` (RFC 4892), and the debug name
-//! `_country.<origin>`, which tells a client how it was located. Written
-//! on the stack like every other answer: no allocation.
+//! CH TXT `id.server` and `version.server` (RFC 4892), the debug name
+//! `_country.<origin>`, which tells a client how it was located, and
+//! `_status.<origin>`, a node's health at a glance. Written on the stack
+//! like every other answer: no allocation.
 
 use std::fmt::Write as _;
 
@@ -9,7 +10,7 @@ use crate::dns::wire::writer::Section;
 use crate::dns::wire::{HEADER_LEN, MessageWriter, NoSpace, Query, class, rcode, rtype};
 use crate::dns::zone::{Family, ZoneTable};
 
-use super::{Answer, AnswerConfig, Location, target_zone};
+use super::{Answer, AnswerConfig, Context, Location, target_zone};
 
 /// CH TXT `id.server`, `hostname.bind`, `version.server`, `version.bind`
 /// (RFC 4892). Anything else in class CH is refused.
@@ -123,6 +124,42 @@ pub(super) fn write_country_debug(
     Ok(())
 }
 
+/// `_status.<origin>` TXT (TTL 0, never cached): what runs here and what
+/// it serves: the version, the node's name (`--identity`, else the NSID),
+/// the snapshot's serial and how long ago it was loaded, the uptime.
+pub(super) fn write_status(
+    writer: &mut MessageWriter<'_>,
+    ctx: &Context<'_>,
+) -> Result<(), NoSpace> {
+    writer.push_pointer(HEADER_LEN as u16)?;
+    let rdlength_at = writer.begin_record(rtype::TXT, class::IN, 0)?;
+    let now = u64::from(ctx.now);
+    let mut text = StackText::new();
+    let _ = write!(text, "version timepool {}", env!("CARGO_PKG_VERSION"));
+    write_character_strings(writer, text.as_bytes())?;
+    text.clear();
+    let config = ctx.config;
+    let name = (config.identity.as_deref())
+        .or(config.nsid.as_ref().map(|nsid| nsid.value()))
+        .unwrap_or(b"unnamed");
+    let _ = text.write_str("node ");
+    text.push_bytes(name);
+    write_character_strings(writer, text.as_bytes())?;
+    text.clear();
+    let _ = write!(
+        text,
+        "snapshot serial {} loaded {}s ago",
+        ctx.table.serial,
+        now.saturating_sub(ctx.table.compiled_at)
+    );
+    write_character_strings(writer, text.as_bytes())?;
+    text.clear();
+    let _ = write!(text, "uptime {}s", now.saturating_sub(config.started_at));
+    write_character_strings(writer, text.as_bytes())?;
+    writer.end_record(Section::Answer, rdlength_at);
+    Ok(())
+}
+
 /// A short text formatted on the stack (the debug answers are built
 /// without touching the heap like every other answer).
 struct StackText {
@@ -144,6 +181,14 @@ impl StackText {
 
     fn clear(&mut self) {
         self.len = 0;
+    }
+
+    /// Append raw bytes (a name given on the command line), cut at the
+    /// room left.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        let take = bytes.len().min(self.bytes.len() - self.len);
+        self.bytes[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+        self.len += take;
     }
 }
 

@@ -20,8 +20,12 @@ use std::net::IpAddr;
 
 use rand::Rng;
 
+use crate::dns::cookie::{CookieCheck, CookieSecrets};
+use crate::dns::rrl::{RateLimiter, Verdict};
 use crate::dns::select::{Candidates, Picked};
-use crate::dns::wire::edns::{NsidOption, nsid_to_send, opt_record_len, write_opt};
+use crate::dns::wire::edns::{
+    CookieReply, NsidOption, ReplyOptions, nsid_to_send, opt_record_len, write_opt,
+};
 use crate::dns::wire::query::header_only_id;
 use crate::dns::wire::writer::Section;
 use crate::dns::wire::{
@@ -37,7 +41,8 @@ pub use locate::{Location, locate, target_zone};
 /// snapshot.
 #[derive(Clone, Debug)]
 pub struct AnswerConfig {
-    /// Answer to CH TXT `id.server` and `hostname.bind`.
+    /// Answer to CH TXT `id.server` and `hostname.bind`; the node's name
+    /// in `_status`.
     pub identity: Option<Box<[u8]>>,
     /// Answer to CH TXT `version.server` and `version.bind`.
     pub version: Option<Box<[u8]>>,
@@ -47,6 +52,10 @@ pub struct AnswerConfig {
     /// says below 512 means 512; 1232 avoids IP fragmentation).
     pub edns_min_payload: u16,
     pub edns_max_payload: u16,
+    /// Answer `_status` to every client, not only to loopback.
+    pub public_debug: bool,
+    /// When the daemon started (unix seconds), for `_status`.
+    pub started_at: u64,
 }
 
 impl Default for AnswerConfig {
@@ -57,6 +66,8 @@ impl Default for AnswerConfig {
             nsid: None,
             edns_min_payload: 512,
             edns_max_payload: 1232,
+            public_debug: false,
+            started_at: 0,
         }
     }
 }
@@ -76,12 +87,22 @@ pub struct Client {
 }
 
 /// What an answer needs besides the query: the zone table and GeoIP table
-/// of this batch, and the daemon's settings.
+/// of this batch, the cookie secrets, the time, and the daemon's settings.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub table: &'a ZoneTable,
     pub geo: &'a GeoTable,
     pub config: &'a AnswerConfig,
+    pub cookies: &'a CookieSecrets,
+    /// Unix seconds (the server cookies' timestamps, `_status`), read
+    /// once per batch.
+    pub now: u32,
+}
+
+/// A UDP worker's rate limiter and the time of this batch on its clock.
+pub struct RateLimit<'a> {
+    pub limiter: &'a mut RateLimiter,
+    pub now_ms: u32,
 }
 
 /// The outcome of one query, for counters and logs. Plain values, no
@@ -97,9 +118,26 @@ pub struct Outcome {
     pub ecs_present: bool,
     /// The answer was located from the ECS address (public, prefix > 0).
     pub ecs_used: bool,
+    /// What the query's COOKIE option proved.
+    pub cookie: CookieCheck,
+    /// What response rate limiting did with it.
+    pub limited: Limited,
     /// The servers handed out (indexes into the table's server list);
     /// empty when the response carries none (or was truncated).
     pub handed_out: Picked,
+}
+
+/// What response rate limiting did with a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limited {
+    /// Not limited (within the rate, exempt, a valid cookie, TCP, or RRL
+    /// off).
+    No,
+    /// Over the rate: answered truncated, or BADCOOKIE when it had a
+    /// client cookie, so a real client can come back.
+    Slipped,
+    /// Over the rate: no response (the returned length is 0).
+    Dropped,
 }
 
 impl Outcome {
@@ -111,6 +149,8 @@ impl Outcome {
             name_kind: NameKind::None,
             ecs_present: false,
             ecs_used: false,
+            cookie: CookieCheck::None,
+            limited: Limited::No,
             handed_out: Picked::new(),
         }
     }
@@ -125,7 +165,7 @@ pub enum NameKind {
     Geo,
     /// An explicit zone: `de`, `europe`, `N.de`, `gb`.
     Zone,
-    /// `_country`, the debug name.
+    /// `_country` and `_status`, the debug names.
     Debug,
     /// A name under an origin that does not exist (NXDOMAIN).
     Unknown,
@@ -179,6 +219,33 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
     rng: &mut R,
     out: &mut [u8],
 ) -> Option<(usize, Outcome)> {
+    respond_inner(ctx, packet, client, rng, out, None)
+}
+
+/// [`respond_with_outcome`] for a UDP query under response rate limiting:
+/// a client whose prefix is over the rate gets a truncated response
+/// (every `slip`-th) or none (length 0, [`Limited::Dropped`]), unless its
+/// query carries a valid server cookie. The limit is checked before the
+/// answer is worked out, so a flood costs a parse and a table probe.
+pub fn respond_rate_limited<R: Rng + ?Sized>(
+    ctx: &Context<'_>,
+    packet: &[u8],
+    client: Client,
+    rng: &mut R,
+    out: &mut [u8],
+    limit: RateLimit<'_>,
+) -> Option<(usize, Outcome)> {
+    respond_inner(ctx, packet, client, rng, out, Some(limit))
+}
+
+fn respond_inner<R: Rng + ?Sized>(
+    ctx: &Context<'_>,
+    packet: &[u8],
+    client: Client,
+    rng: &mut R,
+    out: &mut [u8],
+    rate_limit: Option<RateLimit<'_>>,
+) -> Option<(usize, Outcome)> {
     let query = match Query::parse(packet) {
         Ok(query) => query,
         Err(ParseError::NoHeader | ParseError::IsResponse) => return None,
@@ -193,6 +260,46 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
                 .clamp(ctx.config.edns_min_payload, ctx.config.edns_max_payload),
         ),
     };
+    // RFC 7873 section 5.2: a query with a client cookie gets a fresh
+    // server cookie back in every response, whatever it brought.
+    let client_cookie = query.edns.and_then(|edns| edns.cookie);
+    let cookie_check = match &client_cookie {
+        Some(cookie) => (ctx.cookies).check(
+            &cookie.client,
+            query.server_cookie(),
+            client.source,
+            ctx.now,
+        ),
+        None => CookieCheck::None,
+    };
+    let cookie_reply = client_cookie.map(|cookie| {
+        let server = (ctx.cookies).server_cookie(&cookie.client, client.source, ctx.now);
+        CookieReply::new(&cookie.client, &server)
+    });
+    let mut outcome = Outcome {
+        qtype: query.qtype,
+        ecs_present: query.edns.is_some_and(|e| e.client_subnet.is_some()),
+        cookie: cookie_check,
+        ..Outcome::bare(rcode::NOERROR)
+    };
+    // A valid server cookie proves the source address is not spoofed: no
+    // limit applies (RFC 7873 section 5.2.5).
+    if let Some(RateLimit { limiter, now_ms }) = rate_limit
+        && cookie_check != CookieCheck::Valid
+    {
+        match limiter.check(client.source, now_ms) {
+            Verdict::Answer => {}
+            Verdict::Drop => {
+                outcome.limited = Limited::Dropped;
+                return Some((0, outcome));
+            }
+            Verdict::Slip => {
+                outcome.limited = Limited::Slipped;
+                return slip(ctx, &query, limit, cookie_reply.as_ref(), outcome, out);
+            }
+        }
+    }
+
     let mut writer = MessageWriter::new(out, limit);
     let response_flags = flags::QR | (query.flags & (flags::RD | flags::CD));
     // A buffer too small for the header and question is a caller bug; the
@@ -204,16 +311,16 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
     if let Some(edns) = query.edns
         && edns.version != 0
     {
-        let outcome = Outcome {
-            qtype: query.qtype,
-            ..Outcome::bare(rcode::BADVERS)
+        outcome.rcode = rcode::BADVERS;
+        let options = ReplyOptions {
+            nsid: nsid_to_send(ctx.config.nsid.as_ref(), &query, &writer, limit),
+            cookie: cookie_reply.as_ref(),
         };
-        let nsid = nsid_to_send(ctx.config.nsid.as_ref(), &query, &writer, limit);
         write_opt(
             &mut writer,
             ctx.config.edns_max_payload,
             &query,
-            nsid,
+            options,
             rcode::BADVERS,
             0,
         )
@@ -221,8 +328,11 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
         return Some((writer.finish(), outcome));
     }
 
-    let nsid = nsid_to_send(ctx.config.nsid.as_ref(), &query, &writer, limit);
-    let opt_len = opt_record_len(&query, nsid);
+    let options = ReplyOptions {
+        nsid: nsid_to_send(ctx.config.nsid.as_ref(), &query, &writer, limit),
+        cookie: cookie_reply.as_ref(),
+    };
+    let opt_len = opt_record_len(&query, options.nsid);
     let full_limit = writer.reserve_tail(opt_len);
     let mut state = Answer {
         rcode: rcode::NOERROR,
@@ -251,21 +361,59 @@ pub fn respond_with_outcome<R: Rng + ?Sized>(
             &mut writer,
             ctx.config.edns_max_payload,
             &query,
-            nsid,
+            options,
             state.rcode,
             state.ecs_scope,
         )
         .ok()?;
     }
-    let outcome = Outcome {
-        rcode: state.rcode,
-        truncated,
-        qtype: query.qtype,
-        name_kind: state.name_kind,
-        ecs_present: query.edns.is_some_and(|e| e.client_subnet.is_some()),
-        ecs_used: state.ecs_used,
-        handed_out: state.handed_out,
+    outcome.rcode = state.rcode;
+    outcome.truncated = truncated;
+    outcome.name_kind = state.name_kind;
+    outcome.ecs_used = state.ecs_used;
+    outcome.handed_out = state.handed_out;
+    Some((writer.finish(), outcome))
+}
+
+/// The response that slips out under rate limiting: no records, so it
+/// cannot amplify. With a client cookie it is BADCOOKIE with a fresh server
+/// cookie, with which the client's next query is not limited (RFC 7873
+/// section 5.2.3 allows BADCOOKIE to a client without a valid server
+/// cookie); else TC, so the client retries over TCP, which is never
+/// limited.
+fn slip(
+    ctx: &Context<'_>,
+    query: &Query<'_>,
+    limit: usize,
+    cookie: Option<&CookieReply>,
+    mut outcome: Outcome,
+    out: &mut [u8],
+) -> Option<(usize, Outcome)> {
+    let mut writer = MessageWriter::new(out, limit);
+    let response_flags = flags::QR | (query.flags & (flags::RD | flags::CD));
+    writer.header(query.id, response_flags).ok()?;
+    writer.question(query.question_bytes()).ok()?;
+    let code = if cookie.is_some() {
+        rcode::BADCOOKIE
+    } else {
+        writer.set_truncated();
+        outcome.truncated = true;
+        rcode::NOERROR
     };
+    writer.set_rcode(code);
+    outcome.rcode = code;
+    if query.edns.is_some() {
+        let options = ReplyOptions { nsid: &[], cookie };
+        write_opt(
+            &mut writer,
+            ctx.config.edns_max_payload,
+            query,
+            options,
+            code,
+            0,
+        )
+        .ok()?;
+    }
     Some((writer.finish(), outcome))
 }
 
@@ -366,6 +514,22 @@ fn answer_question<R: Rng + ?Sized>(
                 apex,
             };
             answer_pool(&pool, query.qtype, rng, writer, &mut state.handed_out)?
+        }
+        Node::Status => {
+            state.name_kind = NameKind::Debug;
+            // What a node runs and serves is for its operators: loopback
+            // (a monitoring agent on the node) unless made public.
+            if !(ctx.config.public_debug || client.source.is_loopback()) {
+                state.rcode = rcode::REFUSED;
+                state.authoritative = false;
+                return Ok(());
+            }
+            if matches!(query.qtype, rtype::TXT | rtype::ANY) {
+                debug::write_status(writer, ctx)?;
+                true
+            } else {
+                false
+            }
         }
         Node::CountryDebug => {
             state.name_kind = NameKind::Debug;

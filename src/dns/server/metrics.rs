@@ -27,7 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::Shared;
-use crate::dns::answer::{NameKind, Outcome};
+use crate::dns::answer::{Limited, NameKind, Outcome};
+use crate::dns::cookie::CookieCheck;
 use crate::dns::zone::ZoneTable;
 use crate::shared::prometheus::{CONTENT_TYPE, Page};
 
@@ -63,6 +64,7 @@ fn rcode_name(rcode: usize) -> String {
         4 => "NOTIMP".into(),
         5 => "REFUSED".into(),
         16 => "BADVERS".into(),
+        23 => "BADCOOKIE".into(),
         other => format!("RCODE{other}"),
     }
 }
@@ -81,10 +83,37 @@ pub struct LocalCounters {
     batches: u64,
     /// UDP responses that could not be sent.
     send_errors: u64,
+    /// Over the rate limit: sent truncated (or BADCOOKIE), and not sent.
+    rrl_slipped: u64,
+    rrl_dropped: u64,
+    /// Queries by what their COOKIE option proved ([`cookie_index`]).
+    by_cookie: [u64; 4],
+}
+
+/// The metrics' names of cookie check results, by [`cookie_index`].
+const COOKIE_CHECKS: [&str; 4] = ["none", "client_only", "bad", "valid"];
+
+fn cookie_index(check: CookieCheck) -> usize {
+    match check {
+        CookieCheck::None => 0,
+        CookieCheck::ClientOnly => 1,
+        CookieCheck::BadServer => 2,
+        CookieCheck::Valid => 3,
+    }
 }
 
 impl LocalCounters {
     pub fn record(&mut self, outcome: &Outcome) {
+        self.by_cookie[cookie_index(outcome.cookie)] += 1;
+        match outcome.limited {
+            Limited::No => {}
+            Limited::Slipped => self.rrl_slipped += 1,
+            Limited::Dropped => {
+                // Not answered: counted here only.
+                self.rrl_dropped += 1;
+                return;
+            }
+        }
         self.by_rcode[usize::from(outcome.rcode).min(RCODES - 1)] += 1;
         self.by_qtype[qtype_index(outcome.qtype)] += 1;
         self.by_name[outcome.name_kind.index()] += 1;
@@ -121,6 +150,9 @@ pub struct WorkerCounters {
     dropped: AtomicU64,
     batches: AtomicU64,
     send_errors: AtomicU64,
+    rrl_slipped: AtomicU64,
+    rrl_dropped: AtomicU64,
+    by_cookie: [AtomicU64; 4],
 }
 
 fn store_all(slots: &[AtomicU64], values: &[u64]) {
@@ -141,10 +173,15 @@ impl WorkerCounters {
         self.dropped.store(local.dropped, Ordering::Relaxed);
         self.batches.store(local.batches, Ordering::Relaxed);
         self.send_errors.store(local.send_errors, Ordering::Relaxed);
+        self.rrl_slipped.store(local.rrl_slipped, Ordering::Relaxed);
+        self.rrl_dropped.store(local.rrl_dropped, Ordering::Relaxed);
+        store_all(&self.by_cookie, &local.by_cookie);
     }
 
-    /// Count one query of a shared slot (the TCP tasks).
+    /// Count one query of a shared slot (the TCP tasks, never rate
+    /// limited).
     pub fn add(&self, outcome: &Outcome) {
+        self.by_cookie[cookie_index(outcome.cookie)].fetch_add(1, Ordering::Relaxed);
         self.by_rcode[usize::from(outcome.rcode).min(RCODES - 1)].fetch_add(1, Ordering::Relaxed);
         self.by_qtype[qtype_index(outcome.qtype)].fetch_add(1, Ordering::Relaxed);
         self.by_name[outcome.name_kind.index()].fetch_add(1, Ordering::Relaxed);
@@ -275,6 +312,9 @@ fn sum(slots: &[WorkerCounters]) -> LocalCounters {
         total.dropped += slot.dropped.load(Ordering::Relaxed);
         total.batches += slot.batches.load(Ordering::Relaxed);
         total.send_errors += slot.send_errors.load(Ordering::Relaxed);
+        total.rrl_slipped += slot.rrl_slipped.load(Ordering::Relaxed);
+        total.rrl_dropped += slot.rrl_dropped.load(Ordering::Relaxed);
+        add(&mut total.by_cookie, &slot.by_cookie);
     }
     total
 }
@@ -381,6 +421,40 @@ pub fn render(shared: &Shared) -> String {
         "TCP connections closed at accept (connection limit).",
         counters.tcp_refused.load(Ordering::Relaxed) as f64,
     );
+    one(
+        &mut page,
+        "timepool_dns_tcp_refused_per_client_total",
+        "counter",
+        "TCP connections closed at accept because their client had --tcp-max-per-client open.",
+        counters.tcp_refused_per_client.load(Ordering::Relaxed) as f64,
+    );
+    page.family(
+        "timepool_dns_rrl_limited_total",
+        "counter",
+        "UDP responses over the rate limit (--rrl-rate), by action: slipped (sent truncated, or BADCOOKIE) or dropped.",
+    )
+    .sample(
+        "timepool_dns_rrl_limited_total",
+        &[("action", "slipped")],
+        total.rrl_slipped as f64,
+    )
+    .sample(
+        "timepool_dns_rrl_limited_total",
+        &[("action", "dropped")],
+        total.rrl_dropped as f64,
+    );
+    page.family(
+        "timepool_dns_cookie_queries_total",
+        "counter",
+        "Queries by their DNS cookie: none, a client cookie only, a bad server cookie, a valid one.",
+    );
+    for (i, name) in COOKIE_CHECKS.iter().enumerate() {
+        page.sample(
+            "timepool_dns_cookie_queries_total",
+            &[("cookie", name)],
+            total.by_cookie[i] as f64,
+        );
+    }
     page.family(
         "timepool_dns_reloads_total",
         "counter",

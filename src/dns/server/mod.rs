@@ -36,6 +36,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::dns::answer::AnswerConfig;
+use crate::dns::cookie::CookieSecrets;
+use crate::dns::rrl::RrlSettings;
 use crate::shared::geo::{GeoError, GeoTable};
 use crate::shared::snapshot::SnapshotError;
 
@@ -63,6 +65,11 @@ pub struct DnsConfig {
     pub tcp: TcpSettings,
     /// Serve Prometheus metrics at `http://ADDR/metrics`; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// The DNS cookie secrets' file (reloaded when it changes); `None`: a
+    /// random secret of this process.
+    pub cookie_secret_file: Option<PathBuf>,
+    /// Response rate limiting for UDP; `None`: off.
+    pub rrl: Option<RrlSettings>,
 }
 
 /// A running DNS daemon.
@@ -97,11 +104,24 @@ impl DnsServer {
                 GeoTable::empty()
             }
         };
+        let cookies = match &config.cookie_secret_file {
+            Some(path) => {
+                let secrets = CookieSecrets::from_file(path).map_err(StartError::Config)?;
+                warn_if_readable_by_others(path);
+                secrets
+            }
+            None => CookieSecrets::random(),
+        };
+        if let Some(rrl) = &config.rrl {
+            rrl.validate().map_err(StartError::Config)?;
+        }
+        let mut answer_config = config.answer.clone();
+        answer_config.started_at = state::unix_now();
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(table),
             geo: ArcSwap::from_pointee(geo),
             geoip_path: config.geoip.clone(),
-            answer_config: config.answer.clone(),
+            answer_config,
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
             worker_counters: (0..config.listen.len() * config.threads.max(1) + 1)
@@ -116,6 +136,9 @@ impl DnsServer {
                 _ => 0,
             }),
             source,
+            cookies: ArcSwap::from_pointee(cookies),
+            cookie_secret_path: config.cookie_secret_file.clone(),
+            rrl: config.rrl.clone(),
         });
         os::raise_open_file_limit();
         let threads = config.threads.max(1);
@@ -210,7 +233,7 @@ impl DnsServer {
                     if let Some(cpu) = cpu {
                         os::pin_to_cpu(cpu);
                     }
-                    let mut responder = udp::DnsResponder::new(shared.clone(), i);
+                    let mut responder = udp::DnsResponder::new(shared.clone(), i, threads);
                     let worker = udp::Worker {
                         socket,
                         stopping: &shared.stopping,
@@ -308,6 +331,8 @@ pub enum StartError {
     Snapshot(SnapshotError),
     Geo(GeoError),
     Io(io::Error),
+    /// A setting or a settings file is wrong (the text names it).
+    Config(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -316,7 +341,23 @@ impl std::fmt::Display for StartError {
             StartError::Snapshot(error) => write!(f, "{error}"),
             StartError::Geo(error) => write!(f, "{error}"),
             StartError::Io(error) => write!(f, "{error}"),
+            StartError::Config(error) => write!(f, "{error}"),
         }
+    }
+}
+
+/// A secret file anyone on the host can read is worth a warning: with the
+/// secret, anyone can make cookies that pass the rate limiter.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(path)
+        && metadata.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+            "the cookie secret file is readable by others; chmod 600 it"
+        );
     }
 }
 
@@ -337,7 +378,7 @@ fn bind_udp_and_tcp(
         attempt += 1;
         let sockets = udp::bind_sockets(address, threads, settings)?;
         let bound = sockets[0].local_addr()?;
-        match tcp::bind_listener(bound) {
+        match tcp::bind_listener(bound, settings.freebind) {
             Ok(listener) => return Ok((sockets, listener)),
             Err(error)
                 if address.port() == 0

@@ -66,8 +66,7 @@ pub fn run(listen: SocketAddr, threads: usize, batch: usize) -> Result<(), Strin
     let stopping = Arc::new(AtomicBool::new(false));
     let settings = UdpSettings {
         batch,
-        recv_buffer: None,
-        send_buffer: None,
+        ..UdpSettings::default()
     };
     let (bound, workers) = start_reflector(listen, threads, settings, stopping.clone())
         .map_err(|error| format!("cannot start the reflector: {error}"))?;

@@ -1,7 +1,7 @@
 //! What the daemon's threads and tasks share: the zone and GeoIP tables
-//! (swapped whole on reload), the answer settings, the stop flag and the
-//! counters; and the reload itself (read, validate, swap, or keep the
-//! table in use).
+//! and the cookie secrets (swapped whole on reload), the answer and rate
+//! limiting settings, the stop flag and the counters; and the reload
+//! itself (read, validate, swap, or keep the table in use).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use arc_swap::ArcSwap;
 
 use super::{follow, metrics};
 use crate::dns::answer::AnswerConfig;
+use crate::dns::cookie::CookieSecrets;
+use crate::dns::rrl::RrlSettings;
 use crate::dns::zone::{self, ZoneTable};
 use crate::shared::geo::{GeoError, GeoTable};
 use crate::shared::snapshot::SnapshotError;
@@ -24,6 +26,9 @@ pub struct Counters {
     pub dropped: AtomicU64,
     pub tcp_connections: AtomicU64,
     pub tcp_refused: AtomicU64,
+    /// TCP connections closed at accept: their client had
+    /// `--tcp-max-per-client` open.
+    pub tcp_refused_per_client: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
 }
@@ -47,6 +52,11 @@ pub struct Shared {
     /// When a pull from the control plane last succeeded (200 or 304; unix
     /// seconds; 0 = never or not following one).
     pub last_pull_ok: AtomicU64,
+    /// The DNS cookie secrets (swapped whole when their file changes).
+    pub cookies: ArcSwap<CookieSecrets>,
+    pub(super) cookie_secret_path: Option<PathBuf>,
+    /// Response rate limiting for UDP; `None`: off.
+    pub rrl: Option<RrlSettings>,
 }
 
 /// The snapshot source as the running daemon holds it.
@@ -91,6 +101,32 @@ impl Shared {
             Ok(table) => {
                 tracing::info!(file = %path.display(), database = table.description(), "GeoIP database loaded");
                 self.geo.store(Arc::new(table));
+                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.counters
+                    .reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(error)
+            }
+        }
+    }
+
+    /// Read the cookie secret file again and swap the secrets in. On error
+    /// the secrets in use are kept.
+    pub fn reload_cookie_secrets(&self) -> Result<(), String> {
+        let Some(path) = &self.cookie_secret_path else {
+            return Ok(());
+        };
+        match CookieSecrets::from_file(path) {
+            Ok(secrets) => {
+                tracing::info!(
+                    file = %path.display(),
+                    previous = secrets.previous.is_some(),
+                    "DNS cookie secrets loaded"
+                );
+                self.cookies.store(Arc::new(secrets));
                 self.counters.reloads.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }

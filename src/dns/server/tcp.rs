@@ -1,11 +1,15 @@
 //! DNS over TCP (RFC 7766) on tokio: two-byte length framing, several
-//! queries per connection answered in order, an idle timeout, and a limit
-//! on connections. Every connection is its own task with its own timeouts,
-//! so a slow or half-open client holds only its own slot.
+//! queries per connection answered in order, an idle timeout, a limit on
+//! connections, on connections per client (an IPv4 address, an IPv6 /64),
+//! and on a connection's lifetime and queries. Every connection is its own
+//! task with its own timeouts, so a slow or half-open client holds only
+//! its own slot, and one client cannot hold them all. TCP is never rate
+//! limited (RRL sends clients here).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -13,6 +17,7 @@ use rand::rngs::SmallRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use super::Shared;
 use crate::dns::answer::{self, Client, Context, Transport};
@@ -27,10 +32,34 @@ pub struct TcpSettings {
     pub idle_timeout: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Connections served at once from one client (an IPv4 address or an
+    /// IPv6 /64); more from it are closed at accept.
+    pub max_per_client: usize,
+    /// A connection is closed after this long, however busy...
+    pub max_lifetime: Duration,
+    /// ... or after answering this many queries.
+    pub max_queries: u32,
 }
 
-/// Bind a TCP listener (SO_REUSEADDR so a restart can rebind at once).
-pub fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+impl Default for TcpSettings {
+    /// The `timepool dns` defaults.
+    fn default() -> Self {
+        TcpSettings {
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_per_client: 16,
+            max_lifetime: Duration::from_secs(120),
+            max_queries: 1000,
+        }
+    }
+}
+
+/// Bind a TCP listener (SO_REUSEADDR so a restart can rebind at once;
+/// IP_FREEBIND when asked, as for UDP).
+pub fn bind_listener(
+    address: SocketAddr,
+    freebind: bool,
+) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(address),
@@ -41,12 +70,74 @@ pub fn bind_listener(address: SocketAddr) -> std::io::Result<std::net::TcpListen
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if freebind {
+        super::udp::set_freebind(&socket, address)?;
+    }
     socket.set_nonblocking(true)?;
     socket
         .bind(&address.into())
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind TCP {address}: {e}")))?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+/// The open connections of each client: what `max_per_client` counts.
+/// Only clients with an open connection have an entry, so it holds at
+/// most `max_connections`. Touched at accept and close, never per query.
+#[derive(Default)]
+struct ClientConnections {
+    open: Mutex<HashMap<u128, usize>>,
+}
+
+/// A client as the per-client cap sees it: its IPv4 address, or the /64 of
+/// its IPv6 address (one host often has a whole /64).
+fn client_key(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) | (1 << 127),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(u32::from(v4)) | (1 << 127),
+            None => u128::from(v6) & !u128::from(u64::MAX),
+        },
+    }
+}
+
+impl ClientConnections {
+    /// Take a slot for a connection of `client`, if it has fewer than
+    /// `max` open.
+    fn admit(self: &Arc<Self>, client: IpAddr, max: usize) -> Option<ClientSlot> {
+        let key = client_key(client);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            key,
+        })
+    }
+}
+
+/// A client's connection slot, given back when the connection ends.
+struct ClientSlot {
+    clients: Arc<ClientConnections>,
+    key: u128,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = (self.clients.open.lock()).unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Accept connections until the server stops.
@@ -58,6 +149,7 @@ pub async fn serve(
     ready: std::sync::mpsc::Sender<()>,
 ) {
     let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let clients = Arc::new(ClientConnections::default());
     let _ = ready.send(());
     drop(ready);
     loop {
@@ -71,6 +163,14 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(client_slot) = clients.admit(peer.ip(), settings.max_per_client) else {
+            shared
+                .counters
+                .tcp_refused_per_client
+                .fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             shared.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
             drop(stream);
@@ -83,7 +183,7 @@ pub async fn serve(
                 .tcp_connections
                 .fetch_add(1, Ordering::Relaxed);
             connection(stream, peer, &shared, settings).await;
-            drop(slot);
+            drop((slot, client_slot));
         });
     }
 }
@@ -103,26 +203,33 @@ async fn connection(
         transport: Transport::Tcp,
     };
     let idle = settings.idle_timeout;
-    loop {
+    // Every read and write ends by the idle timeout and by the end of the
+    // connection's life, whichever is sooner.
+    let end_of_life = Instant::now() + settings.max_lifetime;
+    let deadline = || (Instant::now() + idle).min(end_of_life);
+    for _ in 0..settings.max_queries {
         let mut length = [0u8; 2];
-        match tokio::time::timeout(idle, stream.read_exact(&mut length)).await {
+        match tokio::time::timeout_at(deadline(), stream.read_exact(&mut length)).await {
             Ok(Ok(_)) => {}
-            // Closed, reset or idle for too long.
+            // Closed, reset, idle for too long or at the end of its life.
             _ => return,
         }
         let length = usize::from(u16::from_be_bytes(length));
         query.resize(length, 0);
-        match tokio::time::timeout(idle, stream.read_exact(&mut query)).await {
+        match tokio::time::timeout_at(deadline(), stream.read_exact(&mut query)).await {
             Ok(Ok(_)) => {}
             _ => return,
         }
         let answered = {
             let table = shared.table.load();
             let geo = shared.geo.load();
+            let cookies = shared.cookies.load();
             let ctx = Context {
                 table: &table,
                 geo: &geo,
                 config: &shared.answer_config,
+                cookies: &cookies,
+                now: super::udp::unix_seconds(),
             };
             let answered =
                 answer::respond_with_outcome(&ctx, &query, client, &mut rng, &mut response[2..]);
@@ -142,9 +249,11 @@ async fn connection(
         }
         response[..2].copy_from_slice(&(answer_length as u16).to_be_bytes());
         let write = stream.write_all(&response[..2 + answer_length]);
-        match tokio::time::timeout(idle, write).await {
+        match tokio::time::timeout_at(deadline(), write).await {
             Ok(Ok(())) => {}
             _ => return,
         }
     }
+    // RFC 7766 section 6.2.3: a server may close a connection it has
+    // served long enough; the client opens another.
 }

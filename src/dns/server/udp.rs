@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -21,7 +21,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Shared;
 use super::metrics::LocalCounters;
-use crate::dns::answer::{self, Client, Context, Transport};
+use crate::dns::answer::{self, Client, Context, Limited, RateLimit, Transport};
+use crate::dns::cookie::CookieSecrets;
+use crate::dns::rrl::RateLimiter;
 
 /// Largest query accepted over UDP; a longer datagram is dropped (it is
 /// flagged MSG_TRUNC). Real queries are well under 512 bytes.
@@ -38,6 +40,21 @@ pub struct UdpSettings {
     pub batch: usize,
     pub recv_buffer: Option<usize>,
     pub send_buffer: Option<usize>,
+    /// IP_FREEBIND: bind an address this host does not have (yet), such as
+    /// an anycast address configured after the daemon starts.
+    pub freebind: bool,
+}
+
+impl Default for UdpSettings {
+    /// The `timepool dns` defaults.
+    fn default() -> Self {
+        UdpSettings {
+            batch: 64,
+            recv_buffer: None,
+            send_buffer: None,
+            freebind: false,
+        }
+    }
 }
 
 /// Bind `count` sockets to `address` with SO_REUSEPORT. With port 0 the
@@ -65,6 +82,14 @@ pub fn bind_sockets(
         if let Some(size) = settings.send_buffer {
             socket.set_send_buffer_size(size)?;
         }
+        if settings.freebind {
+            set_freebind(&socket, address)?;
+        }
+        if address.ip().is_unspecified() {
+            // A wildcard socket must answer from the address each query
+            // was sent to (see `reply_from_destination`).
+            receive_destination_address(&socket, address)?;
+        }
         socket.set_read_timeout(Some(STOP_POLL))?;
         socket
             .bind(&address.into())
@@ -76,20 +101,72 @@ pub fn bind_sockets(
     Ok(sockets)
 }
 
+/// IP_FREEBIND (IPV6_FREEBIND): the bind succeeds for an address not (yet)
+/// on any interface.
+pub fn set_freebind(socket: &Socket, address: SocketAddr) -> io::Result<()> {
+    let result = if address.is_ipv6() {
+        socket.set_freebind_v6(true)
+    } else {
+        socket.set_freebind_v4(true)
+    };
+    result.map_err(|e| io::Error::new(e.kind(), format!("--freebind on {address}: {e}")))
+}
+
+/// Ask the kernel for each datagram's destination address (IP_PKTINFO,
+/// IPV6_RECVPKTINFO) as ancillary data.
+fn receive_destination_address(socket: &Socket, address: SocketAddr) -> io::Result<()> {
+    let (level, option) = if address.is_ipv6() {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is an open socket; the option value is a
+    // c_int that lives across the call, and its size is given.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        let error = io::Error::last_os_error();
+        return Err(io::Error::new(
+            error.kind(),
+            format!("cannot ask for destination addresses on UDP {address}: {error}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Room for one control message with an in_pktinfo or in6_pktinfo
+/// (CMSG_SPACE of 20 bytes is 40 on Linux), aligned as cmsghdr needs.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 64]);
+
 /// The buffers of one worker, allocated once. The message headers point
 /// into the other vectors, which are never resized after `new`.
 struct Buffers {
     queries: Vec<u8>,
     responses: Vec<u8>,
     peers: Vec<libc::sockaddr_storage>,
+    /// Each query's destination address as the kernel gave it (wildcard
+    /// sockets only); the response to it is sent with the same buffer.
+    controls: Vec<ControlBuffer>,
     query_iovecs: Vec<libc::iovec>,
     response_iovecs: Vec<libc::iovec>,
     query_headers: Vec<libc::mmsghdr>,
     response_headers: Vec<libc::mmsghdr>,
+    /// Whether the socket is a wildcard one (controls in use).
+    destination_addresses: bool,
 }
 
 impl Buffers {
-    fn new(batch: usize, response_size: usize) -> Box<Buffers> {
+    fn new(batch: usize, response_size: usize, destination_addresses: bool) -> Box<Buffers> {
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs
         // for which all-zero bytes are a valid value.
         let (peer, iovec, header) = unsafe {
@@ -103,10 +180,12 @@ impl Buffers {
             queries: vec![0; batch * MAX_QUERY_SIZE],
             responses: vec![0; batch * response_size],
             peers: vec![peer; batch],
+            controls: vec![ControlBuffer([0; 64]); if destination_addresses { batch } else { 0 }],
             query_iovecs: vec![iovec; batch],
             response_iovecs: vec![iovec; batch],
             query_headers: vec![header; batch],
             response_headers: vec![header; batch],
+            destination_addresses,
         });
         let b = &mut *buffers;
         for i in 0..batch {
@@ -123,6 +202,10 @@ impl Buffers {
             header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             header.msg_iov = &mut b.query_iovecs[i];
             header.msg_iovlen = 1;
+            if destination_addresses {
+                header.msg_control = b.controls[i].0.as_mut_ptr().cast();
+                header.msg_controllen = size_of::<ControlBuffer>() as _;
+            }
             let header = &mut b.response_headers[i].msg_hdr;
             header.msg_iov = &mut b.response_iovecs[i];
             header.msg_iovlen = 1;
@@ -132,12 +215,101 @@ impl Buffers {
 
     /// Reset what the kernel overwrote in the receive headers.
     fn reset_receive(&mut self, count: usize) {
+        let control_len = if self.destination_addresses {
+            size_of::<ControlBuffer>()
+        } else {
+            0
+        };
         for header in &mut self.query_headers[..count] {
             header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_hdr.msg_controllen = control_len as _;
             header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
         }
     }
+
+    /// Set up the response to query `query` in response slot `slot`: to
+    /// the query's source, and on a wildcard socket from the query's
+    /// destination address.
+    fn address_response(&mut self, query: usize, slot: usize) {
+        let name_length = self.query_headers[query].msg_hdr.msg_namelen;
+        let received = self.query_headers[query].msg_hdr;
+        let response = &mut self.response_headers[slot].msg_hdr;
+        response.msg_name = (&mut self.peers[query] as *mut libc::sockaddr_storage).cast();
+        response.msg_namelen = name_length;
+        if !self.destination_addresses {
+            return;
+        }
+        let control_len = if received.msg_flags & libc::MSG_CTRUNC == 0 {
+            reply_from_destination(&received)
+        } else {
+            0
+        };
+        if control_len == 0 {
+            // No usable destination: the kernel picks the source, as for a
+            // socket without PKTINFO.
+            response.msg_control = std::ptr::null_mut();
+            response.msg_controllen = 0;
+        } else {
+            response.msg_control = received.msg_control;
+            response.msg_controllen = control_len as _;
+        }
+    }
+}
+
+/// Turn a received IP_PKTINFO / IPV6_PKTINFO control message, in place,
+/// into the one that sends the response from the address the query was
+/// sent to, and return the control length to send with (0: none found).
+/// The interface index is cleared so the routing table picks the way
+/// back, as Knot does, except for an IPv6 link-local address, which means
+/// nothing without its interface.
+// cmsg_len and msg_controllen are size_t on glibc, socklen_t on musl.
+#[allow(clippy::unnecessary_cast)]
+fn reply_from_destination(received: &libc::msghdr) -> usize {
+    // SAFETY: `received` is a header the kernel filled in by recvmmsg:
+    // msg_control points to its ControlBuffer and msg_controllen says how
+    // much of it holds control messages, which CMSG_FIRSTHDR checks.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(received) };
+    if cmsg.is_null() {
+        return 0;
+    }
+    // SAFETY: CMSG_FIRSTHDR returned a header within the control buffer.
+    let (level, kind, cmsg_len) =
+        unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+    // SAFETY: CMSG_DATA of a header within the buffer.
+    let data = unsafe { libc::CMSG_DATA(cmsg) };
+    let data_len = (cmsg_len as usize).saturating_sub(data as usize - cmsg as usize);
+    if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
+        if data_len < size_of::<libc::in_pktinfo>() {
+            return 0;
+        }
+        // SAFETY: the message holds an in_pktinfo (its length was
+        // checked); unaligned accesses make no assumption on its place.
+        unsafe {
+            let info = data.cast::<libc::in_pktinfo>();
+            let mut pktinfo = info.read_unaligned();
+            pktinfo.ipi_spec_dst = pktinfo.ipi_addr;
+            pktinfo.ipi_ifindex = 0;
+            info.write_unaligned(pktinfo);
+        }
+    } else if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+        if data_len < size_of::<libc::in6_pktinfo>() {
+            return 0;
+        }
+        // SAFETY: as above, for an in6_pktinfo.
+        unsafe {
+            let info = data.cast::<libc::in6_pktinfo>();
+            let mut pktinfo = info.read_unaligned();
+            let address = Ipv6Addr::from(pktinfo.ipi6_addr.s6_addr);
+            if !address.is_unicast_link_local() {
+                pktinfo.ipi6_ifindex = 0;
+            }
+            info.write_unaligned(pktinfo);
+        }
+    } else {
+        return 0;
+    }
+    received.msg_controllen as usize
 }
 
 /// What a UDP worker does with the packets of a batch. The DNS daemon and
@@ -147,7 +319,8 @@ pub trait Responder {
     /// Called before the packets of a received batch (the DNS responder
     /// loads the zone table here, once per batch).
     fn start_batch(&mut self);
-    /// Write the response to `query` into `out`; `None` drops the packet.
+    /// Write the response to `query` into `out`; `None` sends nothing
+    /// (the responder counts it).
     fn respond(&mut self, query: &[u8], source: IpAddr, out: &mut [u8]) -> Option<usize>;
     /// Called after the batch has been answered, before it is sent.
     fn end_batch(&mut self);
@@ -172,18 +345,30 @@ pub struct DnsResponder {
     slot: usize,
     /// This worker's answers per server of the table in use.
     server_counts: Option<Arc<super::metrics::ServerCounts>>,
+    /// This worker's response rate limiter (`--rrl-rate`), with the clock
+    /// it counts on.
+    limiter: Option<RateLimiter>,
+    clock: Instant,
 }
 
-/// The tables a batch is answered from, loaded once per batch.
+/// The tables a batch is answered from, loaded once per batch, and the
+/// time of the batch.
 struct BatchTables {
     zones: arc_swap::Guard<Arc<crate::dns::zone::ZoneTable>>,
     geo: arc_swap::Guard<Arc<crate::shared::geo::GeoTable>>,
+    cookies: arc_swap::Guard<Arc<CookieSecrets>>,
+    /// Unix seconds.
+    now: u32,
+    /// Milliseconds on the limiter's clock.
+    now_ms: u32,
 }
 
 impl DnsResponder {
     /// A responder counting into `shared.worker_counters[slot]`, which no
-    /// other worker may use.
-    pub fn new(shared: Arc<Shared>, slot: usize) -> Self {
+    /// other worker may use. `workers`: how many workers serve this
+    /// worker's listen address and share its rate limit.
+    pub fn new(shared: Arc<Shared>, slot: usize, workers: usize) -> Self {
+        let limiter = (shared.rrl.as_ref()).map(|settings| RateLimiter::new(settings, workers));
         DnsResponder {
             shared,
             tables: None,
@@ -191,6 +376,8 @@ impl DnsResponder {
             counts: LocalCounters::default(),
             slot,
             server_counts: None,
+            limiter,
+            clock: Instant::now(),
         }
     }
 }
@@ -206,6 +393,15 @@ impl Responder for DnsResponder {
         self.tables = Some(BatchTables {
             zones,
             geo: self.shared.geo.load(),
+            cookies: self.shared.cookies.load(),
+            now: unix_seconds(),
+            // Wraps after 49 days; the limiter counts with wrapping
+            // differences.
+            now_ms: if self.limiter.is_some() {
+                self.clock.elapsed().as_millis() as u32
+            } else {
+                0
+            },
         });
     }
 
@@ -215,14 +411,31 @@ impl Responder for DnsResponder {
             table: &tables.zones,
             geo: &tables.geo,
             config: &self.shared.answer_config,
+            cookies: &tables.cookies,
+            now: tables.now,
         };
         let client = Client {
             source,
             transport: Transport::Udp,
         };
-        let (length, outcome) =
-            answer::respond_with_outcome(&ctx, query, client, &mut self.rng, out)?;
+        let answered = match &mut self.limiter {
+            Some(limiter) => {
+                let limit = RateLimit {
+                    limiter,
+                    now_ms: tables.now_ms,
+                };
+                answer::respond_rate_limited(&ctx, query, client, &mut self.rng, out, limit)
+            }
+            None => answer::respond_with_outcome(&ctx, query, client, &mut self.rng, out),
+        };
+        let Some((length, outcome)) = answered else {
+            self.counts.dropped();
+            return None;
+        };
         self.counts.record(&outcome);
+        if outcome.limited == Limited::Dropped {
+            return None;
+        }
         if let Some(server_counts) = &self.server_counts {
             server_counts.add(outcome.handed_out.as_slice());
         }
@@ -259,9 +472,17 @@ impl Responder for DnsResponder {
         // the first query this worker gets.
         let zones = self.shared.table.load();
         let geo = self.shared.geo.load();
+        let cookies = self.shared.cookies.load();
         self.server_counts = (self.shared.server_answers).switch_table(self.slot, &zones);
-        drop((zones, geo));
+        drop((zones, geo, cookies));
     }
+}
+
+/// Now, in unix seconds (a server cookie's timestamp).
+pub fn unix_seconds() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
 }
 
 /// One UDP worker: its socket and what it serves with.
@@ -289,7 +510,8 @@ pub fn run_worker<R: Responder>(worker: Worker<'_>, responder: &mut R, ready: im
     } = worker;
     let batch = settings.batch.clamp(1, 1024);
     let response_size = response_size.max(512);
-    let mut buffers = Buffers::new(batch, response_size);
+    let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    let mut buffers = Buffers::new(batch, response_size, wildcard);
     let fd = socket.as_raw_fd();
     responder.warm_up();
     ready();
@@ -343,17 +565,11 @@ pub fn run_worker<R: Responder>(worker: Worker<'_>, responder: &mut R, ready: im
             let query = &buffers.queries[i * MAX_QUERY_SIZE..i * MAX_QUERY_SIZE + length];
             let out =
                 &mut buffers.responses[to_send * response_size..(to_send + 1) * response_size];
-            match responder.respond(query, source, out) {
-                Some(length) => {
-                    buffers.response_iovecs[to_send].iov_len = length;
-                    let name_length = buffers.query_headers[i].msg_hdr.msg_namelen;
-                    let response = &mut buffers.response_headers[to_send].msg_hdr;
-                    response.msg_name =
-                        (&mut buffers.peers[i] as *mut libc::sockaddr_storage).cast();
-                    response.msg_namelen = name_length;
-                    to_send += 1;
-                }
-                None => responder.dropped(),
+            // `None`: no response (the responder counts why).
+            if let Some(length) = responder.respond(query, source, out) {
+                buffers.response_iovecs[to_send].iov_len = length;
+                buffers.address_response(i, to_send);
+                to_send += 1;
             }
         }
         responder.end_batch();

@@ -1,5 +1,6 @@
-//! Watching the snapshot file (when the snapshot comes from a file) and
-//! the GeoIP database for a change, and reloading whichever changed.
+//! Watching the snapshot file (when the snapshot comes from a file), the
+//! GeoIP database and the cookie secret file for a change, and reloading
+//! whichever changed.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,8 +26,9 @@ fn file_version(path: &std::path::Path) -> Option<FileVersion> {
     })
 }
 
-/// Poll the snapshot and GeoIP files and reload whichever changed. A bad
-/// file is logged once per change and the table in use keeps serving.
+/// Poll the snapshot, GeoIP and cookie secret files and reload whichever
+/// changed. A bad file is logged once per change and what is in use keeps
+/// serving.
 pub(super) async fn watch_files(
     shared: Arc<Shared>,
     interval: Duration,
@@ -38,6 +40,7 @@ pub(super) async fn watch_files(
     };
     let mut snapshot_seen = snapshot_path.as_deref().and_then(file_version);
     let mut geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
+    let mut cookies_seen = shared.cookie_secret_path.as_deref().and_then(file_version);
     // The files were just loaded: the first check is one interval away
     // (tokio's plain `interval` would tick at once).
     let period = interval.max(Duration::from_millis(50));
@@ -66,6 +69,14 @@ pub(super) async fn watch_files(
                     "GeoIP database rejected; still using the previous one"
                 ),
                 Err(error) => tracing::error!(%error, "GeoIP reload task failed"),
+            }
+        }
+        let current = shared.cookie_secret_path.as_deref().and_then(file_version);
+        if current != cookies_seen && current.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            cookies_seen = shared.cookie_secret_path.as_deref().and_then(file_version);
+            if let Err(error) = shared.reload_cookie_secrets() {
+                tracing::error!(%error, "cookie secrets rejected; still using the previous ones");
             }
         }
     }

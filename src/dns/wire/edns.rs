@@ -1,7 +1,8 @@
-//! The OPT record of a response (RFC 6891): its fixed part, the NSID
-//! option (RFC 5001, encoded once at start) and the Client Subnet option
-//! echoed with our scope (RFC 7871). Written with one bounds check when
-//! there is no NSID, two with one.
+//! The OPT record of a response (RFC 6891): its fixed part with the DO
+//! bit copied from the query (RFC 3225), the NSID option (RFC 5001,
+//! encoded once at start), the Client Subnet option echoed with our scope
+//! (RFC 7871) and the COOKIE option (RFC 7873). Written with one bounds
+//! check when there is neither NSID nor cookie.
 //!
 //! Architecture invariant: wire format only, like the rest of `wire`.
 
@@ -75,8 +76,33 @@ pub fn nsid_to_send<'c>(
     nsid.encoded()
 }
 
+/// The COOKIE option of a response: code, length, the client's cookie
+/// and our server cookie (RFC 7873 section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CookieReply {
+    bytes: [u8; COOKIE_REPLY_LEN],
+}
+
+/// Length of a response's COOKIE option with a 16-byte server cookie.
+pub const COOKIE_REPLY_LEN: usize = 4 + 8 + 16;
+
+impl CookieReply {
+    pub fn new(client: &[u8; 8], server: &[u8; 16]) -> CookieReply {
+        let mut bytes = [0u8; COOKIE_REPLY_LEN];
+        bytes[0..2].copy_from_slice(&option::COOKIE.to_be_bytes());
+        bytes[2..4].copy_from_slice(&24u16.to_be_bytes());
+        bytes[4..12].copy_from_slice(client);
+        bytes[12..].copy_from_slice(server);
+        CookieReply { bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Size of the OPT record this response will carry, with `nsid` (the
-/// encoded option, or empty).
+/// encoded option, or empty), and a COOKIE option when the query had one.
 pub fn opt_record_len(query: &Query<'_>, nsid: &[u8]) -> usize {
     let Some(edns) = query.edns else {
         return 0;
@@ -85,19 +111,30 @@ pub fn opt_record_len(query: &Query<'_>, nsid: &[u8]) -> usize {
     if let Some(subnet) = edns.client_subnet {
         len += 8 + subnet.address_len();
     }
+    if edns.cookie.is_some() {
+        len += COOKIE_REPLY_LEN;
+    }
     len
 }
 
+/// The options of a response's OPT record besides ECS: the encoded NSID
+/// option (from [`nsid_to_send`], or empty) and the COOKIE option (there
+/// whenever the query had one).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReplyOptions<'a> {
+    pub nsid: &'a [u8],
+    pub cookie: Option<&'a CookieReply>,
+}
+
 /// The OPT record of a response: our payload size (`payload_size`), the
-/// extended rcode,
-/// `nsid` (the encoded option from [`nsid_to_send`], or empty), ECS echoed
-/// with its scope. Written with one bounds check when there is no NSID,
-/// two with one.
+/// extended rcode, the DO bit as the query had it, the NSID and COOKIE
+/// options of `options`, ECS echoed with its scope. Written with one
+/// bounds check when there is neither NSID nor cookie.
 pub fn write_opt(
     writer: &mut MessageWriter<'_>,
     payload_size: u16,
     query: &Query<'_>,
-    nsid: &[u8],
+    options: ReplyOptions<'_>,
     response_rcode: u16,
     ecs_scope: u8,
 ) -> Result<(), NoSpace> {
@@ -108,17 +145,27 @@ pub fn write_opt(
         .client_subnet
         .map(|subnet| EcsOption::new(&subnet, ecs_scope));
     let ecs = ecs.as_ref().map_or(&[][..], EcsOption::as_bytes);
+    let nsid = options.nsid;
+    let cookie = options.cookie.map_or(&[][..], CookieReply::as_bytes);
     let mut fixed = [0u8; OPT_FIXED_LEN];
     fixed[1..3].copy_from_slice(&rtype::OPT.to_be_bytes());
     fixed[3..5].copy_from_slice(&payload_size.to_be_bytes());
     fixed[5] = (response_rcode >> 4) as u8;
-    fixed[9..11].copy_from_slice(&((nsid.len() + ecs.len()) as u16).to_be_bytes());
+    if edns.dnssec_ok {
+        // RFC 3225 section 3: the DO bit is copied into the response.
+        fixed[7] = 0x80;
+    }
+    fixed[9..11].copy_from_slice(&((nsid.len() + ecs.len() + cookie.len()) as u16).to_be_bytes());
     if nsid.is_empty() {
-        writer.push_record(Section::Additional, &fixed, ecs)
+        writer.push_record(Section::Additional, &fixed, ecs)?;
     } else {
         writer.push_record(Section::Additional, &fixed, nsid)?;
-        writer.push_bytes(ecs)
+        writer.push_bytes(ecs)?;
     }
+    if !cookie.is_empty() {
+        writer.push_bytes(cookie)?;
+    }
+    Ok(())
 }
 
 /// The ECS option of a response: the client's, with our scope (never

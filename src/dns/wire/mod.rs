@@ -5,7 +5,8 @@
 //! into a buffer the caller owns (it compresses nothing at run time);
 //! `packed` holds records encoded once at load, their names compressed
 //! then, and copied into responses; `edns` encodes a response's OPT record
-//! (the NSID option, encoded once, and the echoed Client Subnet).
+//! (the DO bit copied, the NSID option encoded once, the echoed Client
+//! Subnet, the COOKIE option).
 //!
 //! Architecture invariant: this module knows the wire format only. It knows
 //! nothing of zones, snapshots, servers or the web layer.
@@ -15,7 +16,7 @@ pub mod packed;
 pub mod query;
 pub mod writer;
 
-pub use query::{ClientSubnet, Edns, ParseError, Query};
+pub use query::{ClientSubnet, CookieOption, Edns, ParseError, Query};
 pub use writer::{MessageWriter, NoSpace};
 
 /// Length of the fixed DNS header.
@@ -56,12 +57,14 @@ pub mod rcode {
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
     pub const BADVERS: u16 = 16;
+    pub const BADCOOKIE: u16 = 23;
 }
 
 /// EDNS option codes.
 pub mod option {
     pub const NSID: u16 = 3;
     pub const CLIENT_SUBNET: u16 = 8;
+    pub const COOKIE: u16 = 10;
 }
 
 /// Header flag bits (second 16-bit word of the header).

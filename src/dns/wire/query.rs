@@ -31,6 +31,7 @@ pub enum Malformed {
     DuplicateOpt,
     TruncatedOption,
     BadClientSubnet,
+    BadCookie,
     TrailingBytes,
 }
 
@@ -70,6 +71,16 @@ impl ClientSubnet {
     }
 }
 
+/// The COOKIE option of a query (RFC 7873): the client cookie, and where
+/// the server cookie is in the packet (empty when the client has none
+/// yet). Its length was checked: a server cookie is 8 to 32 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CookieOption {
+    pub client: [u8; 8],
+    server_at: u16,
+    server_len: u8,
+}
+
 /// The OPT record of a query (RFC 6891).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edns {
@@ -79,6 +90,7 @@ pub struct Edns {
     /// The client sent an (empty) NSID option.
     pub nsid_requested: bool,
     pub client_subnet: Option<ClientSubnet>,
+    pub cookie: Option<CookieOption>,
 }
 
 /// A parsed query. Offsets point into `packet`.
@@ -215,6 +227,20 @@ impl<'a> Query<'a> {
     pub fn recursion_desired(&self) -> bool {
         self.flags & flags::RD != 0
     }
+
+    /// The server cookie the client sent back (empty: none, or no COOKIE
+    /// option at all).
+    pub fn server_cookie(&self) -> &'a [u8] {
+        match self.edns.and_then(|edns| edns.cookie) {
+            Some(cookie) => {
+                let at = usize::from(cookie.server_at);
+                self.packet
+                    .get(at..at + usize::from(cookie.server_len))
+                    .unwrap_or(&[])
+            }
+            None => &[],
+        }
+    }
 }
 
 /// Where a record in the packet ends, and what the caller needs of it.
@@ -281,6 +307,7 @@ fn parse_opt(packet: &[u8], record: &RecordSpan) -> Result<Edns, Malformed> {
         dnssec_ok: record.ttl & 0x8000 != 0,
         nsid_requested: false,
         client_subnet: None,
+        cookie: None,
     };
     let mut at = record.rdata_start;
     while at < record.end {
@@ -300,11 +327,34 @@ fn parse_opt(packet: &[u8], record: &RecordSpan) -> Result<Edns, Malformed> {
                 }
                 edns.client_subnet = Some(parse_client_subnet(data)?);
             }
+            option::COOKIE => {
+                if edns.cookie.is_some() {
+                    return Err(Malformed::BadCookie);
+                }
+                edns.cookie = Some(parse_cookie(data, data_start)?);
+            }
             _ => {}
         }
         at = data_end;
     }
     Ok(edns)
+}
+
+/// RFC 7873 section 5.2.2: an 8-byte client cookie, then nothing or a
+/// server cookie of 8 to 32 bytes; any other length is FORMERR. `at` is
+/// where `data` starts in the packet.
+fn parse_cookie(data: &[u8], at: usize) -> Result<CookieOption, Malformed> {
+    if !(data.len() == 8 || (16..=40).contains(&data.len())) {
+        return Err(Malformed::BadCookie);
+    }
+    let mut client = [0u8; 8];
+    client.copy_from_slice(&data[..8]);
+    Ok(CookieOption {
+        client,
+        // A packet is at most 64 KiB and the option at most 40 bytes.
+        server_at: (at + 8) as u16,
+        server_len: (data.len() - 8) as u8,
+    })
 }
 
 /// RFC 7871 section 6: FAMILY, SOURCE PREFIX-LENGTH, SCOPE PREFIX-LENGTH,
@@ -400,6 +450,37 @@ mod tests {
         assert_eq!(
             subnet.ip(),
             "192.0.2.0".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn parses_cookies_and_rejects_bad_lengths() {
+        let client = [0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        let packet = query_bytes(&["pool"], 1, &opt(&client, 0), 1);
+        let query = Query::parse(&packet).expect("parses");
+        let cookie = query.edns.and_then(|e| e.cookie).expect("cookie");
+        assert_eq!(cookie.client, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(query.server_cookie(), b"");
+        let mut both = vec![0, 10, 0, 24, 1, 2, 3, 4, 5, 6, 7, 8];
+        both.extend(100..116u8);
+        let packet = query_bytes(&["pool"], 1, &opt(&both, 0), 1);
+        let query = Query::parse(&packet).expect("parses");
+        assert_eq!(query.server_cookie(), (100..116u8).collect::<Vec<_>>());
+        for len in [0usize, 7, 9, 15, 41] {
+            let mut option = vec![0, 10, 0, len as u8];
+            option.extend(std::iter::repeat_n(7u8, len));
+            let packet = query_bytes(&["pool"], 1, &opt(&option, 0), 1);
+            assert_eq!(
+                Query::parse(&packet).map(|q| q.qtype),
+                Err(Malformed::BadCookie.into()),
+                "cookie option of {len} bytes"
+            );
+        }
+        let twice = [client, client].concat();
+        let packet = query_bytes(&["pool"], 1, &opt(&twice, 0), 1);
+        assert_eq!(
+            Query::parse(&packet).map(|q| q.qtype),
+            Err(Malformed::BadCookie.into())
         );
     }
 

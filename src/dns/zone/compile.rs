@@ -89,9 +89,22 @@ impl ZoneTable {
             .collect();
         let global = zone_ids.get("@").copied().unwrap_or(0);
 
+        // A zone has the numbered names of its parents even where it has
+        // fewer lists of its own (a zone with no servers has none): such a
+        // label answers from the parents, as the top-up does for a short
+        // list, so every name a parent serves is served under it too.
+        let numbered_names = |zone: ZoneId| {
+            let mut count = 0;
+            let mut current = Some(usize::from(zone));
+            while let Some(i) = current {
+                count = count.max(spec.zones[i].numbered.len());
+                current = spec.zones[i].parent;
+            }
+            count
+        };
         let mut names = NameIndex::default();
         let mut add_pool_names = |prefix: &str, zone: ZoneId, geo: bool| {
-            let numbered = spec.zones[usize::from(zone)].numbered.len();
+            let numbered = numbered_names(zone);
             let base = if prefix == "@" {
                 String::new()
             } else {
@@ -131,6 +144,7 @@ impl ZoneTable {
             add_pool_names(&alias.name, target, target == global);
         }
         names.insert(dns_name::relative_wire("_country"), Node::CountryDebug);
+        names.insert(dns_name::relative_wire("_status"), Node::Status);
 
         let origins = spec
             .origins
@@ -204,6 +218,9 @@ impl ZoneTable {
             .collect();
         let mut table = ZoneTable {
             serial: spec.serial,
+            compiled_at: std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             origins,
             servers,
             ipv4_rdata,

@@ -45,6 +45,8 @@ pub enum Node {
     },
     /// `_country`: the debug name that tells a client how it was located.
     CountryDebug,
+    /// `_status`: the node's version, name, snapshot and uptime.
+    Status,
 }
 
 /// An origin with its SOA and NS records encoded.
@@ -191,6 +193,8 @@ pub enum Lookup<'t> {
 #[derive(Debug)]
 pub struct ZoneTable {
     pub serial: u32,
+    /// When this table was compiled, that is loaded (unix seconds).
+    pub compiled_at: u64,
     pub origins: Box<[Origin]>,
     pub servers: Box<[ServerAddress]>,
     /// The IPv4 servers' addresses by server index, 4 bytes each (zero for

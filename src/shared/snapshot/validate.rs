@@ -12,7 +12,7 @@ use super::{
 
 /// Labels the daemon answers itself under every origin; a zone or alias
 /// may not take them.
-const RESERVED_LABELS: &[&str] = &["_country"];
+const RESERVED_LABELS: &[&str] = &["_country", "_status"];
 
 /// Largest TTL allowed by RFC 2181 section 8.
 const MAX_TTL: u64 = 0x7FFF_FFFF;
