@@ -1,11 +1,14 @@
 //! Criterion benchmarks of the DNS answer path:
 //! - parse a query;
 //! - answer a pool name with ECS, 4 of 1 000 (and of 3 000) weighted servers;
-//! - the whole packet in -> packet out for a mix of queries.
+//! - the whole packet in -> packet out for a mix of queries;
+//! - the edge's per-query checks: the rate limiter's check (the table in
+//!   cache, many prefixes) and a DNS cookie's check plus a fresh one.
 //!
 //! `cargo bench --bench dns`; the README's Performance section has figures.
 
 use std::hint::black_box;
+use std::net::IpAddr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
@@ -13,6 +16,7 @@ use rand::rngs::SmallRng;
 use serde_json::json;
 use timepool::dns::answer::{AnswerConfig, Client, Context, Transport, respond};
 use timepool::dns::cookie::CookieSecrets;
+use timepool::dns::rrl::{RateLimiter, RrlSettings};
 use timepool::dns::wire::Query;
 use timepool::dns::zone::ZoneTable;
 
@@ -124,7 +128,6 @@ fn benchmarks(c: &mut Criterion) {
     });
     // The same over 3 000 servers (issue: GeoDNS speed, "3 000 servers").
     let big_table = pool_table(3000);
-    let cookies = CookieSecrets::single([7; 16]);
     let big_ctx = Context {
         table: &big_table,
         geo: &geo,
@@ -162,6 +165,68 @@ fn benchmarks(c: &mut Criterion) {
             }
         })
     });
+    group.finish();
+    edge_checks(c);
+}
+
+/// The rate limiter's check and the cookie check, each alone: the costs
+/// RRL and cookies add to a query.
+fn edge_checks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dns edge");
+    group.throughput(Throughput::Elements(1));
+    // 4 096 clients in 4 096 /24s, one after the other, against the
+    // default table (65 536 entries, 1 MiB): the entries stay in cache
+    // the way a busy worker's hot part does.
+    let settings = RrlSettings {
+        rate: 1_000_000,
+        slip: 2,
+        ipv4_prefix: 24,
+        ipv6_prefix: 56,
+        table_size: 65_536,
+        exempt: Vec::new(),
+    };
+    let mut limiter = RateLimiter::new(&settings, 1);
+    let clients: Vec<IpAddr> = (0..4096u32)
+        .map(|i| IpAddr::from((0x0b00_0000 + (i << 8)).to_be_bytes()))
+        .collect();
+    let mut next = 0usize;
+    let mut now_ms = 0u32;
+    group.bench_function("rrl check, 4096 prefixes", |b| {
+        b.iter(|| {
+            next = (next + 1) % clients.len();
+            now_ms = now_ms.wrapping_add(1);
+            limiter.check(black_box(clients[next]), now_ms)
+        })
+    });
+    let cookies = CookieSecrets::single([7; 16]);
+    let client: IpAddr = "2001:db8:220:1:59de:d0f4:8769:82b8".parse().unwrap();
+    let client_cookie = *b"benchcli";
+    let now = 1_700_000_000;
+    let server_cookie = cookies.server_cookie(&client_cookie, client, now);
+    group.bench_function("cookie check (IPv6 client)", |b| {
+        b.iter(|| {
+            cookies.check(
+                black_box(&client_cookie),
+                black_box(&server_cookie),
+                client,
+                now,
+            )
+        })
+    });
+    group.bench_function(
+        "cookie check and a fresh server cookie (IPv6 client)",
+        |b| {
+            b.iter(|| {
+                let check = cookies.check(
+                    black_box(&client_cookie),
+                    black_box(&server_cookie),
+                    client,
+                    now,
+                );
+                (check, cookies.server_cookie(&client_cookie, client, now))
+            })
+        },
+    );
     group.finish();
 }
 

@@ -17,6 +17,9 @@
 #                                         cannot fake
 #
 # Each server runs pinned to CPU 0 and dnsperf to CPU 1, on 127.0.0.1 only.
+# timepool also runs as an anycast node would: on a wildcard address
+# (tp-any) and with response rate limiting on (tp-rrl), each compared with
+# the plain run.
 # For each: an uncapped run (queries/s, lost, latency, server CPU us per
 # answered query from /proc/PID/stat), a run with the server capped at 25%
 # of a core (cgroup CPU quota) so the server is the bottleneck, and a run at
@@ -182,6 +185,19 @@ if [ -n "$baseline" ]; then
   stop_server
 fi
 
+# As an anycast node runs: a wildcard listen address (each reply's source
+# set from the query's destination, IP_PKTINFO), then response rate
+# limiting on at a rate that limits nothing (every query still pays for
+# the check; dnsperf's sockets are all one /24).
+start_server tp-any answers_pool "$timepool" dns --listen "0.0.0.0:$port" --snapshot "$work/pool.json" \
+  --geoip "$geoip" --threads 1 --reload-interval 3600
+run_all tp-any
+stop_server
+start_server tp-rrl answers_pool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
+  --geoip "$geoip" --threads 1 --reload-interval 3600 --rrl-rate 1000000
+run_all tp-rrl
+stop_server
+
 mkdir -p "$work/knot"
 cat > "$work/knot.conf" <<CONF
 server:
@@ -255,7 +271,7 @@ done
 # Each figure: the median over the rounds (the middle one; the lower
 # middle for an even count).
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-servers="timepool${baseline:+ baseline} knot nsd null"
+servers="timepool${baseline:+ baseline} tp-any tp-rrl knot nsd null"
 for name in $servers; do
   medians=""
   for column in $(seq "$columns"); do
@@ -286,6 +302,14 @@ if [ -n "$baseline" ]; then
     "(each round: $(for round in $(seq "$rounds"); do ratio "$(cut -d' ' -f5 <<<"${result[timepool,$round]}")" "$(cut -d' ' -f5 <<<"${result[baseline,$round]}")"; echo; done | paste -sd/))," \
     "uncapped cpu us per query $(field timepool 4) vs $(field baseline 4)"
 fi
+each_round_ratio() { # name, other name: capped q/s ratios of every round, a/b/c
+  for round in $(seq "$rounds"); do
+    ratio "$(cut -d' ' -f5 <<<"${result[$1,$round]}")" "$(cut -d' ' -f5 <<<"${result[$2,$round]}")"; echo
+  done | paste -sd/
+}
+echo "capped q/s against plain timepool: wildcard address (tp-any) $(ratio "$(field tp-any 5)" "$(field timepool 5)")" \
+  "(each round: $(each_round_ratio tp-any timepool)), rate limiting on (tp-rrl)" \
+  "$(ratio "$(field tp-rrl 5)" "$(field timepool 5)") (each round: $(each_round_ratio tp-rrl timepool))"
 every_round() { # name, column: the values of all rounds, a/b/c
   for round in $(seq "$rounds"); do cut -d' ' -f"$2" <<<"${result[$1,$round]}"; done | paste -sd/
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end checks of `timepool dns` with real clients: dig for each kind
-# of answer, and dnsperf while the snapshot is swapped under load (no query
-# may be lost). Only 127.0.0.1; bounded in time; the daemon is stopped by PID.
+# of answer, dnsperf while the snapshot is swapped under load (no query
+# may be lost), then a daemon on wildcard addresses with cookies and rate
+# limiting (replies from 127.0.0.2, 127.0.0.3 and ::1, dig +dnssec and
+# +cookie). Only loopback; bounded in time; daemons are stopped by PID.
 #
 #   scripts/dns-check.sh [PATH-TO-TIMEPOOL-BINARY] [DNSPERF-SECONDS]
 set -euo pipefail
@@ -116,6 +118,38 @@ out=$("${DIG[@]}" +short pool.ntp.org SOA)
 expect "the last snapshot (serial $serial) is served" "$out" " $serial 5400 "
 loads=$(grep -c "zone snapshot loaded" "$work/daemon.log" || true)
 echo "     daemon logged $loads snapshot loads"
+
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+
+# As an anycast node runs: wildcard addresses, a shared cookie secret,
+# rate limiting on. Every reply must come from the address the query was
+# sent to (127.0.0.2, 127.0.0.3 and ::1 are all this host's).
+echo "0123456789abcdef0123456789abcdef" > "$work/cookie-secret"
+chmod 600 "$work/cookie-secret"
+any_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$binary" dns --listen "0.0.0.0:$any_port,[::]:$any_port" --snapshot "$snapshot" \
+  --cookie-secret-file "$work/cookie-secret" --rrl-rate 1000 --identity dns-check 2>"$work/anycast.log" &
+pid=$!
+for _ in $(seq 50); do
+  dig @127.0.0.1 -p "$any_port" +time=1 +tries=1 pool.ntp.org SOA >/dev/null 2>&1 && break
+  sleep 0.1
+done
+for server in 127.0.0.2 127.0.0.3 ::1; do
+  out=$(dig @"$server" -p "$any_port" +time=2 +tries=1 pool.ntp.org A)
+  expect "wildcard listener: @$server answers from $server" "$out" "status: NOERROR"
+  expect "wildcard listener: @$server, 4 addresses" "$out" "ANSWER: 4"
+  out=$(dig @"$server" -p "$any_port" +time=2 +tries=1 +tcp pool.ntp.org A)
+  expect "wildcard listener: @$server over TCP" "$out" "SERVER: $server#$any_port\(.*\) \(TCP\)"
+done
+out=$(dig @127.0.0.2 -p "$any_port" +time=2 +tries=1 +dnssec pool.ntp.org A)
+expect "the DO bit is copied (dig +dnssec)" "$out" "EDNS: version: 0, flags: do;"
+out=$(dig @127.0.0.2 -p "$any_port" +time=2 +tries=1 +cookie pool.ntp.org A)
+expect "a server cookie for a client cookie" "$out" "COOKIE: [0-9a-f]{48} \(good\)"
+cookie=$(awk '/COOKIE:/ {print $3}' <<<"$out")
+out=$(dig @127.0.0.2 -p "$any_port" +time=2 +tries=1 +cookie="$cookie" pool.ntp.org A)
+expect "the server cookie sent back is good" "$out" "COOKIE: [0-9a-f]{48} \(good\)"
+out=$(dig @127.0.0.1 -p "$any_port" +time=2 +tries=1 +short _status.pool.ntp.org TXT)
+expect "_status from loopback" "$out" '"version timepool .*" "node dns-check" "snapshot serial [0-9]+ loaded [0-9]+s ago" "uptime [0-9]+s"'
 
 if [ "$failures" -gt 0 ]; then
   echo "dns-check.sh: $failures check(s) failed"; exit 1

@@ -23,6 +23,8 @@ need python3-pip python3 -m pip --version
 need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
 need chromium command -v chromium
 need chrony command -v chronyd
+# ip: the DNS edge tests make network namespaces with addresses of their own.
+need iproute2 command -v ip
 install_needed
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 # The real 2018 GeoLite2-City: the GeoIP tests compare our table with
@@ -52,7 +54,7 @@ echo "PostgreSQL at $TIMEPOOL_TEST_PG_URL"
 
 step "cargo test (unit, integration on SQLite and PostgreSQL, browser, chronyd, corpus replay, benchmark smoke runs)"
 # --all-targets also runs every criterion benchmark once, as a smoke test.
-TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 cargo test --all-targets
+TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 cargo test --all-targets
 cargo test --doc
 
 step "snapshot check"

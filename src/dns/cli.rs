@@ -97,7 +97,7 @@ pub struct DnsArgs {
     pub tcp_max_queries: u32,
     /// Bind listen addresses this host does not have yet (IP_FREEBIND),
     /// e.g. an anycast address configured after the daemon starts.
-    #[arg(long)]
+    #[arg(long, env = "TIMEPOOL_FREEBIND")]
     pub freebind: bool,
     /// Response rate limiting for UDP: responses per second allowed per
     /// client prefix (unset: off). Over it, every --rrl-slip-th response is
