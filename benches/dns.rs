@@ -178,12 +178,10 @@ fn edge_checks(c: &mut Criterion) {
     // default table (65 536 entries, 1 MiB): the entries stay in cache
     // the way a busy worker's hot part does.
     let settings = RrlSettings {
-        rate: 1_000_000,
         slip: 2,
-        ipv4_prefix: 24,
-        ipv6_prefix: 56,
         table_size: 65_536,
         exempt: Vec::new(),
+        ..RrlSettings::at_rate(1_000_000)
     };
     let mut limiter = RateLimiter::new(&settings, 1);
     let clients: Vec<IpAddr> = (0..4096u32)

@@ -52,12 +52,10 @@ fn config() -> &'static AnswerConfig {
 thread_local! {
     static LIMITER: RefCell<RateLimiter> = RefCell::new(RateLimiter::new(
         &RrlSettings {
-            rate: 1,
             slip: 2,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
             table_size: 64,
             exempt: Vec::new(),
+            ..RrlSettings::at_rate(1)
         },
         1,
     ));

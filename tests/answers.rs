@@ -468,12 +468,10 @@ fn cookies_are_made_and_checked_and_a_valid_one_passes_the_rate_limit() {
     // Rate 1, every limited response slips.
     let mut limiter = RateLimiter::new(
         &RrlSettings {
-            rate: 1,
             slip: 1,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
             table_size: 64,
             exempt: Vec::new(),
+            ..RrlSettings::at_rate(1)
         },
         1,
     );
@@ -545,12 +543,10 @@ fn cookies_are_made_and_checked_and_a_valid_one_passes_the_rate_limit() {
     // With slip 0 a limited query gets nothing at all.
     let mut silent = RateLimiter::new(
         &RrlSettings {
-            rate: 1,
             slip: 0,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
             table_size: 64,
             exempt: Vec::new(),
+            ..RrlSettings::at_rate(1)
         },
         1,
     );

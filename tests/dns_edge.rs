@@ -36,12 +36,9 @@ fn config(listen: &[&str]) -> DnsConfig {
 
 fn rrl(rate: u32, slip: u32, exempt: &[&str]) -> RrlSettings {
     RrlSettings {
-        rate,
         slip,
-        ipv4_prefix: 24,
-        ipv6_prefix: 56,
-        table_size: 1024,
         exempt: exempt.iter().map(|p| p.parse().unwrap()).collect(),
+        ..RrlSettings::at_rate(rate)
     }
 }
 

@@ -74,12 +74,10 @@ fn the_udp_worker_loop_does_not_allocate() {
         metrics_listen: None,
         cookie_secret_file: None,
         rrl: Some(RrlSettings {
-            rate: 200,
             slip: 2,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
             table_size: 4096,
             exempt: vec!["192.0.2.0/24".parse().unwrap()],
+            ..RrlSettings::at_rate(200)
         }),
         geoip: Some(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb"),

@@ -105,6 +105,19 @@ pub struct RrlSettings {
 }
 
 impl RrlSettings {
+    /// The defaults of `timepool dns` at `rate` responses per second: slip
+    /// 2, /24 and /56, 65 536 entries, no exemption.
+    pub fn at_rate(rate: u32) -> RrlSettings {
+        RrlSettings {
+            rate,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            table_size: 65_536,
+            exempt: Vec::new(),
+        }
+    }
+
     /// Check the settings; the error names the flag.
     pub fn validate(&self) -> Result<(), String> {
         if self.rate == 0 || self.rate > MAX_RATE {
@@ -318,12 +331,9 @@ mod tests {
 
     fn settings(rate: u32, slip: u32) -> RrlSettings {
         RrlSettings {
-            rate,
             slip,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
             table_size: 1024,
-            exempt: Vec::new(),
+            ..RrlSettings::at_rate(rate)
         }
     }
 

@@ -97,20 +97,20 @@ impl Shared {
         let Some(path) = &self.geoip_path else {
             return Ok(());
         };
-        match GeoTable::open(path) {
-            Ok(table) => {
-                tracing::info!(file = %path.display(), database = table.description(), "GeoIP database loaded");
-                self.geo.store(Arc::new(table));
-                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) => {
-                self.counters
-                    .reload_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(error)
-            }
-        }
+        let table = self.count_reload(GeoTable::open(path))?;
+        tracing::info!(file = %path.display(), database = table.description(), "GeoIP database loaded");
+        self.geo.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// Count a file reload's result in `reloads` or `reload_failures`.
+    fn count_reload<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
+        let counter = match &result {
+            Ok(_) => &self.counters.reloads,
+            Err(_) => &self.counters.reload_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
     }
 
     /// Read the cookie secret file again and swap the secrets in. On error
@@ -119,24 +119,14 @@ impl Shared {
         let Some(path) = &self.cookie_secret_path else {
             return Ok(());
         };
-        match CookieSecrets::from_file(path) {
-            Ok(secrets) => {
-                tracing::info!(
-                    file = %path.display(),
-                    previous = secrets.previous.is_some(),
-                    "DNS cookie secrets loaded"
-                );
-                self.cookies.store(Arc::new(secrets));
-                self.counters.reloads.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) => {
-                self.counters
-                    .reload_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(error)
-            }
-        }
+        let secrets = self.count_reload(CookieSecrets::from_file(path))?;
+        tracing::info!(
+            file = %path.display(),
+            previous = secrets.previous.is_some(),
+            "DNS cookie secrets loaded"
+        );
+        self.cookies.store(Arc::new(secrets));
+        Ok(())
     }
 
     /// Swap a validated table in and log the serial change.
