@@ -247,16 +247,16 @@ async fn numbered_labels_small_and_large_zones() {
     for_each_engine(false, |app| async move {
         let db = &app.db;
         let account = account(db).await;
-        // 5 in nl (N < 8: every label gets all), 11 in de (N >= 8: k = 2,
-        // 3 leftovers dealt too).
+        // 11 in nl (N < 16: every label gets all), 21 in de (dealt: counts
+        // 6, 5, 5, 5, equal weights).
         let mut nl = BTreeSet::new();
-        for i in 0..5 {
+        for i in 0..11 {
             nl.insert(
                 insert(db, account, &healthy(&format!("192.0.2.{}", 10 + i), "nl")).await as u64,
             );
         }
         let mut de = BTreeSet::new();
-        for i in 0..11 {
+        for i in 0..21 {
             de.insert(
                 insert(
                     db,
@@ -279,8 +279,8 @@ async fn numbered_labels_small_and_large_zones() {
             sizes.push(label.as_array().unwrap().len());
             dealt.extend(ids(label));
         }
-        assert_eq!(dealt, de, "every server dealt, leftovers too");
-        assert_eq!(sizes, vec![3, 3, 3, 2]);
+        assert_eq!(dealt, de, "every server dealt");
+        assert_eq!(sizes, vec![6, 5, 5, 5]);
     })
     .await;
 }

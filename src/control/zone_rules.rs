@@ -3,10 +3,10 @@
 //!
 //! A server is put in its country zone and every parent (continent, `@`).
 //! Each zone's numbered labels 0..3 are dealt per address family: with
-//! N < 8 servers every label gets all N; else one shuffle deals
-//! k = max(2, N / 4) distinct servers to each label, and the N mod 4
-//! leftovers are dealt too (one more to labels 0, 1, ...), so no server is
-//! left out of the numbered names.
+//! fewer than 16 servers every label gets all of them; else every server
+//! goes to one label, the labels' counts differ by at most one and their
+//! total weights are balanced, so that load follows netspeed over `0.` to
+//! `3.` too (see [`deal_numbered`]).
 //!
 //! Architecture invariant: pure functions from servers to a snapshot
 //! document; no database, no files, no sockets. The control plane's zone
@@ -68,20 +68,47 @@ impl OriginSettings {
     }
 }
 
-/// Deal the numbered labels of one zone's servers of one family.
-pub fn deal_numbered<R: Rng + ?Sized>(servers: &[u64], rng: &mut R) -> Vec<Vec<u64>> {
+/// Below this many servers of a family, a zone's every numbered label
+/// gets all of them: dealt, a label would have fewer than an answer's 4
+/// addresses, be topped up from the parent zone, and put every one of its
+/// servers in every answer of its name whatever their weights.
+pub const DEAL_FROM: usize = 4 * NUMBERED_LABELS;
+
+/// Deal the numbered labels of one zone's servers of one family, given as
+/// (id, weight). With fewer than [`DEAL_FROM`] every label gets all of
+/// them; else each server goes to one label, the labels' server counts
+/// differ by at most one, and their total weights are balanced (heaviest
+/// server first, to the lightest label that has room): clients spread
+/// evenly over `0.` to `3.`, so a server's share of the zone's load is its
+/// weight over its label's total, and equal totals make that its share of
+/// the zone's weight. Servers of equal weight go in a shuffled order.
+pub fn deal_numbered<R: Rng + ?Sized>(servers: &[(u64, u32)], rng: &mut R) -> Vec<Vec<u64>> {
     let n = servers.len();
-    if n < 8 {
-        return vec![servers.to_vec(); NUMBERED_LABELS];
+    let ids = |list: &[(u64, u32)]| list.iter().map(|&(id, _)| id).collect::<Vec<u64>>();
+    if n < DEAL_FROM {
+        return vec![ids(servers); NUMBERED_LABELS];
     }
-    let k = (n / NUMBERED_LABELS).max(2);
-    let mut shuffled = servers.to_vec();
-    shuffled.shuffle(rng);
-    let mut labels: Vec<Vec<u64>> = (0..NUMBERED_LABELS)
-        .map(|i| shuffled[i * k..(i + 1) * k].to_vec())
-        .collect();
-    for (i, &leftover) in shuffled[NUMBERED_LABELS * k..].iter().enumerate() {
-        labels[i % NUMBERED_LABELS].push(leftover);
+    let mut order = servers.to_vec();
+    order.shuffle(rng);
+    // Stable: equal weights keep their shuffled order.
+    order.sort_by(|a, b| b.1.cmp(&a.1));
+    // Sizes: `n mod 4` labels of ceil(n / 4), the others of floor(n / 4).
+    let (small, larger) = (n / NUMBERED_LABELS, n % NUMBERED_LABELS);
+    let mut labels: Vec<Vec<u64>> = vec![Vec::with_capacity(small + 1); NUMBERED_LABELS];
+    let mut totals = [0u64; NUMBERED_LABELS];
+    for (id, weight) in order {
+        let full_larger = labels.iter().filter(|l| l.len() > small).count();
+        let room = if full_larger >= larger {
+            small
+        } else {
+            small + 1
+        };
+        let label = (0..NUMBERED_LABELS)
+            .filter(|&label| labels[label].len() < room)
+            .min_by_key(|&label| (totals[label], labels[label].len()))
+            .unwrap_or(0);
+        labels[label].push(id);
+        totals[label] += u64::from(weight);
     }
     for label in &mut labels {
         label.sort_unstable();
@@ -173,6 +200,7 @@ pub fn build_document<R: Rng + ?Sized>(
             }
         }
     }
+    let weights: BTreeMap<u64, u32> = servers.iter().map(|s| (s.id, s.weight)).collect();
     let mut zone_documents = serde_json::Map::new();
     for (
         name,
@@ -185,8 +213,13 @@ pub fn build_document<R: Rng + ?Sized>(
     {
         v4.sort_unstable();
         v6.sort_unstable();
-        let dealt4 = deal_numbered(&v4, rng);
-        let dealt6 = deal_numbered(&v6, rng);
+        let weighed = |ids: &[u64]| -> Vec<(u64, u32)> {
+            ids.iter()
+                .map(|id| (*id, weights.get(id).copied().unwrap_or(1)))
+                .collect()
+        };
+        let dealt4 = deal_numbered(&weighed(&v4), rng);
+        let dealt6 = deal_numbered(&weighed(&v6), rng);
         let numbered: Vec<Vec<u64>> = dealt4
             .into_iter()
             .zip(dealt6)
@@ -238,27 +271,43 @@ mod tests {
     use rand::rngs::SmallRng;
 
     #[test]
-    fn numbered_labels_are_dealt_as_the_pool_does_with_leftovers() {
+    fn numbered_labels_are_dealt_by_weight() {
         let mut rng = SmallRng::seed_from_u64(1);
-        for n in [0usize, 1, 5, 7] {
-            let servers: Vec<u64> = (1..=n as u64).collect();
-            assert_eq!(
-                deal_numbered(&servers, &mut rng),
-                vec![servers.clone(); 4],
-                "N = {n}"
-            );
+        for n in [0usize, 1, 5, 7, 15] {
+            let servers: Vec<(u64, u32)> = (1..=n as u64).map(|id| (id, 1000)).collect();
+            let all: Vec<u64> = servers.iter().map(|&(id, _)| id).collect();
+            assert_eq!(deal_numbered(&servers, &mut rng), vec![all; 4], "N = {n}");
         }
-        for n in [8usize, 9, 10, 11, 12, 13, 101] {
-            let servers: Vec<u64> = (1..=n as u64).collect();
+        // The pool's netspeeds, skewed: many small, a few large.
+        const NETSPEEDS: [u32; 9] = [
+            512, 1500, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 3_000_000,
+        ];
+        for n in [16usize, 17, 23, 40, 101, 500] {
+            let servers: Vec<(u64, u32)> = (1..=n as u64)
+                .map(|id| (id, NETSPEEDS[rand::RngExt::random_range(&mut rng, 0..6)]))
+                .collect();
             let labels = deal_numbered(&servers, &mut rng);
-            let k = (n / 4).max(2);
             let mut all: Vec<u64> = labels.iter().flatten().copied().collect();
             all.sort_unstable();
-            assert_eq!(all, servers, "N = {n}: every server dealt exactly once");
-            for (i, label) in labels.iter().enumerate() {
-                let expected = k + usize::from(i < n - 4 * k);
-                assert_eq!(label.len(), expected, "N = {n}, label {i}");
-            }
+            assert_eq!(
+                all,
+                (1..=n as u64).collect::<Vec<_>>(),
+                "N = {n}: each once"
+            );
+            let sizes: Vec<usize> = labels.iter().map(Vec::len).collect();
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(max - min <= 1, "N = {n}: sizes {sizes:?}");
+            let weight_of: BTreeMap<u64, u32> = servers.iter().copied().collect();
+            let totals: Vec<u64> = labels
+                .iter()
+                .map(|label| label.iter().map(|id| u64::from(weight_of[id])).sum())
+                .collect();
+            let heaviest = servers.iter().map(|&(_, w)| u64::from(w)).max().unwrap();
+            let spread = totals.iter().max().unwrap() - totals.iter().min().unwrap();
+            assert!(
+                spread <= heaviest,
+                "N = {n}: totals {totals:?}, heaviest {heaviest}"
+            );
         }
     }
 

@@ -1,37 +1,55 @@
-//! Weighted random sampling without replacement.
+//! Weighted random sampling with inclusion probability proportional to
+//! weight ("πps" sampling), exact, with no allocation.
 //!
-//! Each candidate list carries a Walker/Vose alias table built at load, so
-//! one draw costs one random number and one array read whatever the
-//! list's length. Sampling without replacement is done by rejecting a
-//! draw that hits a server already picked: conditioned on not hitting a
-//! picked server, a draw from the full distribution is exactly a draw
-//! proportional to the remaining weights, so the result has the same law as
-//! successive sampling (draw, remove, renormalise). When one server holds
-//! nearly all the weight, rejections could repeat; after a bounded number
-//! of them the draw falls back to a linear scan over the remaining weights,
-//! which has the same law. A list no longer than the largest answer (most
-//! country zones) is sampled by successive draws directly: with the pool's
-//! netspeeds (512 to 3 000 000) a small list often has one server holding
-//! nearly all the weight, and rejection then redrew many times (under the
-//! benchmark's mix this cut the daemon's user time per query by 15%).
+//! NTP clients use every address of an answer (chrony's and ntpd's `pool`
+//! take up to four), so a server's load is its share of *all* addresses
+//! handed out. For an answer of `k` addresses from a list of total weight
+//! `W`, each server is in an answer with probability `min(1, k·w/W)`: a
+//! server whose `k·w/W` is 1 or more is in every answer and the surplus is
+//! spread over the others in proportion to their weights (their
+//! probabilities are worked out again without it, as often as needed).
+//! Where no server is capped, a server's share of all addresses equals
+//! its share of the weights. (Successive weighted draws, which this
+//! replaced, flatten that: small servers got up to 40% more than their
+//! share, large ones less.)
 //!
-//! Layout: a list is one array of 16-byte columns, each holding its server,
-//! its weight, its keep threshold and its alias's server, so a draw reads
-//! one cache line, and a small list (up to 4 servers) is one line in all.
-//! Under load the kernel's network stack runs between batches and evicts
-//! the answer path's data from the caches; a profile of the benchmark
-//! showed the draw dominated by misses on the separate keep, alias, server
-//! and weight arrays this replaced.
+//! The draw is systematic sampling: the servers not capped are laid end to
+//! end on a line, each as long as its weight; one uniform random start `u`
+//! in `[0, W')` and `k'` points `u/k', (u + W')/k', ...` spaced `W'/k'`
+//! apart pick the servers they land in. No server is longer than the
+//! spacing, so no server is picked twice, and a server is picked exactly
+//! with probability `k'·w/W'`: counted in integers (the line is scaled by
+//! `k'`), nothing is rounded. The order on the line is fixed at load: by
+//! weight, heaviest first (so the capped servers are a prefix of the list
+//! and nothing has to be sorted per query), ties by server. The order only
+//! shapes which servers appear *together* (one from each stretch of the
+//! line, like a stratified sample); the caller shuffles the addresses it
+//! writes, so no position in an answer favours a stretch.
+//!
+//! Top-up: a draw can exclude servers already taken from another list (a
+//! child zone's); they are taken off the line (found by their weight and
+//! server in the sorted list) and the probabilities are those of the list
+//! without them.
+//!
+//! Finding the server a point lands in: a list of at most `MAX_PICKS`
+//! servers is scanned; a longer one has a guide table (Chen and Asau): the
+//! line cut into up to `2n` equal buckets, each with the first server it
+//! starts in, so a point is one bucket read and a short search.
+//!
+//! Layout: a list is one array of 16-byte columns (server, weight, the
+//! weight before it on the line), so the first cache line of a list holds
+//! its heaviest servers, which the capping reads.
 //!
 //! Architecture invariant: this module knows weights and indexes, not DNS.
 
 use rand::Rng;
 
-/// Rejections before falling back to the linear scan.
-const MAX_REJECTIONS: u32 = 24;
-
 /// The largest answer any origin may ask for; bounds [`Picked`].
 pub const MAX_PICKS: usize = crate::shared::snapshot::MAX_HOSTS_LIMIT;
+
+/// Longest list accepted: it keeps every sum of weights, times an answer's
+/// size, in 64 bits (2^32 · 2^26 · 16 = 2^62).
+const MAX_LIST_LEN: usize = 1 << 26;
 
 /// Servers picked for one answer (indexes into the table's server list),
 /// on the stack.
@@ -86,29 +104,74 @@ impl Picked {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+}
+
+/// The servers one answer has taken so far, with their weights (a list
+/// finds an excluded server by its weight).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    picked: Picked,
+    weights: [u32; MAX_PICKS],
+}
+
+impl Sample {
+    pub const fn new() -> Self {
+        Sample {
+            picked: Picked::new(),
+            weights: [0; MAX_PICKS],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.picked.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.picked.len == 0
+    }
+
+    pub fn picked(&self) -> &Picked {
+        &self.picked
+    }
 
     #[inline]
-    fn push(&mut self, id: u32) {
-        if self.len < MAX_PICKS {
-            self.ids[self.len] = id;
-            self.len += 1;
+    fn push(&mut self, server: u32, weight: u32) {
+        let len = self.picked.len;
+        if len < MAX_PICKS {
+            self.picked.ids[len] = server;
+            self.weights[len] = weight;
+            self.picked.len += 1;
+        }
+    }
+
+    /// Put the servers in a uniformly random order (Fisher-Yates): the
+    /// draws leave them in their lists' order, heaviest first, and many
+    /// clients use the first address only.
+    pub fn shuffle<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        for i in (1..self.picked.len).rev() {
+            let j = uniform_below(rng, i as u64 + 1) as usize;
+            self.picked.ids.swap(i, j);
+            self.weights.swap(i, j);
         }
     }
 }
 
-/// One column of a list's alias table.
+/// One column of a list: a server, its weight and where it starts on the
+/// list's line (the weights of the columns before it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, align(16))]
 struct Column {
-    /// The column's server (an index into the table's server list); the
-    /// columns are sorted by it (duplicates are merged when building).
+    /// An index into the table's server list.
     server: u32,
     weight: u32,
-    /// Keep this column's server when a 32-bit random number is below
-    /// `keep`, else take `alias_server`. A full column has
-    /// `alias_server == server`.
-    keep: u32,
-    alias_server: u32,
+    before: u64,
+}
+
+impl Column {
+    #[inline]
+    fn end(&self) -> u64 {
+        self.before + u64::from(self.weight)
+    }
 }
 
 /// Where a list is in its [`CandidateLists`], with its total weight: 16
@@ -131,17 +194,35 @@ impl ListId {
 }
 
 /// All candidate lists of a zone table in one array of 16-byte columns,
-/// list after list: a short list is one or two cache lines, and a draw from
-/// a long one reads one column.
+/// list after list, and the guide tables of the long ones (a list starting
+/// at column `s` has its guide at `2s`, at most `2n` entries).
 #[derive(Clone, Debug)]
 pub struct CandidateLists {
     columns: Box<[Column]>,
+    guides: Box<[u32]>,
+}
+
+/// Bits needed for `value` (0 for 0).
+#[inline]
+fn bits(value: u64) -> u32 {
+    u64::BITS - value.leading_zeros()
+}
+
+/// The guide of a list of `len` columns and total weight `total`: bucket
+/// `b` covers the line's positions `b << shift ..`; there are at most
+/// `2 * len` buckets.
+#[inline]
+fn guide_shape(len: usize, total: u64) -> (u32, usize) {
+    let shift = bits(total).saturating_sub(bits(len as u64));
+    let buckets = ((total.saturating_sub(1)) >> shift) as usize + 1;
+    (shift, buckets)
 }
 
 /// Builds a [`CandidateLists`].
 #[derive(Debug, Default)]
 pub struct ListsBuilder {
     columns: Vec<Column>,
+    guides: Vec<u32>,
 }
 
 impl ListsBuilder {
@@ -153,45 +234,54 @@ impl ListsBuilder {
     /// 1, a server given twice counts once. An empty list is
     /// [`ListId::EMPTY`].
     pub fn push(&mut self, mut entries: Vec<(u32, u32)>) -> ListId {
+        entries.sort_unstable_by_key(|&(server, _)| server);
+        entries.dedup_by_key(|&mut (server, _)| server);
+        entries.truncate(MAX_LIST_LEN);
         if entries.is_empty() {
             return ListId::EMPTY;
         }
-        entries.sort_unstable_by_key(|&(server, _)| server);
-        entries.dedup_by_key(|&mut (server, _)| server);
-        let weights: Vec<u32> = entries.iter().map(|&(_, w)| w.max(1)).collect();
-        let total_weight: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-        let aliases = build_alias_table(&weights, total_weight);
-        let id = ListId {
-            start: u32::try_from(self.columns.len()).unwrap_or(u32::MAX),
-            len: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        for entry in &mut entries {
+            entry.1 = entry.1.max(1);
+        }
+        // Heaviest first, ties by server: the order of the line.
+        entries.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let start = self.columns.len();
+        let mut before = 0u64;
+        for &(server, weight) in &entries {
+            self.columns.push(Column {
+                server,
+                weight,
+                before,
+            });
+            before += u64::from(weight);
+        }
+        let total_weight = before;
+        let len = entries.len();
+        self.guides.resize(2 * self.columns.len(), 0);
+        if len > MAX_PICKS {
+            let columns = &self.columns[start..];
+            let (shift, buckets) = guide_shape(len, total_weight);
+            let guide = &mut self.guides[2 * start..2 * start + buckets];
+            let mut column = 0;
+            for (bucket, slot) in guide.iter_mut().enumerate() {
+                let position = (bucket as u64) << shift;
+                while columns[column].end() <= position {
+                    column += 1;
+                }
+                *slot = column as u32;
+            }
+        }
+        ListId {
+            start: start as u32,
+            len: len as u32,
             total_weight,
-        };
-        let columns =
-            entries
-                .iter()
-                .zip(&weights)
-                .zip(aliases)
-                .map(|((&(server, _), &weight), alias)| match alias {
-                    Alias::Full => Column {
-                        server,
-                        weight,
-                        keep: 0,
-                        alias_server: server,
-                    },
-                    Alias::Split { keep, alias } => Column {
-                        server,
-                        weight,
-                        keep,
-                        alias_server: entries[alias].0,
-                    },
-                });
-        self.columns.extend(columns);
-        id
+        }
     }
 
     pub fn finish(self) -> CandidateLists {
         CandidateLists {
             columns: self.columns.into(),
+            guides: self.guides.into(),
         }
     }
 }
@@ -202,28 +292,39 @@ impl CandidateLists {
     #[inline]
     pub fn get(&self, id: ListId) -> Candidates<'_> {
         let start = id.start as usize;
-        match self.columns.get(start..start + id.len as usize) {
-            Some(columns) => Candidates {
+        let len = id.len as usize;
+        let guide = if len > MAX_PICKS {
+            self.guides.get(2 * start..2 * start + 2 * len)
+        } else {
+            Some(&[][..])
+        };
+        match (self.columns.get(start..start + len), guide) {
+            (Some(columns), Some(guide)) => Candidates {
                 columns,
+                guide,
                 total_weight: id.total_weight,
             },
-            None => Candidates::default(),
+            _ => Candidates::default(),
         }
     }
 
     /// Heap memory held, in bytes.
     pub fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.columns)
+        std::mem::size_of_val(&*self.columns) + std::mem::size_of_val(&*self.guides)
     }
 }
 
-/// One list of a [`CandidateLists`]: weighted servers with their alias
-/// table.
+/// One list of a [`CandidateLists`]: weighted servers on their line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Candidates<'a> {
     columns: &'a [Column],
+    guide: &'a [u32],
     total_weight: u64,
 }
+
+/// Room for the positions a draw takes off a list's line: the servers
+/// already in the sample and the capped ones.
+const REMOVED: usize = 2 * MAX_PICKS;
 
 impl<'a> Candidates<'a> {
     pub fn len(&self) -> usize {
@@ -234,7 +335,7 @@ impl<'a> Candidates<'a> {
         self.columns.is_empty()
     }
 
-    /// The servers of the list, in ascending order.
+    /// The servers of the list, heaviest first.
     pub fn servers(&self) -> impl ExactSizeIterator<Item = u32> + 'a {
         self.columns.iter().map(|column| column.server)
     }
@@ -243,113 +344,125 @@ impl<'a> Candidates<'a> {
         self.total_weight
     }
 
-    /// One draw from the full distribution: a column uniformly, then its
-    /// server or its alias's. The list must not be empty.
+    /// Where `server` of weight `weight` is in this list, if it is.
     #[inline]
-    fn draw_one<R: Rng + ?Sized>(&self, rng: &mut R) -> u32 {
-        let random = rng.next_u64();
-        let index = (((random >> 32) * self.columns.len() as u64) >> 32) as usize;
-        let column = &self.columns[index];
-        if (random as u32) < column.keep {
-            column.server
-        } else {
-            column.alias_server
-        }
+    fn position(&self, server: u32, weight: u32) -> Option<usize> {
+        self.columns
+            .binary_search_by(|column| weight.cmp(&column.weight).then(column.server.cmp(&server)))
+            .ok()
     }
 
-    /// Add up to `want` servers of this list to `picked`, none already in
-    /// it, by weighted sampling without replacement.
-    pub fn draw_into<R: Rng + ?Sized>(&self, rng: &mut R, want: usize, picked: &mut Picked) {
-        let want = want.min(MAX_PICKS - picked.len());
+    /// The column a position of the line falls in (`position` below the
+    /// total weight).
+    #[inline]
+    fn column_at(&self, position: u64) -> usize {
+        let columns = self.columns;
+        let (mut low, mut high) = if self.guide.is_empty() {
+            (0, columns.len() - 1)
+        } else {
+            let (shift, buckets) = guide_shape(columns.len(), self.total_weight);
+            let bucket = (position >> shift) as usize;
+            let low = self.guide.get(bucket).copied().unwrap_or(0) as usize;
+            let high = match self.guide.get(bucket + 1) {
+                Some(&next) if bucket + 1 < buckets => next as usize,
+                _ => columns.len() - 1,
+            };
+            (low, high.min(columns.len() - 1))
+        };
+        // The last column starting at or before the position.
+        while low < high {
+            let middle = (low + high).div_ceil(2);
+            if columns[middle].before <= position {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        low
+    }
+
+    /// Add up to `want` servers of this list to `sample`, none already in
+    /// it: each with probability min(1, want·w/W) among the list's servers
+    /// not in the sample (see the module documentation). With no more
+    /// than `want` of them left, all are taken.
+    pub fn draw_into<R: Rng + ?Sized>(&self, rng: &mut R, want: usize, sample: &mut Sample) {
+        self.draw_with_start(want, sample, |line| uniform_below(rng, line));
+    }
+
+    /// [`Candidates::draw_into`] with the random start on the line (below
+    /// `line`, its argument) chosen by `start_below`: the tests enumerate
+    /// every start to check the law exactly.
+    fn draw_with_start(
+        &self,
+        want: usize,
+        sample: &mut Sample,
+        start_below: impl FnOnce(u64) -> u64,
+    ) {
+        let mut want = want.min(MAX_PICKS - sample.len());
         if want == 0 || self.columns.is_empty() {
             return;
         }
-        // A short list is drawn from exactly, by successive weighted draws
-        // among the servers not yet picked (at most MAX_PICKS, on the
-        // stack): with few servers and uneven weights, rejection would
-        // redraw often. A longer list always has more than `want` left
-        // (picked + want <= MAX_PICKS < its length).
-        if self.columns.len() <= MAX_PICKS {
-            self.take_successive(rng, want, picked);
+        // Off the line: the servers already taken (from another list).
+        let mut removed = [0usize; REMOVED];
+        let mut removed_count = 0;
+        let mut line = self.total_weight;
+        for (&server, &weight) in sample.picked.as_slice().iter().zip(&sample.weights) {
+            if let Some(position) = self.position(server, weight) {
+                removed[removed_count] = position;
+                removed_count += 1;
+                line -= u64::from(weight);
+            }
+        }
+        let excluded = removed_count;
+        if self.columns.len() - excluded <= want {
+            for (position, column) in self.columns.iter().enumerate() {
+                if !removed[..excluded].contains(&position) {
+                    sample.push(column.server, column.weight);
+                }
+            }
             return;
         }
-        for _ in 0..want {
-            let mut rejections = 0;
-            loop {
-                let server = self.draw_one(rng);
-                if !picked.contains(server) {
-                    picked.push(server);
-                    break;
-                }
-                rejections += 1;
-                if rejections == MAX_REJECTIONS {
-                    self.draw_linear(rng, picked);
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Up to `want` of the servers not yet picked, by successive weighted
-    /// draws among them (the law of sampling without replacement; the
-    /// first address, which many clients use, follows the weights). For
-    /// lists of at most `MAX_PICKS` servers: they are gathered once on the
-    /// stack.
-    fn take_successive<R: Rng + ?Sized>(&self, rng: &mut R, want: usize, picked: &mut Picked) {
-        let mut remaining = [(0u32, 0u64); MAX_PICKS];
-        let mut count = 0;
-        let mut total = 0u64;
-        for column in self.columns.iter().take(MAX_PICKS) {
-            if !picked.contains(column.server) {
-                remaining[count] = (column.server, u64::from(column.weight));
-                total += u64::from(column.weight);
-                count += 1;
-            }
-        }
-        for _ in 0..want.min(count) {
-            let mut target = uniform_below(rng, total);
-            let mut chosen = count - 1;
-            for (i, &(_, weight)) in remaining[..count].iter().enumerate() {
-                if target < weight {
-                    chosen = i;
-                    break;
-                }
-                target -= weight;
-            }
-            let (server, weight) = remaining[chosen];
-            picked.push(server);
-            total -= weight;
-            remaining[chosen] = remaining[count - 1];
-            count -= 1;
-        }
-    }
-
-    /// Draw one server proportional to the weights of those not yet picked,
-    /// by a scan. Returns false when none is left.
-    fn draw_linear<R: Rng + ?Sized>(&self, rng: &mut R, picked: &mut Picked) -> bool {
-        let picked_weight: u64 = self
-            .columns
-            .iter()
-            .filter(|column| picked.contains(column.server))
-            .map(|column| u64::from(column.weight))
-            .sum();
-        let remaining = self.total_weight - picked_weight;
-        if remaining == 0 {
-            return false;
-        }
-        let mut target = uniform_below(rng, remaining);
-        for column in self.columns.iter() {
-            if picked.contains(column.server) {
+        // Capping: a server whose want·w reaches the line is in every
+        // answer; then the rest are weighed again. The heaviest come
+        // first, so the capped ones are a prefix (less the excluded).
+        for (position, column) in self.columns.iter().enumerate() {
+            if removed[..excluded].contains(&position) {
                 continue;
             }
             let weight = u64::from(column.weight);
-            if target < weight {
-                picked.push(column.server);
-                return true;
+            if (want as u64) * weight < line {
+                break;
             }
-            target -= weight;
+            sample.push(column.server, column.weight);
+            removed[removed_count] = position;
+            removed_count += 1;
+            line -= weight;
+            want -= 1;
+            if want == 0 {
+                return;
+            }
         }
-        false
+        let removed = &mut removed[..removed_count];
+        removed.sort_unstable();
+        // Systematic sampling on the line without the removed columns,
+        // scaled by `want` so that every point is an integer: point j is
+        // (u + j·line) / want on the line.
+        let start = start_below(line);
+        for j in 0..want as u64 {
+            let mut position = (start + j * line) / want as u64;
+            // From the shortened line to the whole one: step over each
+            // removed column at or before the position.
+            for &gone in removed.iter() {
+                let column = &self.columns[gone];
+                if column.before <= position {
+                    position += u64::from(column.weight);
+                } else {
+                    break;
+                }
+            }
+            let column = &self.columns[self.column_at(position)];
+            sample.push(column.server, column.weight);
+        }
     }
 }
 
@@ -367,42 +480,6 @@ fn uniform_below<R: Rng + ?Sized>(rng: &mut R, bound: u64) -> u64 {
         }
     }
     (product >> 64) as u64
-}
-
-/// What one column of an alias table does with the column's share.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Alias {
-    /// The column is its own server's whole.
-    Full,
-    /// Kept with probability keep / 2^32, else the column `alias` is taken.
-    Split { keep: u32, alias: usize },
-}
-
-/// Vose's alias method in exact integer arithmetic. Each column's share is
-/// n * weight, compared against the total weight.
-fn build_alias_table(weights: &[u32], total: u64) -> Vec<Alias> {
-    let n = weights.len();
-    let mut columns = vec![Alias::Full; n];
-    if n == 0 || total == 0 {
-        return columns;
-    }
-    // scaled[i] = weight_i * n; a column is full at `total`.
-    let mut scaled: Vec<u128> = weights.iter().map(|&w| u128::from(w) * n as u128).collect();
-    let total = u128::from(total);
-    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < total);
-    while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
-        // scaled[s] < total, so the quotient is below 2^32.
-        let keep = ((scaled[s] << 32) / total) as u32;
-        columns[s] = Alias::Split { keep, alias: l };
-        scaled[l] -= total - scaled[s];
-        if scaled[l] < total {
-            large.pop();
-            small.push(l);
-        }
-    }
-    // What is left (in `small` or `large`) is full up to rounding, and
-    // stays `Full`.
-    columns
 }
 
 #[cfg(test)]
@@ -428,19 +505,51 @@ mod tests {
         )
     }
 
+    /// The inclusion probabilities πps sampling must give: min(1, k·w/W),
+    /// capped servers at 1 and the others weighed again without them.
+    fn expected_inclusion(weights: &[u32], k: usize) -> Vec<f64> {
+        let mut probability = vec![0.0; weights.len()];
+        let mut capped = vec![false; weights.len()];
+        let k = k.min(weights.len());
+        loop {
+            let left = k - capped.iter().filter(|&&c| c).count();
+            let rest: f64 = (weights.iter().zip(&capped))
+                .filter(|&(_, &c)| !c)
+                .map(|(&w, _)| f64::from(w))
+                .sum();
+            let mut changed = false;
+            for (i, &w) in weights.iter().enumerate() {
+                if capped[i] {
+                    probability[i] = 1.0;
+                    continue;
+                }
+                probability[i] = left as f64 * f64::from(w) / rest;
+                if probability[i] >= 1.0 {
+                    capped[i] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return probability;
+            }
+        }
+    }
+
     #[test]
     fn never_repeats_and_respects_want() {
-        let (lists, id) = one_list((0..10).map(|i| (i, 1 + i * 100)).collect());
+        let (lists, id) = one_list((0..40).map(|i| (i, 1 + i * 100)).collect());
         let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(1);
-        for _ in 0..10_000 {
-            let mut picked = Picked::new();
-            candidates.draw_into(&mut rng, 4, &mut picked);
-            let mut ids = picked.as_slice().to_vec();
-            assert_eq!(ids.len(), 4);
-            ids.sort();
-            ids.dedup();
-            assert_eq!(ids.len(), 4);
+        for want in 1..=MAX_PICKS {
+            for _ in 0..2_000 {
+                let mut sample = Sample::new();
+                candidates.draw_into(&mut rng, want, &mut sample);
+                let mut ids = sample.picked().as_slice().to_vec();
+                assert_eq!(ids.len(), want);
+                ids.sort();
+                ids.dedup();
+                assert_eq!(ids.len(), want);
+            }
         }
     }
 
@@ -449,123 +558,198 @@ mod tests {
         let (lists, id) = one_list(vec![(5, 10), (9, 1)]);
         let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(2);
-        let mut picked = Picked::new();
-        candidates.draw_into(&mut rng, 4, &mut picked);
-        let mut ids = picked.as_slice().to_vec();
+        let mut sample = Sample::new();
+        candidates.draw_into(&mut rng, 4, &mut sample);
+        let mut ids = sample.picked().as_slice().to_vec();
         ids.sort();
         assert_eq!(ids, vec![5, 9]);
     }
 
     #[test]
-    fn skips_servers_picked_from_another_list() {
+    fn skips_servers_taken_from_another_list() {
         let (lists, id) = one_list(vec![(1, 10), (2, 10), (3, 10)]);
         let candidates = lists.get(id);
         let mut rng = SmallRng::seed_from_u64(3);
-        let mut picked = Picked::new();
-        picked.push(2);
-        picked.push(77);
-        candidates.draw_into(&mut rng, 4, &mut picked);
-        let mut ids = picked.as_slice().to_vec();
+        let mut sample = Sample::new();
+        sample.push(2, 10);
+        sample.push(77, 5);
+        candidates.draw_into(&mut rng, 4, &mut sample);
+        let mut ids = sample.picked().as_slice().to_vec();
         ids.sort();
         assert_eq!(ids, vec![1, 2, 3, 77]);
     }
 
     #[test]
-    fn a_dominant_weight_does_not_loop() {
-        let (lists, id) = one_list(vec![(1, u32::MAX), (2, 1), (3, 1), (4, 1), (5, 1)]);
-        let candidates = lists.get(id);
-        let mut rng = SmallRng::seed_from_u64(4);
-        let mut picked = Picked::new();
-        candidates.draw_into(&mut rng, 4, &mut picked);
-        assert_eq!(picked.len(), 4);
-        assert!(picked.contains(1));
-    }
-
-    /// A list longer than MAX_PICKS is drawn by rejection; with one server
-    /// holding nearly all the weight every later draw is rejected until the
-    /// linear fallback takes over: it still ends, with distinct servers.
-    #[test]
-    fn a_dominant_weight_in_a_long_list_falls_back_to_the_scan() {
+    fn a_dominant_weight_is_in_every_answer() {
         let mut weights = vec![1u32; 40];
         weights[7] = u32::MAX;
-        let (lists, id) = numbered_list(&weights);
-        let candidates = lists.get(id);
-        assert!(candidates.len() > MAX_PICKS);
-        let mut rng = SmallRng::seed_from_u64(8);
-        for _ in 0..1_000 {
-            let mut picked = Picked::new();
-            candidates.draw_into(&mut rng, 4, &mut picked);
-            let mut ids = picked.as_slice().to_vec();
-            assert!(ids.contains(&7), "{ids:?}");
-            ids.sort();
-            ids.dedup();
-            assert_eq!(ids.len(), 4);
+        for weights in [&weights[..], &[u32::MAX, 1, 1, 1, 1][..]] {
+            let (lists, id) = numbered_list(weights);
+            let candidates = lists.get(id);
+            let mut rng = SmallRng::seed_from_u64(8);
+            let heaviest = weights.iter().position(|&w| w == u32::MAX).unwrap() as u32;
+            for _ in 0..1_000 {
+                let mut sample = Sample::new();
+                candidates.draw_into(&mut rng, 4, &mut sample);
+                let mut ids = sample.picked().as_slice().to_vec();
+                assert!(ids.contains(&heaviest), "{ids:?}");
+                ids.sort();
+                ids.dedup();
+                assert_eq!(ids.len(), 4);
+            }
         }
     }
 
-    /// The alias table alone reproduces the weights (one draw at a time).
+    /// The law, exactly: every random start on the line, one after the
+    /// other, and each server is picked by `k'·w` of them (scaled: its
+    /// probability k'·w/W' times the line's length W'), capped servers by
+    /// all; with servers of another list excluded too.
     #[test]
-    fn single_draws_follow_the_weights() {
-        let weights = [1u32, 2, 3, 4, 10, 80];
-        let (lists, id) = numbered_list(&weights);
-        let candidates = lists.get(id);
-        let mut rng = SmallRng::seed_from_u64(5);
-        let mut counts = [0u64; 6];
-        let draws = 200_000;
-        for _ in 0..draws {
-            counts[candidates.draw_one(&mut rng) as usize] += 1;
+    fn every_start_gives_each_server_exactly_its_inclusion_probability() {
+        let cases: [(&[u32], usize, &[(u32, u32)]); 7] = [
+            (&[1, 2, 3, 4, 10, 80], 1, &[]),
+            (&[1, 2, 3, 4, 10, 80], 2, &[]),
+            (&[1, 2, 3, 4, 10, 80], 4, &[]),
+            (&[5, 5, 5, 5, 5, 5, 5, 5, 5], 4, &[]),
+            (
+                &[7, 3, 40, 1, 1, 1, 9, 2, 2, 2, 2, 2, 6, 11, 13, 1, 1, 3, 5],
+                4,
+                &[],
+            ),
+            // Server 2 (weight 3) taken from another list, and server 99
+            // (not in this list).
+            (&[1, 2, 3, 4, 10, 80], 3, &[(2, 3), (99, 50)]),
+            (
+                &[7, 3, 40, 1, 1, 1, 9, 2, 2, 2, 2, 2, 6, 11, 13, 1, 1, 3, 5],
+                3,
+                &[(2, 40), (13, 11)],
+            ),
+        ];
+        for (weights, want, taken) in cases {
+            let (lists, id) = numbered_list(weights);
+            let candidates = lists.get(id);
+            let mut base = Sample::new();
+            for &(server, weight) in taken {
+                base.push(server, weight);
+            }
+            // The list without the servers taken.
+            let kept: Vec<(usize, u32)> = (weights.iter().enumerate())
+                .filter(|&(i, _)| !taken.iter().any(|&(s, _)| s as usize == i))
+                .map(|(i, &w)| (i, w))
+                .collect();
+            let kept_weights: Vec<u32> = kept.iter().map(|&(_, w)| w).collect();
+            let expected = expected_inclusion(&kept_weights, want);
+            let line: u64 = (expected.iter().zip(&kept_weights))
+                .filter(|&(&p, _)| p < 1.0)
+                .map(|(_, &w)| u64::from(w))
+                .sum();
+            let mut counts = vec![0u64; weights.len()];
+            for start in 0..line {
+                let mut sample = base;
+                candidates.draw_with_start(want, &mut sample, |l| {
+                    assert_eq!(l, line);
+                    start
+                });
+                assert_eq!(sample.len(), taken.len() + want, "{weights:?}");
+                for &server in &sample.picked().as_slice()[taken.len()..] {
+                    counts[server as usize] += 1;
+                }
+            }
+            for (&(server, _), &p) in kept.iter().zip(&expected) {
+                let exact = p * line as f64;
+                assert!(
+                    (counts[server] as f64 - exact).abs() < 1e-6,
+                    "{weights:?} want {want}: server {server} picked by {} of {line} starts, expected {exact}",
+                    counts[server]
+                );
+            }
         }
-        let total: u32 = weights.iter().sum();
-        let chi_square: f64 = counts
-            .iter()
-            .zip(weights)
-            .map(|(&observed, w)| {
-                let expected = draws as f64 * f64::from(w) / f64::from(total);
-                (observed as f64 - expected).powi(2) / expected
-            })
-            .sum();
-        // 5 degrees of freedom: the 99.9% quantile is 20.52.
-        assert!(
-            chi_square < 20.52,
-            "chi-square {chi_square}, counts {counts:?}"
-        );
     }
 
-    /// The columns give every server exactly its share of the weight, up
-    /// to the 2^-32 rounding of each keep threshold.
+    /// The check, by sampling: over lists of 1 to 16 servers, one
+    /// with 40% of the weight and several under 2%, and answers of 1 to 4
+    /// addresses, each server's share of all addresses handed out is
+    /// within 1 percentage point of its due share (its weight share where
+    /// no server is capped), and a capped server is in every answer.
+    /// 100 000 answers each: a share's standard error is at most 0.16
+    /// points, so 1 point is over 6 of them.
     #[test]
-    fn the_alias_columns_hold_each_servers_share() {
+    fn shares_of_all_addresses_follow_the_weights() {
+        const REST: [u32; 15] = [1500, 800, 300, 150, 100, 50, 50, 30, 20, 10, 10, 5, 5, 3, 2];
+        let mut rng = SmallRng::seed_from_u64(17);
+        for n in 1..=16usize {
+            let rest = &REST[..n - 1];
+            let rest_total: u32 = rest.iter().sum();
+            // The first server holds 40% of the weight (all of it alone).
+            let first = if n == 1 { 1000 } else { rest_total * 2 / 3 };
+            let weights: Vec<u32> = std::iter::once(first).chain(rest.iter().copied()).collect();
+            let (lists, id) = numbered_list(&weights);
+            let candidates = lists.get(id);
+            for k in 1..=4usize {
+                let due = expected_inclusion(&weights, k);
+                let answers = 100_000u32;
+                let mut counts = vec![0u32; n];
+                let mut addresses = 0u32;
+                for _ in 0..answers {
+                    let mut sample = Sample::new();
+                    candidates.draw_into(&mut rng, k, &mut sample);
+                    for &server in sample.picked().as_slice() {
+                        counts[server as usize] += 1;
+                        addresses += 1;
+                    }
+                }
+                assert_eq!(addresses, answers * k.min(n) as u32);
+                for (server, (&count, &p)) in counts.iter().zip(&due).enumerate() {
+                    if p >= 1.0 {
+                        assert_eq!(count, answers, "n {n} k {k}: capped server {server}");
+                        continue;
+                    }
+                    let share = f64::from(count) / f64::from(addresses);
+                    let due_share = p / k.min(n) as f64;
+                    assert!(
+                        (share - due_share).abs() < 0.01,
+                        "n {n} k {k}: server {server} got {share:.4} of all addresses, due {due_share:.4}"
+                    );
+                    if due.iter().all(|&p| p < 1.0) {
+                        let total: u32 = weights.iter().sum();
+                        let weight_share = f64::from(weights[server]) / f64::from(total);
+                        assert!((due_share - weight_share).abs() < 1e-9);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Long lists: the guide table finds the same column as a scan.
+    #[test]
+    fn the_guide_finds_the_column_of_every_position() {
         let mut rng = SmallRng::seed_from_u64(6);
-        for n in [1usize, 2, 3, 7, 64, 1000] {
+        for n in [17usize, 64, 1000, 3000] {
             let entries: Vec<(u32, u32)> = (0..n)
                 .map(|i| {
-                    (
-                        i as u32 * 3,
-                        rand::RngExt::random_range(&mut rng, 1..3_000_000),
-                    )
+                    let weight = if i % 97 == 0 {
+                        3_000_000
+                    } else {
+                        rand::RngExt::random_range(&mut rng, 1..100_000)
+                    };
+                    (i as u32 * 3, weight)
                 })
                 .collect();
-            let (lists, id) = one_list(entries.clone());
+            let (lists, id) = one_list(entries);
             let candidates = lists.get(id);
-            let total = candidates.total_weight() as f64;
-            let mut mass = std::collections::HashMap::<u32, f64>::new();
             assert_eq!(candidates.len(), n);
-            for column in candidates.columns.iter() {
-                let keep = if column.server == column.alias_server {
-                    1.0
-                } else {
-                    f64::from(column.keep) / 4_294_967_296.0
-                };
-                *mass.entry(column.server).or_default() += keep / n as f64;
-                *mass.entry(column.alias_server).or_default() += (1.0 - keep) / n as f64;
+            assert!(!candidates.guide.is_empty());
+            let total = candidates.total_weight();
+            for _ in 0..20_000 {
+                let position = uniform_below(&mut rng, total);
+                let scanned = (candidates.columns.iter())
+                    .position(|c| c.before <= position && position < c.end())
+                    .unwrap();
+                assert_eq!(candidates.column_at(position), scanned, "n {n}, {position}");
             }
-            for (server, weight) in entries {
-                let expected = f64::from(weight) / total;
-                let got = mass.get(&server).copied().unwrap_or(0.0);
-                assert!(
-                    (got - expected).abs() < 1e-8,
-                    "n {n}: server {server} has {got}, weight share {expected}"
-                );
+            for position in [0, total - 1] {
+                let found = &candidates.columns[candidates.column_at(position)];
+                assert!(found.before <= position && position < found.end());
             }
         }
     }
@@ -580,10 +764,10 @@ mod tests {
         let b = builder.push(vec![(1, 1 << 31), (2, 1 << 31), (9, u32::MAX)]);
         let lists = builder.finish();
         assert_eq!(empty, ListId::EMPTY);
-        assert_eq!(lists.get(a).servers().collect::<Vec<_>>(), vec![3, 7]);
+        assert_eq!(lists.get(a).servers().collect::<Vec<_>>(), vec![7, 3]);
         assert_eq!(lists.get(a).total_weight(), 6);
         assert!(lists.get(empty).is_empty());
-        assert_eq!(lists.get(b).servers().collect::<Vec<_>>(), vec![1, 2, 9]);
+        assert_eq!(lists.get(b).servers().collect::<Vec<_>>(), vec![9, 1, 2]);
         assert_eq!(
             lists.get(b).total_weight(),
             (1u64 << 32) + u64::from(u32::MAX)
@@ -596,51 +780,29 @@ mod tests {
         assert!(lists.get(elsewhere).is_empty());
     }
 
-    /// A short list with uneven weights (drawn by successive draws, not by
-    /// rejection): the first pick follows the weights, and the second,
-    /// given the first, follows the weights of the rest.
+    /// The shuffle leaves every server in every position equally often.
     #[test]
-    fn short_lists_sample_without_replacement_by_weight() {
-        let weights = [1u32, 2, 3, 4, 10, 80];
-        let (lists, id) = numbered_list(&weights);
-        let candidates = lists.get(id);
-        let mut rng = SmallRng::seed_from_u64(7);
-        let draws = 200_000;
-        let mut first = [0u64; 6];
-        let mut second_after_heaviest = [0u64; 6];
+    fn the_shuffle_is_uniform() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut first = [0u64; 4];
+        let draws = 40_000;
         for _ in 0..draws {
-            let mut picked = Picked::new();
-            candidates.draw_into(&mut rng, 2, &mut picked);
-            let [a, b] = picked.as_slice() else {
-                panic!("picked {:?}", picked.as_slice());
-            };
-            assert_ne!(a, b);
-            first[*a as usize] += 1;
-            if *a == 5 {
-                second_after_heaviest[*b as usize] += 1;
+            let mut sample = Sample::new();
+            for server in 0..4 {
+                sample.push(server, 1 + server);
+            }
+            sample.shuffle(&mut rng);
+            first[sample.picked().as_slice()[0] as usize] += 1;
+            for (&server, &weight) in sample.picked().as_slice().iter().zip(&sample.weights) {
+                assert_eq!(weight, 1 + server, "weights move with their servers");
             }
         }
-        let chi_square = |counts: &[u64], weights: &[u32]| -> f64 {
-            let n: u64 = counts.iter().sum();
-            let total: u32 = weights.iter().sum();
-            counts
-                .iter()
-                .zip(weights)
-                .filter(|&(_, &w)| w > 0)
-                .map(|(&observed, &w)| {
-                    let expected = n as f64 * f64::from(w) / f64::from(total);
-                    (observed as f64 - expected).powi(2) / expected
-                })
-                .sum()
-        };
-        // 5 and 4 degrees of freedom: 99.9% quantiles 20.52 and 18.47.
-        let c = chi_square(&first, &weights);
-        assert!(c < 20.52, "first pick: chi-square {c}, counts {first:?}");
-        assert_eq!(second_after_heaviest[5], 0);
-        let c = chi_square(&second_after_heaviest, &[1, 2, 3, 4, 10, 0]);
-        assert!(
-            c < 18.47,
-            "second pick: chi-square {c}, counts {second_after_heaviest:?}"
-        );
+        let expected = draws as f64 / 4.0;
+        let chi_square: f64 = first
+            .iter()
+            .map(|&o| (o as f64 - expected).powi(2) / expected)
+            .sum();
+        // 3 degrees of freedom: the 99.9% quantile is 16.27.
+        assert!(chi_square < 16.27, "{first:?}");
     }
 }

@@ -22,7 +22,7 @@ use rand::Rng;
 
 use crate::dns::cookie::{CookieCheck, CookieSecrets};
 use crate::dns::rrl::{RateLimiter, Verdict};
-use crate::dns::select::{Candidates, Picked};
+use crate::dns::select::{Candidates, Picked, Sample};
 use crate::dns::wire::edns::{
     CookieReply, NsidOption, ReplyOptions, nsid_to_send, opt_record_len, write_opt,
 };
@@ -623,7 +623,9 @@ fn serves_aaaa(origin: &Origin, label: u8) -> bool {
 const LISTS_READ_AHEAD: usize = 4;
 
 /// Draw up to `max_hosts` servers of the family from the zone's label,
-/// topping up from the parent zones, and write them. Returns whether any
+/// each with probability proportional to its weight (`select`), topping up
+/// from the parent zones without the servers already taken, and write
+/// them in a random order. Returns whether any
 /// record was written; `handed_out` is set to the servers written.
 fn write_addresses<R: Rng + ?Sized>(
     writer: &mut MessageWriter<'_>,
@@ -633,7 +635,7 @@ fn write_addresses<R: Rng + ?Sized>(
     handed_out: &mut Picked,
 ) -> Result<bool, NoSpace> {
     let (table, origin, label) = (pool.table, pool.origin, pool.label);
-    let mut picked = Picked::new();
+    let mut sample = Sample::new();
     let max_hosts = origin.max_hosts;
     // The lists of the zone and its parents, found before any draw: the
     // reads of their places are independent loads the CPU overlaps, where
@@ -641,7 +643,7 @@ fn write_addresses<R: Rng + ?Sized>(
     // cache miss after the other.
     let mut lists = [Candidates::default(); LISTS_READ_AHEAD];
     let mut current = Some(pool.zone);
-    while current.is_some() && picked.len() < max_hosts {
+    while current.is_some() && sample.len() < max_hosts {
         let mut depth = 0;
         while let Some(id) = current {
             if depth == LISTS_READ_AHEAD {
@@ -654,12 +656,16 @@ fn write_addresses<R: Rng + ?Sized>(
             current = table.parent(id);
         }
         for servers in &lists[..depth] {
-            if picked.len() >= max_hosts {
+            if sample.len() >= max_hosts {
                 break;
             }
-            servers.draw_into(rng, max_hosts - picked.len(), &mut picked);
+            servers.draw_into(rng, max_hosts - sample.len(), &mut sample);
         }
     }
+    // The draws leave the servers heaviest first; many clients use only
+    // the first address.
+    sample.shuffle(rng);
+    let picked = *sample.picked();
     // Every record has the same owner (a pointer to the question), type,
     // class, TTL and length: the origin's header, encoded at load.
     let header = match family {
