@@ -91,10 +91,10 @@ pub fn deal_numbered<R: Rng + ?Sized>(servers: &[(u64, u32)], rng: &mut R) -> Ve
     let mut order = servers.to_vec();
     order.shuffle(rng);
     // Stable: equal weights keep their shuffled order.
-    order.sort_by(|a, b| b.1.cmp(&a.1));
+    order.sort_by_key(|&(_, weight)| std::cmp::Reverse(weight));
     // Sizes: `n mod 4` labels of ceil(n / 4), the others of floor(n / 4).
     let (small, larger) = (n / NUMBERED_LABELS, n % NUMBERED_LABELS);
-    let mut labels: Vec<Vec<u64>> = vec![Vec::with_capacity(small + 1); NUMBERED_LABELS];
+    let mut labels: Vec<Vec<u64>> = vec![Vec::new(); NUMBERED_LABELS];
     let mut totals = [0u64; NUMBERED_LABELS];
     for (id, weight) in order {
         let full_larger = labels.iter().filter(|l| l.len() > small).count();

@@ -606,7 +606,9 @@ mod tests {
     /// all; with servers of another list excluded too.
     #[test]
     fn every_start_gives_each_server_exactly_its_inclusion_probability() {
-        let cases: [(&[u32], usize, &[(u32, u32)]); 7] = [
+        // (weights, addresses wanted, servers already taken: (server, weight))
+        type Case<'a> = (&'a [u32], usize, &'a [(u32, u32)]);
+        let cases: [Case; 7] = [
             (&[1, 2, 3, 4, 10, 80], 1, &[]),
             (&[1, 2, 3, 4, 10, 80], 2, &[]),
             (&[1, 2, 3, 4, 10, 80], 4, &[]),
