@@ -581,7 +581,7 @@ mod tests {
 
     #[test]
     fn a_dominant_weight_is_in_every_answer() {
-        let mut weights = vec![1u32; 40];
+        let mut weights = [1u32; 40];
         weights[7] = u32::MAX;
         for weights in [&weights[..], &[u32::MAX, 1, 1, 1, 1][..]] {
             let (lists, id) = numbered_list(weights);
