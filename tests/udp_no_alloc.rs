@@ -68,6 +68,7 @@ fn the_udp_worker_loop_does_not_allocate() {
         threads: 2,
         pin_workers: false,
         snapshot: timepool::dns::server::SnapshotSource::File(support::example_snapshot()),
+        trust: Default::default(),
         metrics_listen: None,
         geoip: Some(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb"),
