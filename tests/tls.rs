@@ -160,6 +160,20 @@ fn agent_args(api: &str, token: &str, ca_file: Option<PathBuf>) -> MonitorArgs {
     }
 }
 
+/// Result batches applied so far, read from the database.
+fn applied_batches(runtime: &tokio::runtime::Runtime, url: &str) -> i64 {
+    runtime.block_on(async {
+        let db = timepool::control::db::Db::connect(url).await.unwrap();
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM monitor_batches WHERE applied_at IS NOT NULL")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        db.pool.close().await;
+        sqlx::Row::get(&row, "n")
+    })
+}
+
 #[test]
 fn the_planes_talk_https_and_refuse_other_certificates() {
     let dir = temp_dir("planes");
@@ -254,16 +268,7 @@ fn the_planes_talk_https_and_refuse_other_certificates() {
             stopped.clone(),
         ))
         .expect("the agent ran a batch over HTTPS");
-    let applied: i64 = runtime.block_on(async {
-        let db = timepool::control::db::Db::connect(&url).await.unwrap();
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM monitor_batches WHERE applied_at IS NOT NULL")
-                .fetch_one(&db.pool)
-                .await
-                .unwrap();
-        db.pool.close().await;
-        sqlx::Row::get(&row, "n")
-    });
+    let applied = applied_batches(&runtime, &url);
     assert_eq!(applied, 1, "the batch's results were applied");
 
     // Another CA, or the system's roots: refused.
@@ -285,6 +290,7 @@ fn the_planes_talk_https_and_refuse_other_certificates() {
             stopping,
         ))
         .expect("an agent that cannot verify the server retries until stopped");
+    assert_eq!(applied_batches(&runtime, &url), 1, "it sent nothing");
     assert!(pull(&snapshot_url, Some(&ca_file)).is_ok());
 
     // A renewed certificate: served from the next connection.

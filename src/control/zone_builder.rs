@@ -662,7 +662,7 @@ pub async fn run(db: Db, config: BuildConfig, store: Arc<SnapshotStore>, schedul
             if leading {
                 tracing::info!(instance = %fence.holder, "this instance now builds and publishes the zones");
             } else {
-                tracing::warn!(instance = %fence.holder, "another instance builds the zones now; serving what it publishes");
+                tracing::warn!(instance = %fence.holder, "no longer holding the zone builder's lease; serving what its holder publishes");
             }
             // A new lead builds at once.
             built_from = None;

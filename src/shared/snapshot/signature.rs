@@ -134,16 +134,36 @@ impl SigningKey {
     }
 }
 
-/// A new key pair as PEM files: (private PKCS#8, public SPKI).
+/// The DER of an Ed25519 PKCS#8 v1 private key up to its 32-byte seed
+/// (RFC 8410), the form OpenSSL writes and reads.
+const PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// ring's PKCS#8 v2 document up to the seed (RFC 8410 OneAsymmetricKey;
+/// the public key follows the seed).
+const PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A new key pair as PEM files: (private PKCS#8 v1, public SPKI), both as
+/// OpenSSL writes them.
 pub fn generate_key_pair() -> Result<(String, String), String> {
     let rng = ring::rand::SystemRandom::new();
-    let pkcs8 =
+    let v2 =
         Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| format!("cannot generate a key: {e}"))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+    let seed = v2
+        .as_ref()
+        .strip_prefix(&PKCS8_V2_PREFIX[..])
+        .and_then(|rest| rest.get(..32))
+        .ok_or("unexpected PKCS#8 document from ring")?;
+    let mut v1 = PKCS8_V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&v1)
         .map_err(|e| format!("generated key unusable: {e}"))?;
     let mut spki = SPKI_PREFIX.to_vec();
     spki.extend_from_slice(pair.public_key().as_ref());
-    Ok((pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", &spki)))
+    Ok((pem("PRIVATE KEY", &v1), pem("PUBLIC KEY", &spki)))
 }
 
 /// Writes a new key pair: the private key readable by its owner only
@@ -365,6 +385,22 @@ mod tests {
         // A private key is not a public key and the other way round.
         assert!(PublicKey::read_file(&dir.join("a.key")).is_err());
         assert!(SigningKey::read_file(&dir.join("a.pub")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn private_keys_are_pkcs8_v1_as_openssl_writes_them() {
+        let (private, public) = generate_key_pair().unwrap();
+        let der = PrivateKeyDer::from_pem_slice(private.as_bytes()).unwrap();
+        assert_eq!(der.secret_der().len(), 48);
+        assert_eq!(der.secret_der()[..16], PKCS8_V1_PREFIX);
+        assert!(public.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        // An OpenSSL-made key (`openssl genpkey -algorithm ed25519`) reads.
+        let openssl = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINMzonvYdqsItrO1miDU/4Czhe8Rn1+aJYPW4Mr9UpZn\n-----END PRIVATE KEY-----\n";
+        let dir = std::env::temp_dir().join(format!("timepool-pkcs8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k"), openssl).unwrap();
+        assert!(SigningKey::read_file(&dir.join("k")).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
