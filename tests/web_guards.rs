@@ -550,3 +550,44 @@ async fn node_tokens_can_be_required() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn unregistered_node_names_are_bounded() {
+    for_each_engine(false, |app| async move {
+        let db = &app.db;
+        let mut tx = db.begin().await.unwrap();
+        for i in 0..nodes::MAX_UNREGISTERED {
+            sqlx::query(
+                "INSERT INTO dns_nodes (name, created_at, last_pull_at) VALUES ($1, 0, $2)",
+            )
+            .bind(format!("flood-{i}"))
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let pull = |name: &'static str| nodes::Pull {
+            name,
+            registered: false,
+            address: "192.0.2.1",
+            serial: Some(1),
+            version: None,
+            at: now(),
+        };
+        assert!(
+            !nodes::record_pull(db, &pull("newcomer")).await.unwrap(),
+            "full"
+        );
+        // A name silent for over a week makes room.
+        sqlx::query("UPDATE dns_nodes SET last_pull_at = $1 WHERE name = 'flood-7'")
+            .bind(now() - 8 * 86_400)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert!(nodes::record_pull(db, &pull("newcomer")).await.unwrap());
+        // Known names are always updated.
+        assert!(nodes::record_pull(db, &pull("flood-8")).await.unwrap());
+    })
+    .await;
+}

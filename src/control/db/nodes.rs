@@ -9,6 +9,17 @@ use super::{Db, DbError, Tx, new_token, now, token_hash};
 /// Unregistered names kept; a flood of made-up names stops here.
 pub const MAX_UNREGISTERED: i64 = 1000;
 
+/// An unregistered name not heard of for this long may be dropped to make
+/// room for a new one.
+const FORGET_UNREGISTERED_SECS: i64 = 7 * 86_400;
+
+async fn unregistered(db: &Db) -> Result<i64, DbError> {
+    sqlx::query("SELECT COUNT(*) AS n FROM dns_nodes WHERE token_hash IS NULL")
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")
+}
+
 /// A node as the nodes page shows it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Node {
@@ -94,13 +105,15 @@ pub async fn record_pull(db: &Db, pull: &Pull<'_>) -> Result<bool, DbError> {
     if pull.registered {
         return Ok(false);
     }
-    let unregistered: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM dns_nodes WHERE token_hash IS NULL")
-            .fetch_one(&db.pool)
-            .await?
-            .try_get("n")?;
-    if unregistered >= MAX_UNREGISTERED {
-        return Ok(false);
+    if unregistered(db).await? >= MAX_UNREGISTERED {
+        // Make room from names not heard of for a week, if any.
+        sqlx::query("DELETE FROM dns_nodes WHERE token_hash IS NULL AND last_pull_at < $1")
+            .bind(pull.at - FORGET_UNREGISTERED_SECS)
+            .execute(&db.pool)
+            .await?;
+        if unregistered(db).await? >= MAX_UNREGISTERED {
+            return Ok(false);
+        }
     }
     sqlx::query(
         "INSERT INTO dns_nodes (name, created_at, last_pull_at, last_address, serial, version)
@@ -143,13 +156,4 @@ pub async fn list(db: &Db) -> Result<Vec<Node>, DbError> {
             })
         })
         .collect()
-}
-
-/// Forget unregistered nodes not seen since `before`.
-pub async fn prune(db: &Db, before: i64) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM dns_nodes WHERE token_hash IS NULL AND last_pull_at < $1")
-        .bind(before)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
 }
