@@ -591,3 +591,51 @@ async fn unregistered_node_names_are_bounded() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn one_network_trying_many_emails_is_limited() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        let per_network = timepool::control::web::session::LoginLimit::PER_NETWORK;
+        for i in 0..per_network {
+            let status = c
+                .post_with(
+                    "/login",
+                    &[
+                        ("email", &format!("victim{i}@example.net")),
+                        ("password", "a guess"),
+                    ],
+                    &[("x-test-peer", &format!("198.51.100.{}:1000", i % 200))],
+                )
+                .await
+                .status;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let from = |peer: &'static str| [("x-test-peer", peer)];
+        let next = c
+            .post_with(
+                "/login",
+                &[("email", "fresh@example.net"), ("password", "a guess")],
+                &from("198.51.100.250:1000"),
+            )
+            .await;
+        assert_eq!(
+            next.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the /24 is limited"
+        );
+        let elsewhere = c
+            .post_with(
+                "/login",
+                &[("email", "fresh@example.net"), ("password", "a guess")],
+                &from("203.0.113.9:1000"),
+            )
+            .await;
+        assert_eq!(
+            elsewhere.status,
+            StatusCode::UNAUTHORIZED,
+            "other networks are not"
+        );
+    })
+    .await;
+}
