@@ -41,10 +41,14 @@ enum Command {
     CheckSnapshot {
         /// The snapshot file (JSON, format v1).
         file: std::path::PathBuf,
+        /// Check FILE.sig against this Ed25519 public key first; repeat
+        /// for several.
+        #[arg(long = "public-key")]
+        public_keys: Vec<std::path::PathBuf>,
     },
     /// Run the control plane's web app.
     #[cfg(feature = "control")]
-    Web(timepool::control::web::WebArgs),
+    Web(Box<timepool::control::web::WebArgs>),
     /// Staff tasks from the command line.
     #[cfg(feature = "control")]
     Admin {
@@ -100,6 +104,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread: what this process creates (databases, keys,
+    // snapshots, caches) is its owner's alone.
+    timepool::shared::process::restrict_new_files();
     // The demo prints a table at start; the monitors' line per batch would
     // push it off the screen.
     let default_filter = match cli.command {
@@ -112,7 +119,9 @@ fn main() -> ExitCode {
         #[cfg(feature = "dns")]
         Command::Dns(args) => timepool::dns::cli::run_dns(*args),
         #[cfg(feature = "dns")]
-        Command::CheckSnapshot { file } => timepool::dns::cli::check_snapshot(&file),
+        Command::CheckSnapshot { file, public_keys } => {
+            timepool::dns::cli::check_snapshot(&file, &public_keys)
+        }
         #[cfg(feature = "dns")]
         Command::BenchReflector {
             listen,
@@ -123,7 +132,7 @@ fn main() -> ExitCode {
             timepool::dns::server::reflector::run(listen, threads, batch),
         ),
         #[cfg(feature = "control")]
-        Command::Web(args) => run_async(timepool::control::web::run(args)),
+        Command::Web(args) => run_async(timepool::control::web::run(*args)),
         #[cfg(feature = "control")]
         Command::Admin { command } => run_async(timepool::control::web::admin::run_admin(command)),
         #[cfg(feature = "control")]

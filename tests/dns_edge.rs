@@ -23,6 +23,7 @@ fn config(listen: &[&str]) -> DnsConfig {
         threads: 2,
         pin_workers: false,
         snapshot: SnapshotSource::File(support::example_snapshot()),
+        trust: Default::default(),
         metrics_listen: None,
         cookie_secret_file: None,
         rrl: None,

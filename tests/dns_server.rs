@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Ask, parse_reply, query, tcp_exchange, tcp_receive, tcp_send, udp_exchange};
+use support::{
+    Ask, parse_reply, query, soa_serial, tcp_exchange, tcp_receive, tcp_send, udp_exchange,
+};
 use timepool::dns::answer::AnswerConfig;
 use timepool::dns::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
 
@@ -20,6 +22,7 @@ fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
         threads: 2,
         pin_workers: false,
         snapshot: SnapshotSource::File(snapshot.to_path_buf()),
+        trust: Default::default(),
         metrics_listen: None,
         cookie_secret_file: None,
         rrl: None,
@@ -56,19 +59,6 @@ fn publish(path: &Path, serial: u64) {
     let temp = path.with_extension("tmp");
     std::fs::write(&temp, serde_json::to_vec(&document).unwrap()).unwrap();
     std::fs::rename(&temp, path).unwrap();
-}
-
-fn soa_serial(server: SocketAddr) -> u32 {
-    let reply = parse_reply(
-        &udp_exchange(server, &query("pool.ntp.org", 6, &Ask::default())).expect("SOA answer"),
-    );
-    reply.answer[0]
-        .data
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]

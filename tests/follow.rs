@@ -30,7 +30,9 @@ fn dns_config(url: &str, cache: PathBuf) -> DnsConfig {
             cache: Some(cache),
             poll: Duration::from_millis(200),
             timeout: Duration::from_secs(2),
+            client: Default::default(),
         },
+        trust: Default::default(),
         geoip: None,
         reload_interval: Duration::from_millis(100),
         answer: AnswerConfig::default(),
@@ -142,6 +144,7 @@ fn dns_follows_the_control_plane_over_http() {
                 check: Duration::from_millis(100),
                 debounce: Duration::from_millis(50),
                 rebuild: Duration::from_secs(60),
+                lease: Duration::from_secs(15),
             },
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -139,6 +139,8 @@ fn agent_args(api: &str, token: &str, ntp_port: u16) -> MonitorArgs {
     MonitorArgs {
         api: api.to_string(),
         token: token.to_string(),
+        ca_file: None,
+        insecure_http: false,
         batch_size: 100,
         concurrency: 8,
         samples: 3,

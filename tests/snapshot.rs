@@ -167,6 +167,41 @@ fn every_problem_is_reported_with_its_path() {
             "$.zones.uk.parent",
         ],
     );
+    // TTLs are capped (zones/README.md, "TTL limits"): the review's
+    // 2 147 483 647 would pin resolvers for 68 years.
+    check(
+        "ttls beyond the caps",
+        |d| {
+            let origin = &mut d["origins"][0];
+            origin["answer_ttl"] = json!(2_147_483_647u64);
+            origin["ns_ttl"] = json!(172_801);
+            origin["soa"]["ttl"] = json!(86_401);
+            origin["soa"]["minimum"] = json!(86_401);
+            origin["soa"]["refresh"] = json!(86_401);
+            origin["soa"]["retry"] = json!(86_401);
+            origin["soa"]["expire"] = json!(2_419_201);
+        },
+        &[
+            "$.origins[0].soa.refresh",
+            "$.origins[0].soa.retry",
+            "$.origins[0].soa.expire",
+            "$.origins[0].soa.minimum",
+            "$.origins[0].soa.ttl",
+            "$.origins[0].ns_ttl",
+            "$.origins[0].answer_ttl",
+        ],
+    );
+    check(
+        "ttls at the caps",
+        |d| {
+            let origin = &mut d["origins"][0];
+            origin["answer_ttl"] = json!(timepool::shared::snapshot::MAX_ANSWER_TTL);
+            origin["ns_ttl"] = json!(timepool::shared::snapshot::MAX_NS_TTL);
+            origin["soa"]["ttl"] = json!(timepool::shared::snapshot::MAX_SOA_TTL);
+            origin["soa"]["expire"] = json!(timepool::shared::snapshot::MAX_SOA_EXPIRE);
+        },
+        &[],
+    );
     // Several problems at once: all of them.
     check(
         "many",

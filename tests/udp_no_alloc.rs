@@ -71,6 +71,7 @@ fn the_udp_worker_loop_does_not_allocate() {
         threads: 2,
         pin_workers: false,
         snapshot: timepool::dns::server::SnapshotSource::File(support::example_snapshot()),
+        trust: Default::default(),
         metrics_listen: None,
         cookie_secret_file: None,
         rrl: Some(RrlSettings {

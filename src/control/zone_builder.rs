@@ -15,7 +15,18 @@
 //! labels are dealt with a random generator seeded from the inputs, so the
 //! same inputs give the same content.
 //!
-//! The SQL it runs is in `db::snapshots`.
+//! The SQL it runs is in `db::snapshots` and `db::leases`.
+//!
+//! Several instances on one database (PostgreSQL): exactly one builds and
+//! publishes at a time, the holder of the `zone_builder` lease
+//! (`db::leases`, renewed every check, taken over once it expires when
+//! its holder dies); a publish commits only while its lease holds. The
+//! published bytes and their signature are stored in the database
+//! (`published_snapshot`) and every instance serves that copy, so all
+//! serve the same bytes and ETag. With a signing key
+//! (`--snapshot-signing-key`) each publish is signed (Ed25519, over the
+//! exact bytes: `shared::snapshot::signature`); a new key re-signs the
+//! current bytes.
 //!
 //! Architecture invariant: the DNS daemon never sees this module; what it
 //! produces is the snapshot file and `GET /api/v1/snapshot`, both checked
@@ -35,11 +46,12 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use sha2::{Digest, Sha256};
 
-use crate::control::db::{Db, DbError, hex, snapshots};
+use crate::control::db::{Db, DbError, hex, leases, snapshots};
 use crate::control::zone_rules::{
     self, AdvertisedZone, DocumentSettings, EligibleServer, OriginSettings,
 };
 use crate::control::zone_tree;
+use crate::shared::snapshot::signature::{self, SigningKey};
 use crate::shared::snapshot::{self, SnapshotError};
 use crate::shared::zones;
 
@@ -47,8 +59,13 @@ use crate::shared::zones;
 #[derive(Clone, Debug)]
 pub struct BuildConfig {
     pub origins: Vec<OriginSettings>,
-    /// The snapshot file to replace on every publish; `None`: memory only.
+    /// The snapshot file to replace on every publish (and `FILE.sig` beside
+    /// it when signing); `None`: memory only.
     pub out: Option<PathBuf>,
+    /// Signs every publish when set.
+    pub signing_key: Option<Arc<SigningKey>>,
+    /// This instance's name in the zone builder's lease.
+    pub instance: String,
 }
 
 impl BuildConfig {
@@ -62,8 +79,21 @@ impl BuildConfig {
         BuildConfig {
             origins: vec![OriginSettings::pool_defaults(origin, nameservers)],
             out,
+            signing_key: None,
+            instance: instance_name(),
         }
     }
+}
+
+/// A name for this instance, unique among those sharing the database:
+/// host, process and a random part.
+pub fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let mut random = [0u8; 4];
+    rand::fill(&mut random[..]);
+    format!("{host}:{}:{}", std::process::id(), hex(&random))
 }
 
 /// A published snapshot as the endpoint serves it.
@@ -71,6 +101,8 @@ impl BuildConfig {
 pub struct PublishedSnapshot {
     pub serial: u32,
     pub bytes: Bytes,
+    /// The signature line of `bytes` (`X-Timepool-Signature`, `FILE.sig`).
+    pub signature: Option<String>,
     /// The same bytes, gzip-compressed once at publish.
     pub gzip: Bytes,
     /// Strong entity tag of `bytes`, quoted: `"<sha256 hex>"`.
@@ -89,6 +121,8 @@ pub struct SnapshotStore {
     pub published: AtomicU64,
     /// Builds that failed (database, validation or file errors).
     pub failures: AtomicU64,
+    /// Whether this instance holds the zone builder's lease.
+    pub leading: std::sync::atomic::AtomicBool,
 }
 
 impl SnapshotStore {
@@ -109,6 +143,9 @@ pub enum BuildError {
     /// data the rules do not expect); nothing was published.
     Invalid(SnapshotError),
     Io(std::io::Error),
+    /// This instance lost (or never had) the zone builder's lease; another
+    /// publishes.
+    NotLeader,
 }
 
 impl std::fmt::Display for BuildError {
@@ -117,6 +154,10 @@ impl std::fmt::Display for BuildError {
             BuildError::Db(error) => write!(f, "zone builder: database: {error}"),
             BuildError::Invalid(error) => write!(f, "zone builder: snapshot rejected: {error}"),
             BuildError::Io(error) => write!(f, "zone builder: {error}"),
+            BuildError::NotLeader => write!(
+                f,
+                "zone builder: another instance holds the lease and publishes"
+            ),
         }
     }
 }
@@ -295,13 +336,24 @@ fn generated_text(published_at: i64) -> String {
     )
 }
 
-/// Serialize, validate and pack a document for serving.
+/// Serialize, sign, validate and pack a document for serving.
 fn finish(
+    config: &BuildConfig,
     document: &serde_json::Value,
     published_at: i64,
 ) -> Result<PublishedSnapshot, BuildError> {
     let bytes = serde_json::to_vec_pretty(document)
         .map_err(|e| BuildError::Io(std::io::Error::other(e)))?;
+    let signature = config.signing_key.as_ref().map(|key| key.sign(&bytes));
+    pack(bytes, published_at, signature)
+}
+
+/// Validate and pack snapshot bytes (new, or as stored) for serving.
+fn pack(
+    bytes: Vec<u8>,
+    published_at: i64,
+    signature: Option<String>,
+) -> Result<PublishedSnapshot, BuildError> {
     let spec = snapshot::parse(&bytes, "zone builder").map_err(BuildError::Invalid)?;
     let gzip = {
         use std::io::Write;
@@ -321,27 +373,57 @@ fn finish(
         serial: spec.serial,
         etag: format!("\"{}\"", hex(&Sha256::digest(&bytes))),
         bytes: Bytes::from(bytes),
+        signature,
         gzip: Bytes::from(gzip),
         published_at,
     })
 }
 
-/// Replace the output file unless it already holds these bytes.
-fn write_out(config: &BuildConfig, bytes: &[u8]) -> Result<(), BuildError> {
+/// The stored form of a packed snapshot.
+fn stored(snapshot: &PublishedSnapshot) -> snapshots::StoredSnapshot {
+    snapshots::StoredSnapshot {
+        serial: snapshot.serial,
+        published_at: snapshot.published_at,
+        body: String::from_utf8_lossy(&snapshot.bytes).into_owned(),
+        signature: snapshot.signature.clone(),
+    }
+}
+
+/// Replace the output file (and its `.sig`, written first) unless they
+/// already hold these bytes.
+fn write_out(config: &BuildConfig, snapshot: &PublishedSnapshot) -> Result<(), BuildError> {
     let Some(path) = &config.out else {
         return Ok(());
     };
-    if std::fs::read(path).is_ok_and(|current| current == bytes) {
+    let signature_path = signature::signature_path(path);
+    match &snapshot.signature {
+        Some(line) => {
+            let text = format!("{line}\n");
+            if std::fs::read(&signature_path).is_ok_and(|current| current == text.as_bytes()) {
+            } else {
+                crate::shared::atomic_file::write(&signature_path, text.as_bytes())
+                    .map_err(BuildError::Io)?;
+            }
+        }
+        None => match std::fs::remove_file(&signature_path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(BuildError::Io(error));
+            }
+            _ => {}
+        },
+    }
+    if std::fs::read(path).is_ok_and(|current| current == snapshot.bytes) {
         return Ok(());
     }
-    crate::shared::atomic_file::write(path, bytes).map_err(BuildError::Io)
+    crate::shared::atomic_file::write(path, &snapshot.bytes).map_err(BuildError::Io)
 }
 
 /// Build from the database and publish if the content changed. The
 /// snapshot is validated before anything is written; the file is replaced
 /// inside the transaction that records the serial, so a failed write
 /// records nothing and a failed record leaves a file whose serial the next
-/// publish still exceeds.
+/// publish still exceeds. (One build, no lease: `build-zones` takes the
+/// lease around it, the background builder uses [`publish_as_leader`].)
 pub async fn build_and_publish(
     db: &Db,
     config: &BuildConfig,
@@ -349,16 +431,59 @@ pub async fn build_and_publish(
     now: i64,
 ) -> Result<BuildOutcome, BuildError> {
     let inputs = read_inputs(db, now).await?;
-    publish_inputs(db, config, store, &inputs, now).await
+    publish_inputs(db, config, store, &inputs, now, None).await
 }
 
-/// `build_and_publish` with inputs already read.
-pub async fn publish_inputs(
+/// The lease a publish must still hold when it commits.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    pub holder: String,
+    pub ttl_secs: i64,
+}
+
+/// `build_and_publish` with inputs already read, committed only while
+/// `fence` (when given) still holds the zone builder's lease.
+pub async fn publish_as_leader(
     db: &Db,
     config: &BuildConfig,
     store: &SnapshotStore,
     inputs: &Inputs,
     now: i64,
+    fence: &Fence,
+) -> Result<BuildOutcome, BuildError> {
+    publish_inputs(db, config, store, inputs, now, Some(fence)).await
+}
+
+/// In a publish's transaction: the lease still holds (and is renewed),
+/// else nothing is written.
+async fn check_fence(
+    tx: &mut crate::control::db::Tx,
+    db: &Db,
+    fence: Option<&Fence>,
+) -> Result<(), BuildError> {
+    let Some(fence) = fence else { return Ok(()) };
+    let held = leases::still_held(
+        tx,
+        db.engine,
+        leases::ZONE_BUILDER,
+        &fence.holder,
+        fence.ttl_secs,
+    )
+    .await?;
+    if held {
+        Ok(())
+    } else {
+        Err(BuildError::NotLeader)
+    }
+}
+
+async fn publish_inputs(
+    db: &Db,
+    config: &BuildConfig,
+    store: &SnapshotStore,
+    inputs: &Inputs,
+    now: i64,
+    fence: Option<&Fence>,
 ) -> Result<BuildOutcome, BuildError> {
     let draft = document(inputs, &config.origins, 1, "");
     let hash = content_hash(&draft);
@@ -366,22 +491,7 @@ pub async fn publish_inputs(
     if let Some(last) = &last
         && last.content_hash == hash
     {
-        // Same content: keep the serial. Render it as it was published
-        // (same serial, same `generated`), for the file and the endpoint
-        // after a restart.
-        if store.current().is_none_or(|c| c.serial != last.serial)
-            || config.out.as_ref().is_some_and(|p| !p.exists())
-        {
-            let document = document(
-                inputs,
-                &config.origins,
-                last.serial,
-                &generated_text(last.published_at),
-            );
-            let snapshot = finish(&document, last.published_at)?;
-            write_out(config, &snapshot.bytes)?;
-            store.set(snapshot);
-        }
+        keep_current(db, config, store, inputs, last, fence).await?;
         return Ok(BuildOutcome::Unchanged(last.serial));
     }
     let now_serial = u32::try_from(now.max(1)).unwrap_or(u32::MAX);
@@ -390,21 +500,123 @@ pub async fn publish_inputs(
         None => now_serial,
     };
     let document = document(inputs, &config.origins, serial, &generated_text(now));
-    let snapshot = finish(&document, now)?;
+    let snapshot = finish(config, &document, now)?;
     let mut tx = db.begin().await?;
+    check_fence(&mut tx, db, fence).await?;
     snapshots::record_publish(&mut tx, serial, now, &hash).await?;
-    write_out(config, &snapshot.bytes)?;
+    snapshots::store_published(&mut tx, &stored(&snapshot)).await?;
+    write_out(config, &snapshot)?;
     tx.commit().await?;
     tracing::info!(
         serial,
         servers = inputs.servers.len(),
         vendor_zones = inputs.vendors.len(),
         file = ?config.out,
+        signed_by = ?config.signing_key.as_ref().map(|key| key.id().to_string()),
         "zone snapshot published"
     );
     store.set(snapshot);
     store.published.fetch_add(1, Ordering::Relaxed);
     Ok(BuildOutcome::Published(serial))
+}
+
+/// Same content as the last publish: serve the stored bytes (a restart,
+/// another instance's publish), store them if an older version of the
+/// schema did not, re-sign them when the signing key changed, and write
+/// the file if it is missing.
+async fn keep_current(
+    db: &Db,
+    config: &BuildConfig,
+    store: &SnapshotStore,
+    inputs: &Inputs,
+    last: &snapshots::LastPublish,
+    fence: Option<&Fence>,
+) -> Result<(), BuildError> {
+    let held = store.current().filter(|c| c.serial == last.serial);
+    let mut changed = held.is_none();
+    let mut current = match held {
+        Some(current) => current,
+        None => match snapshots::published(db).await? {
+            Some(row) if row.serial == last.serial => Arc::new(pack(
+                row.body.into_bytes(),
+                row.published_at,
+                row.signature,
+            )?),
+            _ => {
+                // Published before the bytes were stored: render it as it
+                // was (same serial, same `generated`) and store that.
+                let document = document(
+                    inputs,
+                    &config.origins,
+                    last.serial,
+                    &generated_text(last.published_at),
+                );
+                let snapshot = finish(config, &document, last.published_at)?;
+                let mut tx = db.begin().await?;
+                check_fence(&mut tx, db, fence).await?;
+                snapshots::store_published(&mut tx, &stored(&snapshot)).await?;
+                tx.commit().await?;
+                Arc::new(snapshot)
+            }
+        },
+    };
+    if let Some(key) = &config.signing_key {
+        let signed_by_key = current.signature.as_deref().is_some_and(|line| {
+            line.split_ascii_whitespace().nth(1) == Some(key.id().to_string().as_str())
+        });
+        if !signed_by_key {
+            let line = key.sign(&current.bytes);
+            if snapshots::set_signature(db, current.serial, &line).await? {
+                tracing::info!(serial = current.serial, key = %key.id(), "snapshot signed with the new key");
+            }
+            current = Arc::new(pack(
+                current.bytes.to_vec(),
+                current.published_at,
+                Some(line),
+            )?);
+            changed = true;
+        }
+    }
+    let file_missing = config.out.as_ref().is_some_and(|path| {
+        !path.exists() || (current.signature.is_some() && !signature::signature_path(path).exists())
+    });
+    if changed || file_missing {
+        write_out(config, &current)?;
+    }
+    if changed {
+        store.current.store(Some(current));
+    }
+    Ok(())
+}
+
+/// An instance that does not build: serve what the database holds (the
+/// leader's last publish) once it differs from the copy in memory; true
+/// when the copy changed.
+pub async fn follow_published(
+    db: &Db,
+    config: &BuildConfig,
+    store: &SnapshotStore,
+) -> Result<bool, BuildError> {
+    let Some((serial, signature)) = snapshots::published_head(db).await? else {
+        return Ok(false);
+    };
+    if store
+        .current()
+        .is_some_and(|held| held.serial == serial && held.signature == signature)
+    {
+        return Ok(false);
+    }
+    let Some(row) = snapshots::published(db).await? else {
+        return Ok(false);
+    };
+    let snapshot = pack(row.body.into_bytes(), row.published_at, row.signature)?;
+    write_out(config, &snapshot)?;
+    tracing::info!(
+        serial = snapshot.serial,
+        "serving the snapshot the leader published"
+    );
+    store.set(snapshot);
+    Ok(true)
 }
 
 /// How often the background builder looks.
@@ -416,6 +628,9 @@ pub struct Schedule {
     pub debounce: Duration,
     /// Build at least this often, changed or not.
     pub rebuild: Duration,
+    /// How long the zone builder's lease lasts without a renewal (it is
+    /// renewed every check): the longest a dead leader blocks the others.
+    pub lease: Duration,
 }
 
 impl Default for Schedule {
@@ -424,19 +639,52 @@ impl Default for Schedule {
             check: Duration::from_secs(2),
             debounce: Duration::from_secs(1),
             rebuild: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
         }
     }
 }
 
-/// The background builder of `timepool web`: builds at start, when the
-/// eligible servers or vendor zones change (debounced), and at least every
-/// `schedule.rebuild`. Errors are logged; the last good snapshot stays.
+/// The background builder of `timepool web`. Every check it takes or
+/// renews the zone builder's lease. The holder builds at start (of its
+/// lead), when the eligible servers or vendor zones change (debounced),
+/// and at least every `schedule.rebuild`; the others serve what the
+/// holder stored. Errors are logged; the last good snapshot stays.
 pub async fn run(db: Db, config: BuildConfig, store: Arc<SnapshotStore>, schedule: Schedule) {
+    let fence = Fence {
+        holder: config.instance.clone(),
+        ttl_secs: i64::try_from(schedule.lease.as_secs().max(1)).unwrap_or(i64::MAX),
+    };
     let mut built_from: Option<[u8; 32]> = None;
     let mut last_build: Option<tokio::time::Instant> = None;
+    let mut first = true;
     loop {
-        if last_build.is_some() {
+        if !first {
             tokio::time::sleep(schedule.check).await;
+        }
+        first = false;
+        let leading =
+            match leases::acquire(&db, leases::ZONE_BUILDER, &fence.holder, fence.ttl_secs).await {
+                Ok(leading) => leading,
+                Err(error) => {
+                    tracing::warn!(%error, "zone builder: cannot take or renew the lease");
+                    false
+                }
+            };
+        if store.leading.swap(leading, Ordering::Relaxed) != leading {
+            if leading {
+                tracing::info!(instance = %fence.holder, "this instance now builds and publishes the zones");
+            } else {
+                tracing::warn!(instance = %fence.holder, "no longer holding the zone builder's lease; serving what its holder publishes");
+            }
+            // A new lead builds at once.
+            built_from = None;
+            last_build = None;
+        }
+        if !leading {
+            if let Err(error) = follow_published(&db, &config, &store).await {
+                tracing::warn!(%error, "cannot read the published snapshot; the previous one stays");
+            }
+            continue;
         }
         let due = last_build.is_none_or(|at| at.elapsed() >= schedule.rebuild);
         let mut inputs = match read_inputs(&db, crate::control::db::now()).await {
@@ -463,8 +711,21 @@ pub async fn run(db: Db, config: BuildConfig, store: Arc<SnapshotStore>, schedul
             }
         }
         last_build = Some(tokio::time::Instant::now());
-        match publish_inputs(&db, &config, &store, &inputs, crate::control::db::now()).await {
+        match publish_as_leader(
+            &db,
+            &config,
+            &store,
+            &inputs,
+            crate::control::db::now(),
+            &fence,
+        )
+        .await
+        {
             Ok(_) => built_from = Some(inputs.digest()),
+            Err(BuildError::NotLeader) => {
+                store.leading.store(false, Ordering::Relaxed);
+                tracing::warn!(instance = %fence.holder, "lost the zone builder's lease before publishing; another instance publishes");
+            }
             Err(error) => {
                 store.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, "zone snapshot not published; the previous one stays");
@@ -492,16 +753,61 @@ pub struct BuildZonesArgs {
         value_delimiter = ','
     )]
     pub nameservers: Vec<String>,
+    /// Sign the snapshot with this Ed25519 private key (PEM, from
+    /// `timepool admin gen-snapshot-key`); the signature goes to OUT.sig.
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT_SIGNING_KEY")]
+    pub snapshot_signing_key: Option<PathBuf>,
 }
+
+/// Reads the signing key of `--snapshot-signing-key`.
+pub fn read_signing_key(path: Option<&std::path::Path>) -> Result<Option<Arc<SigningKey>>, String> {
+    path.map(|path| {
+        SigningKey::read_file(path)
+            .map(|key| {
+                tracing::info!(key = %key.id(), "snapshots are signed");
+                Arc::new(key)
+            })
+            .map_err(|e| format!("--snapshot-signing-key {e}"))
+    })
+    .transpose()
+}
+
+/// How long `build-zones` holds the lease: its one build.
+const BUILD_ZONES_LEASE_SECS: i64 = 300;
 
 pub async fn build_zones_command(
     args: BuildZonesArgs,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let signing_key = read_signing_key(args.snapshot_signing_key.as_deref())?;
     let db = Db::connect(&args.database).await?;
     let origin = args.origin.trim_end_matches('.').to_ascii_lowercase();
-    let config = BuildConfig::for_origin(&origin, args.nameservers, Some(args.out.clone()));
+    let config = BuildConfig {
+        signing_key,
+        ..BuildConfig::for_origin(&origin, args.nameservers, Some(args.out.clone()))
+    };
     let store = SnapshotStore::default();
-    let outcome = build_and_publish(&db, &config, &store, crate::control::db::now()).await;
+    // A running `timepool web` may be building: one publisher at a time.
+    let fence = Fence {
+        holder: config.instance.clone(),
+        ttl_secs: BUILD_ZONES_LEASE_SECS,
+    };
+    if !leases::acquire(&db, leases::ZONE_BUILDER, &fence.holder, fence.ttl_secs).await? {
+        let holder = leases::holder(&db, leases::ZONE_BUILDER).await?;
+        db.pool.close().await;
+        let (holder, remaining) = holder.unwrap_or_default();
+        return Err(format!(
+            "another instance ({holder}) builds the zones (its lease runs {remaining} s more); nothing published"
+        )
+        .into());
+    }
+    let now = crate::control::db::now();
+    let outcome = match read_inputs(&db, now).await {
+        Ok(inputs) => publish_as_leader(&db, &config, &store, &inputs, now, &fence).await,
+        Err(error) => Err(BuildError::Db(error)),
+    };
+    if let Err(error) = leases::release(&db, leases::ZONE_BUILDER, &fence.holder).await {
+        tracing::warn!(%error, "cannot release the zone builder's lease; it expires by itself");
+    }
     db.pool.close().await;
     match outcome? {
         BuildOutcome::Published(serial) => {

@@ -29,10 +29,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use crate::control::db::schedule::CheckSchedule;
-use crate::control::web::{BoxError, PublishSettings, Settings};
+use crate::control::web::{BoxError, Limits, PublishSettings, Settings};
 use crate::control::zone_builder::Schedule;
 use crate::dns::answer::AnswerConfig;
-use crate::dns::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
+use crate::dns::server::{
+    DnsConfig, DnsServer, PullClient, SnapshotSource, SnapshotTrust, TcpSettings, UdpSettings,
+};
 use crate::monitor::agent::MonitorArgs;
 use crate::monitor::ntp::responder::{Behaviour, Responder};
 
@@ -221,8 +223,16 @@ impl Demo {
             counts_cache_secs: 2,
             geoip: Some(geoip.clone()),
             check_schedule: schedule,
+            tls: None,
+            internal_listen: None,
+            trusted_proxies: Vec::new(),
+            limits: Limits::default(),
+            require_node_tokens: false,
         };
+        // Snapshots are signed, and the DNS daemon takes only those.
+        let (signing_key, public_key) = seed::snapshot_keys(&config.data_dir)?;
         let publish = PublishSettings {
+            signing_key: Some(signing_key),
             snapshot_out: config.data_dir.join("snapshot.json"),
             nameservers: Vec::new(),
             schedule: Schedule {
@@ -244,7 +254,11 @@ impl Demo {
         });
         let api = format!("http://{web_address}");
         let snapshot_url = format!("{api}/api/v1/snapshot");
-        wait_for_snapshot(&snapshot_url)?;
+        let trust = SnapshotTrust {
+            keys: vec![public_key],
+            allow_serial_rollback: false,
+        };
+        wait_for_snapshot(&snapshot_url, &trust)?;
 
         // The monitors.
         let (stop_agents, agents_stop) = watch::channel(false);
@@ -253,6 +267,8 @@ impl Demo {
             let args = MonitorArgs {
                 api: api.clone(),
                 token: monitor.token.clone(),
+                ca_file: None,
+                insecure_http: false,
                 batch_size: 100,
                 concurrency: 32,
                 samples: 3,
@@ -282,7 +298,12 @@ impl Demo {
                 cache: Some(config.data_dir.join("dns-snapshot-cache.json")),
                 poll: Duration::from_secs(1),
                 timeout: Duration::from_secs(5),
+                client: PullClient {
+                    node_name: Some("demo".to_string()),
+                    ..PullClient::default()
+                },
             },
+            trust,
             geoip: Some(geoip),
             reload_interval: Duration::from_secs(5),
             answer: AnswerConfig {
@@ -406,11 +427,16 @@ impl Drop for Demo {
 
 /// Wait until the control plane serves its first snapshot (the zone
 /// builder publishes at start).
-fn wait_for_snapshot(url: &str) -> Result<(), BoxError> {
-    let follower = crate::dns::server::follow::Follower::new(url, None, Duration::from_secs(5));
+fn wait_for_snapshot(url: &str, trust: &SnapshotTrust) -> Result<(), BoxError> {
+    let follower = crate::dns::server::follow::Follower::new(
+        url,
+        None,
+        Duration::from_secs(5),
+        &PullClient::default(),
+    )?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match follower.fetch() {
+        match follower.fetch(trust, None) {
             Ok(_) => return Ok(()),
             Err(error) if Instant::now() > deadline => {
                 return Err(format!("the control plane never served a snapshot: {error}").into());

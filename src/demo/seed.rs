@@ -68,6 +68,29 @@ pub fn prepare_data_dir(dir: &Path, reset: bool) -> Result<bool, BoxError> {
     Ok(true)
 }
 
+/// The snapshot signing key pair in the data directory (made on the first
+/// run, like `timepool admin gen-snapshot-key`): the private key's path
+/// for the web app, the public key for the DNS daemon.
+pub fn snapshot_keys(
+    dir: &Path,
+) -> Result<
+    (
+        std::path::PathBuf,
+        crate::shared::snapshot::signature::PublicKey,
+    ),
+    BoxError,
+> {
+    use crate::shared::snapshot::signature::{PublicKey, write_key_pair};
+    let private = dir.join("snapshot-signing.key");
+    let public = dir.join("snapshot-signing.pub");
+    if private.exists() && public.exists() {
+        return Ok((private.clone(), PublicKey::read_file(&public)?));
+    }
+    let _ = std::fs::remove_file(&private);
+    let _ = std::fs::remove_file(&public);
+    Ok((private.clone(), write_key_pair(&private, &public)?))
+}
+
 /// The database, logins, servers and monitors: created on a new data
 /// directory, read back on a reused one.
 pub async fn seed(

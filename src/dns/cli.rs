@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::dns::answer::AnswerConfig;
 use crate::dns::rrl::{Prefix, RrlSettings};
 use crate::dns::server::{
-    DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings, reload_logged,
+    DnsConfig, DnsServer, PullClient, SnapshotSource, SnapshotTrust, TcpSettings, UdpSettings,
+    reload_logged,
 };
 use crate::dns::wire::edns::NsidOption;
 use crate::dns::zone;
@@ -51,6 +52,34 @@ pub struct DnsArgs {
     /// With --snapshot-url: seconds a whole request may take.
     #[arg(long, default_value_t = 10.0)]
     pub snapshot_timeout: f64,
+    /// Accept only snapshots signed by this Ed25519 public key (PEM, from
+    /// `timepool admin gen-snapshot-key`); repeat to accept several during
+    /// a key rotation. Applies to --snapshot (FILE.sig), --snapshot-url
+    /// and the cache.
+    #[arg(
+        long = "snapshot-public-key",
+        env = "TIMEPOOL_SNAPSHOT_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    pub snapshot_public_keys: Vec<PathBuf>,
+    /// Accept a snapshot whose serial is lower than the one served (after
+    /// a deliberate rollback on the control plane); without it a lower
+    /// serial is refused as a replay.
+    #[arg(long, env = "TIMEPOOL_ALLOW_SERIAL_ROLLBACK")]
+    pub allow_serial_rollback: bool,
+    /// With --snapshot-url: trust only the CA certificates in this PEM file
+    /// (a private CA) instead of the system's roots.
+    #[arg(long, env = "TIMEPOOL_CA_FILE", requires = "snapshot_url")]
+    pub ca_file: Option<PathBuf>,
+    /// With --snapshot-url: the name this node gives the control plane
+    /// (its nodes page) [default: the host name].
+    #[arg(long, env = "TIMEPOOL_NODE_NAME", requires = "snapshot_url")]
+    pub node_name: Option<String>,
+    /// With --snapshot-url: a file holding this node's token (from
+    /// `timepool admin create-node`), sent with every pull; only over TLS
+    /// or to loopback.
+    #[arg(long, env = "TIMEPOOL_NODE_TOKEN_FILE", requires = "snapshot_url")]
+    pub node_token_file: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9153).
     #[arg(long, env = "TIMEPOOL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -151,8 +180,23 @@ pub struct DnsArgs {
     pub edns_max_payload: u16,
 }
 
-/// `timepool check-snapshot FILE`: validate, print every problem.
-pub fn check_snapshot(file: &std::path::Path) -> ExitCode {
+/// `timepool check-snapshot FILE [--public-key KEY]...`: validate, print
+/// every problem; with keys, check `FILE.sig` first.
+pub fn check_snapshot(file: &std::path::Path, public_keys: &[PathBuf]) -> ExitCode {
+    if !public_keys.is_empty() {
+        let trust = match snapshot_trust(public_keys, false) {
+            Ok(trust) => trust,
+            Err(message) => {
+                println!("{message}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(rejection) = trust.accept_file(file) {
+            println!("{rejection}");
+            return ExitCode::FAILURE;
+        }
+        println!("{}: signature good", file.display());
+    }
     match zone::load_file(file) {
         Ok(table) => {
             println!(
@@ -177,6 +221,46 @@ pub fn check_snapshot(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The pinned public keys, read.
+fn snapshot_trust(keys: &[PathBuf], allow_serial_rollback: bool) -> Result<SnapshotTrust, String> {
+    let keys = keys
+        .iter()
+        .map(|path| {
+            crate::shared::snapshot::signature::PublicKey::read_file(path)
+                .map_err(|e| format!("--snapshot-public-key {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    for key in &keys {
+        tracing::info!(key = %key.id(), "snapshots must be signed by a pinned key");
+    }
+    Ok(SnapshotTrust {
+        keys,
+        allow_serial_rollback,
+    })
+}
+
+/// The host name, the default name of a node.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+}
+
+/// A secret from a file: its first line, trimmed.
+fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4096).read_to_string(&mut text))
+        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    if secret.is_empty() {
+        return Err(format!("{what} {}: empty", path.display()));
+    }
+    Ok(secret)
 }
 
 fn seconds(value: f64, what: &str) -> Result<Duration, String> {
@@ -236,12 +320,30 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
             .unwrap_or(1)
     });
     let bytes = |text: Option<String>| text.map(|t| t.into_bytes().into_boxed_slice());
+    if let Some(url) = &args.snapshot_url
+        && args.snapshot_public_keys.is_empty()
+        && crate::shared::http_client::transport(url)
+            .is_ok_and(|t| t != crate::shared::http_client::Transport::PlainLoopback)
+    {
+        tracing::warn!(
+            "--snapshot-url {url} without --snapshot-public-key: any snapshot the URL hands out is served; pin the control plane's key"
+        );
+    }
     let snapshot = match (args.snapshot, args.snapshot_url) {
         (_, Some(url)) => SnapshotSource::Url {
             url,
             cache: args.snapshot_cache,
             poll: seconds(args.snapshot_poll, "--snapshot-poll")?,
             timeout: seconds(args.snapshot_timeout, "--snapshot-timeout")?,
+            client: PullClient {
+                ca_file: args.ca_file,
+                node_name: args.node_name.or_else(host_name),
+                node_token: args
+                    .node_token_file
+                    .as_deref()
+                    .map(|path| read_secret(path, "--node-token-file"))
+                    .transpose()?,
+            },
         },
         (Some(file), None) => SnapshotSource::File(file),
         (None, None) => return Err("give --snapshot FILE or --snapshot-url URL".into()),
@@ -265,6 +367,7 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
         threads,
         pin_workers: args.pin_workers,
         snapshot,
+        trust: snapshot_trust(&args.snapshot_public_keys, args.allow_serial_rollback)?,
         geoip: args.geoip.or_else(geo::default_path),
         reload_interval: seconds(args.reload_interval, "--reload-interval")?,
         answer: AnswerConfig {

@@ -10,8 +10,10 @@
 //! - SIGTERM (or Ctrl-C) lets the batch in flight finish, tries once to send
 //!   what is unsent, and exits.
 //!
-//! HTTP is `ureq` (blocking, run on tokio's blocking threads): one request
-//! at a time is all the agent needs.
+//! HTTP is `ureq` over rustls (`shared::http_client`, blocking, run on
+//! tokio's blocking threads): one request at a time is all the agent
+//! needs. The token travels only over TLS or to loopback: the agent
+//! refuses plain HTTP to another machine unless `--insecure-http`.
 //!
 //! Architecture invariant: talks to the control plane only over its HTTP
 //! API; never opens the database.
@@ -36,6 +38,14 @@ pub struct MonitorArgs {
     /// This monitor's token (from `timepool admin create-monitor`).
     #[arg(long, env = "TIMEPOOL_MONITOR_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// Trust only the CA certificates in this PEM file (a private CA)
+    /// instead of the system's roots.
+    #[arg(long, env = "TIMEPOOL_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Send the token over plain http:// to another machine anyway (a
+    /// network you trust); without it the agent refuses to start.
+    #[arg(long, env = "TIMEPOOL_INSECURE_HTTP")]
+    pub insecure_http: bool,
     /// Servers per batch.
     #[arg(long, default_value_t = 100)]
     pub batch_size: u32,
@@ -117,16 +127,23 @@ struct Api {
 }
 
 impl Api {
-    fn new(base: &str, token: &str) -> Api {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build();
-        Api {
-            agent: ureq::Agent::new_with_config(config),
-            base: format!("{}/api/v1", base.trim_end_matches('/')),
-            authorization: format!("Bearer {token}"),
-        }
+    /// The API client; refuses a URL that would carry the token in clear
+    /// text to another machine (unless `--insecure-http`) and an
+    /// unreadable `--ca-file`.
+    fn new(args: &MonitorArgs) -> Result<Api, String> {
+        use crate::shared::http_client;
+        http_client::check_url(
+            "--api",
+            &args.api,
+            Some("monitor token"),
+            args.insecure_http,
+        )?;
+        let roots = http_client::root_certs(args.ca_file.as_deref())?;
+        Ok(Api {
+            agent: http_client::agent(Duration::from_secs(30), roots),
+            base: format!("{}/api/v1", args.api.trim_end_matches('/')),
+            authorization: format!("Bearer {}", args.token),
+        })
     }
 
     /// Runs a blocking request on tokio's blocking pool.
@@ -328,7 +345,7 @@ pub async fn run_until(
     args: MonitorArgs,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let api = Arc::new(Api::new(&args.api, &args.token));
+    let api = Arc::new(Api::new(&args)?);
     let mut unsent = Unsent {
         batches: VecDeque::new(),
         results: 0,

@@ -8,23 +8,34 @@
 //!
 //! - `dns_name`: DNS name limits and the dotted -> wire form of names;
 //! - `netaddr`: which addresses are public unicast;
+//! - `encoding`: hexadecimal, and base64 for PEM files;
 //! - `atomic_file`: replace a file atomically;
+//! - `file_version`: notice that a file changed (inode, length, mtime);
+//! - `process`: umask 077 and the open-file limit, set at start;
 //! - `prometheus`: the Prometheus text format;
 //! - `signals`: SIGTERM/SIGINT (stop) and SIGHUP (reload);
 //! - `zones`: the pool's continents and the `gb` -> `uk` rule;
 //! - `geo`: the GeoIP table (the DNS daemon locates clients with it, the
 //!   web app places new servers);
-//! - `snapshot`: the snapshot format, parsed and validated into a spec;
-//! - `monitor_protocol`: the monitor protocol's results and error texts.
+//! - `snapshot`: the snapshot format, parsed and validated into a spec,
+//!   and its Ed25519 signatures;
+//! - `monitor_protocol`: the monitor protocol's results and error texts;
+//! - `http_client`: the TLS client of the DNS node and the monitor (only
+//!   in builds with one of them).
 //!
 //! Architecture invariant: nothing here imports a wing (`dns`, `control`,
 //! `monitor`, `demo`); `tests/tidy.rs` checks that and the order above.
 
 pub mod atomic_file;
 pub mod dns_name;
+pub mod encoding;
+pub mod file_version;
 pub mod geo;
+#[cfg(any(feature = "dns", feature = "monitor"))]
+pub mod http_client;
 pub mod monitor_protocol;
 pub mod netaddr;
+pub mod process;
 pub mod prometheus;
 pub mod signals;
 pub mod snapshot;

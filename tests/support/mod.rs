@@ -265,3 +265,48 @@ pub fn free_udp_and_tcp_port() -> u16 {
     }
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
+
+/// The serial of the SOA of `pool.ntp.org` a server answers with.
+pub fn soa_serial(server: SocketAddr) -> u32 {
+    let reply = parse_reply(
+        &udp_exchange(server, &query("pool.ntp.org", 6, &Ask::default())).expect("SOA answer"),
+    );
+    reply.answer[0]
+        .data
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A small daemon on 127.0.0.1:0 (one UDP worker, metrics on) serving
+/// `snapshot` under `trust`.
+pub fn loopback_dns_config(
+    snapshot: timepool::dns::server::SnapshotSource,
+    trust: timepool::dns::server::SnapshotTrust,
+) -> timepool::dns::server::DnsConfig {
+    use timepool::dns::server::{TcpSettings, UdpSettings};
+    timepool::dns::server::DnsConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 1,
+        pin_workers: false,
+        snapshot,
+        trust,
+        geoip: None,
+        reload_interval: Duration::from_millis(50),
+        answer: timepool::dns::answer::AnswerConfig::default(),
+        udp: UdpSettings {
+            batch: 8,
+            ..UdpSettings::default()
+        },
+        tcp: TcpSettings {
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 16,
+            ..TcpSettings::default()
+        },
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        cookie_secret_file: None,
+        rrl: None,
+    }
+}

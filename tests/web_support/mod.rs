@@ -73,6 +73,11 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         counts_cache_secs: 0,
         geoip: None,
         check_schedule: Default::default(),
+        tls: None,
+        internal_listen: None,
+        trusted_proxies: Vec::new(),
+        limits: timepool::control::web::Limits::default(),
+        require_node_tokens: false,
     }
 }
 
@@ -81,6 +86,7 @@ pub struct TestApp {
     pub engine: &'static str,
     pub db: Db,
     pub router: Router,
+    pub state: AppState,
 }
 
 impl TestApp {
@@ -108,11 +114,54 @@ where
     F: Fn(TestApp) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    run_engines(|_| {}, allow_loopback, with_geo, body).await
+}
+
+/// The same with settings changed by `configure`. Requests may say which
+/// peer address they come from in an `x-test-peer` header (the app sees
+/// it as the connection's address).
+pub async fn for_each_engine_configured<F, Fut>(configure: impl Fn(&mut Settings), body: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    run_engines(configure, false, false, body).await
+}
+
+/// Middleware of the configured apps: `x-test-peer` -> `ConnectInfo`.
+async fn test_peer(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .headers()
+        .get("x-test-peer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<std::net::SocketAddr>().ok());
+    if let Some(peer) = peer {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+    }
+    next.run(request).await
+}
+
+async fn run_engines<F, Fut>(
+    configure: impl Fn(&mut Settings),
+    allow_loopback: bool,
+    with_geo: bool,
+    body: F,
+) where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     for (engine, url) in database_urls().await {
         let db = Db::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("{engine}: connect {url}: {e}"));
-        let mut state = AppState::new(db.clone(), settings(&url, allow_loopback));
+        let mut settings = settings(&url, allow_loopback);
+        configure(&mut settings);
+        let mut state = AppState::new(db.clone(), settings);
         if with_geo {
             let database = timepool::shared::geo::testdata::write_test_database();
             state = state.with_geo(
@@ -120,12 +169,13 @@ where
                     .expect("test GeoIP"),
             );
         }
-        let router = router(state);
+        let router = router(state.clone()).layer(axum::middleware::from_fn(test_peer));
         eprintln!("--- engine: {engine}");
         body(TestApp {
             engine,
             db: db.clone(),
             router,
+            state,
         })
         .await;
         db.pool.close().await;
@@ -194,15 +244,23 @@ pub fn form_encode(pairs: &[(&str, &str)]) -> String {
 
 impl Client {
     pub async fn request(&mut self, method: &str, path: &str, body: Option<String>) -> Response {
+        self.request_with(method, path, body, &[]).await
+    }
+
+    /// A request with extra headers.
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let mut builder = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         if !self.cookies.is_empty() {
-            let cookie = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            builder = builder.header(header::COOKIE, cookie);
+            builder = builder.header(header::COOKIE, cookie_line(&self.cookies));
         }
         let request = match body {
             Some(body) => builder
@@ -255,15 +313,33 @@ impl Client {
         self.request("GET", path, None).await
     }
 
+    /// The CSRF token a form shown to this client now carries (it is
+    /// bound to the session, so it changes at login and logout).
+    pub async fn csrf_token(&mut self) -> String {
+        let page = self.get("/login").await;
+        csrf_in(&page.body).unwrap_or_else(|| panic!("no csrf field in:\n{}", page.body))
+    }
+
     /// POSTs a form with this client's CSRF token added.
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
-        if !self.cookies.contains_key("tp_csrf") {
-            self.get("/").await;
-        }
-        let csrf = self.cookies.get("tp_csrf").cloned().unwrap_or_default();
+        let csrf = self.csrf_token().await;
         let mut all: Vec<(&str, &str)> = fields.to_vec();
         all.push(("csrf", &csrf));
         self.request("POST", path, Some(form_encode(&all))).await
+    }
+
+    /// POSTs a form with this client's CSRF token and extra headers.
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let csrf = self.csrf_token().await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf", &csrf));
+        self.request_with("POST", path, Some(form_encode(&all)), headers)
+            .await
     }
 
     /// POSTs without adding the CSRF field.
@@ -312,6 +388,23 @@ impl Client {
         server_id_in(&list.body, &canonical)
             .unwrap_or_else(|| panic!("{address} not listed:\n{}", list.body))
     }
+}
+
+/// A `Cookie` header's value.
+fn cookie_line(cookies: &HashMap<String, String>) -> String {
+    cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The value of the hidden `csrf` field of a page.
+pub fn csrf_in(body: &str) -> Option<String> {
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_string())
 }
 
 /// Finds `/manage/servers/{id}` in the row of `address` on the list page.
@@ -364,13 +457,16 @@ use std::time::{Duration, Instant};
 /// Starts `timepool web` and returns it with the port it listens on.
 pub fn start_web(args: &[&str], envs: &[(&str, &str)]) -> (Child, u16) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_timepool"));
-    cmd.arg("web")
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
+    cmd.arg("web").args(args);
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    start_web_command(cmd)
+}
+
+/// `start_web` for a command the caller prepared (`timepool web ...`).
+pub fn start_web_command(mut cmd: Command) -> (Child, u16) {
+    cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -414,5 +510,165 @@ pub fn sigterm_and_wait(mut child: Child) {
             panic!("timepool web did not stop on SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A response of the real binary, read to the end (`Connection: close`).
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        html_unescape(&String::from_utf8_lossy(&self.body))
+    }
+
+    /// The (name, value) of every Set-Cookie.
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`, plain text.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResponse {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    if let Some(body) = body {
+        stream.write_all(body.as_bytes()).expect("send body");
+    }
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    parse_http(&raw)
+}
+
+fn parse_http(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")),
+        "chunked bodies are not read here"
+    );
+    HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// A browser against a running binary: keeps cookies, fills in the CSRF
+/// token the forms carry.
+pub struct Browser {
+    pub port: u16,
+    pub cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    pub fn new(port: u16) -> Browser {
+        Browser {
+            port,
+            cookies: HashMap::new(),
+        }
+    }
+
+    /// The same cookies, sent to another instance.
+    pub fn at(&self, port: u16) -> Browser {
+        Browser {
+            port,
+            cookies: self.cookies.clone(),
+        }
+    }
+
+    fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+        let cookie = cookie_line(&self.cookies);
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+            Vec::new()
+        } else {
+            vec![("Cookie", cookie.as_str())]
+        };
+        let response = http(self.port, method, path, &headers, body);
+        for (name, value) in response.cookies() {
+            if value.is_empty() {
+                self.cookies.remove(&name);
+            } else {
+                self.cookies.insert(name, value);
+            }
+        }
+        response
+    }
+
+    pub fn get(&mut self, path: &str) -> HttpResponse {
+        self.send("GET", path, None)
+    }
+
+    /// The CSRF token of the forms this browser is shown now.
+    pub fn csrf_token(&mut self) -> String {
+        let page = self.get("/login");
+        csrf_in(&page.text()).expect("a csrf field on /login")
+    }
+
+    /// POSTs a form with `token`, or this browser's own token when `None`.
+    pub fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        token: Option<String>,
+    ) -> HttpResponse {
+        let token = token.unwrap_or_else(|| self.csrf_token());
+        let mut all = fields.to_vec();
+        all.push(("csrf", &token));
+        let body = form_encode(&all);
+        self.send("POST", path, Some(&body))
     }
 }

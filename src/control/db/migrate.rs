@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "monitoring",
         include_str!("../../../migrations/0002_monitoring.sql"),
     ),
+    (
+        3,
+        "trust",
+        include_str!("../../../migrations/0003_trust.sql"),
+    ),
 ];
 
 fn expand(sql: &str, engine: Engine) -> String {

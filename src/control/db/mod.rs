@@ -12,10 +12,14 @@
 pub mod accounts;
 pub mod audit;
 pub mod ingest;
+pub mod leases;
+pub mod login_failures;
 pub mod migrate;
 pub mod monitors;
+pub mod nodes;
 pub mod schedule;
 pub mod scores;
+pub mod secrets;
 pub mod servers;
 pub mod snapshots;
 pub mod vendor_zones;
@@ -63,7 +67,7 @@ impl Db {
             ));
         };
         if engine == Engine::Sqlite {
-            create_sqlite_parent_dir(url)?;
+            prepare_sqlite_path(url)?;
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
@@ -92,7 +96,11 @@ impl Db {
     }
 }
 
-fn create_sqlite_parent_dir(url: &str) -> Result<(), DbError> {
+/// The SQLite file's directory exists (made owner-only when new) and the
+/// file, which holds password hashes, is readable by its owner alone: an
+/// older file left readable by others is tightened, with a warning.
+fn prepare_sqlite_path(url: &str) -> Result<(), DbError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
@@ -105,9 +113,29 @@ fn create_sqlite_parent_dir(url: &str) -> Result<(), DbError> {
     if let Some(parent) = Path::new(path).parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            DbError::Configuration(format!("cannot create {}: {e}", parent.display()).into())
-        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| {
+                DbError::Configuration(format!("cannot create {}: {e}", parent.display()).into())
+            })?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{path}{suffix}");
+        let Ok(metadata) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file,
+                mode = format!("{:o}", mode & 0o777),
+                "the database was readable by others; now owner-only (0600)"
+            );
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(|e| DbError::Configuration(format!("cannot chmod {file}: {e}").into()))?;
+        }
     }
     Ok(())
 }
@@ -134,15 +162,7 @@ pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
+pub use crate::shared::encoding::hex;
 
 /// True when the error is a UNIQUE violation (same meaning on both engines).
 pub fn is_unique_violation(err: &DbError) -> bool {

@@ -85,3 +85,73 @@ pub async fn record_publish(tx: &mut Tx, serial: u32, now: i64, hash: &str) -> R
         .await?;
     Ok(())
 }
+
+/// The snapshot every instance serves, as stored.
+#[derive(Clone, Debug)]
+pub struct StoredSnapshot {
+    pub serial: u32,
+    pub published_at: i64,
+    pub body: String,
+    pub signature: Option<String>,
+}
+
+/// Store the snapshot to serve (its exact bytes and signature), in the
+/// caller's transaction.
+pub async fn store_published(tx: &mut Tx, snapshot: &StoredSnapshot) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO published_snapshot (id, serial, published_at, body, signature)
+         VALUES (1, $1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET serial = excluded.serial,
+           published_at = excluded.published_at, body = excluded.body,
+           signature = excluded.signature",
+    )
+    .bind(i64::from(snapshot.serial))
+    .bind(snapshot.published_at)
+    .bind(&snapshot.body)
+    .bind(&snapshot.signature)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The serial and signature of the stored snapshot: enough to tell
+/// whether the copy in memory is current, without reading the body.
+pub async fn published_head(db: &Db) -> Result<Option<(u32, Option<String>)>, DbError> {
+    let row = sqlx::query("SELECT serial, signature FROM published_snapshot WHERE id = 1")
+        .fetch_optional(&db.pool)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let serial: i64 = row.try_get("serial")?;
+    Ok(Some((
+        u32::try_from(serial).unwrap_or(u32::MAX),
+        row.try_get("signature")?,
+    )))
+}
+
+pub async fn published(db: &Db) -> Result<Option<StoredSnapshot>, DbError> {
+    let row = sqlx::query(
+        "SELECT serial, published_at, body, signature FROM published_snapshot WHERE id = 1",
+    )
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let serial: i64 = row.try_get("serial")?;
+    Ok(Some(StoredSnapshot {
+        serial: u32::try_from(serial).unwrap_or(u32::MAX),
+        published_at: row.try_get("published_at")?,
+        body: row.try_get("body")?,
+        signature: row.try_get("signature")?,
+    }))
+}
+
+/// A new signature for the stored snapshot of `serial` (the signing key
+/// changed; the bytes stay).
+pub async fn set_signature(db: &Db, serial: u32, signature: &str) -> Result<bool, DbError> {
+    let done =
+        sqlx::query("UPDATE published_snapshot SET signature = $1 WHERE id = 1 AND serial = $2")
+            .bind(signature)
+            .bind(i64::from(serial))
+            .execute(&db.pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -6,11 +6,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
 
-use super::csrf::CsrfToken;
+use super::csrf::{self, CsrfToken};
 use super::error::AppError;
-use super::form::{FieldErrors, check_email, check_new_password};
-use super::session::{self, CurrentUser, LoginLimiter, MaybeUser};
-use super::{AppState, html};
+use super::form::{FieldErrors, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, check_email, check_new_password};
+use super::session::{self, CurrentUser, LoginLimit, MaybeUser};
+use super::{AppState, client_addr, html};
 use crate::control::db::accounts::{self, User};
 use crate::control::db::audit::{self, Actor};
 use crate::control::db::{self, is_unique_violation};
@@ -22,18 +22,21 @@ pub fn actor(user: &User) -> Actor {
     }
 }
 
-/// Logs the user in: a new session and its cookie, then on to `to`.
+/// Logs the user in: a new session and its cookie (and a new CSRF
+/// browser cookie: the form token rotates), then on to `to`.
 async fn start_session(state: &AppState, user: &User, to: &str) -> Result<Response, AppError> {
+    let secure = state.settings.secure_cookies;
     let token = accounts::create_session(&state.db, user.id).await?;
     let cookie = session::cookie_header(
-        session::COOKIE,
+        session::session_cookie_name(secure),
         &token,
         Some(accounts::SESSION_TTL_SECS),
-        state.settings.secure_cookies,
+        secure,
     );
     let mut response = Redirect::to(to).into_response();
     let value = HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
     response.headers_mut().append(header::SET_COOKIE, value);
+    csrf::rotate(&mut response, secure);
     Ok(response)
 }
 
@@ -88,7 +91,7 @@ pub async fn signup(
             state.page(&user, &csrf, ctx),
         );
     }
-    let hash = session::hash_password_blocking(form.password.clone()).await?;
+    let hash = session::hash_password_bounded(&state, form.password.clone()).await?;
     let mut tx = state.db.begin().await?;
     let created = match accounts::create_account_with_user(&mut tx, &email, &hash, "operator").await
     {
@@ -144,24 +147,40 @@ pub async fn login(
     MaybeUser(user): MaybeUser,
     csrf: CsrfToken,
     connect: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
-    // The peer address; absent when the router runs without connect info
-    // (in-process tests). Behind a reverse proxy this is the proxy's address,
-    // so the limit then works per email only.
-    let ip = connect
-        .map(|Extension(c)| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let email = form.email.trim().to_ascii_lowercase();
-    let now = db::now();
+    // Nothing is looked up, counted or hashed for fields no login can have.
     let mut errors = FieldErrors::default();
-    if !state.limiter.allowed(&email, &ip, now) {
+    if form.email.len() > MAX_EMAIL_LEN {
+        errors.add("email", "This does not look like an email address.");
+    }
+    if form.password.len() > MAX_PASSWORD_LEN {
+        errors.add("password", "The email address or the password is wrong.");
+    }
+    if !errors.is_empty() {
+        let ctx = ctx! { form, errors };
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "login.html",
+            state.page(&user, &csrf, ctx),
+        );
+    }
+    // The client's address (from a trusted proxy's X-Forwarded-For when
+    // the peer is one); absent when the router runs without connect info
+    // (in-process tests).
+    let peer = connect.map(|Extension(c)| c.0);
+    let ip = client_addr::client_ip(peer, &headers, &state.settings.trusted_proxies);
+    let email = form.email.trim().to_ascii_lowercase();
+    let limit = LoginLimit::new(&email, &client_addr::client_network(ip));
+    let now = db::now();
+    if !limit.allows(&state, now).await? {
         errors.add(
             "email",
             format!(
-                "Too many failed attempts for this address. Wait {} minutes and try again.",
-                LoginLimiter::WINDOW_SECS / 60
+                "Too many failed attempts. Wait {} minutes and try again.",
+                LoginLimit::WINDOW_SECS / 60
             ),
         );
         let ctx = ctx! { form, errors };
@@ -171,29 +190,21 @@ pub async fn login(
             state.page(&user, &csrf, ctx),
         );
     }
+    // An email without a login costs the same check (against a dummy
+    // hash), so response times do not tell which emails have one.
     let found = accounts::find_login(&state.db, &email).await?;
-    let verified = match found {
-        Some((found_user, hash)) => {
-            if session::verify_password_blocking(form.password.clone(), hash).await {
-                Some(found_user)
-            } else {
-                None
-            }
-        }
-        None => {
-            // Spend the same time as a real check so response times do not
-            // tell which emails have a login.
-            session::verify_password_blocking(form.password.clone(), session::dummy_hash()).await;
-            None
-        }
+    let (found_user, hash) = match found {
+        Some((found_user, hash)) => (Some(found_user), Some(hash)),
+        None => (None, None),
     };
-    match verified {
+    let verified = session::verify_password_bounded(&state, form.password.clone(), hash).await?;
+    match found_user.filter(|_| verified) {
         Some(found_user) => {
-            state.limiter.clear(&email, &ip);
+            limit.clear(&state).await?;
             start_session(&state, &found_user, "/manage").await
         }
         None => {
-            state.limiter.record_failure(&email, &ip, now);
+            limit.record_failure(&state, now).await?;
             errors.add("password", "The email address or the password is wrong.");
             let ctx = ctx! { form, errors };
             html(
@@ -218,14 +229,16 @@ pub async fn logout(
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
-    if let Some(token) = session::cookie_value(&headers, session::COOKIE) {
+    let secure = state.settings.secure_cookies;
+    let name = session::session_cookie_name(secure);
+    if let Some(token) = session::cookie_value(&headers, name) {
         accounts::delete_session(&state.db, &token).await?;
     }
-    let expired =
-        session::cookie_header(session::COOKIE, "", Some(0), state.settings.secure_cookies);
+    let expired = session::cookie_header(name, "", Some(0), secure);
     let mut response = Redirect::to("/").into_response();
     let value = HeaderValue::from_str(&expired).map_err(|e| AppError::Internal(e.to_string()))?;
     response.headers_mut().append(header::SET_COOKIE, value);
+    csrf::rotate(&mut response, secure);
     Ok(response)
 }
 
@@ -431,7 +444,7 @@ pub async fn invite_accept(
             state.page(&user, &csrf, ctx),
         );
     }
-    let hash = session::hash_password_blocking(form.password.clone()).await?;
+    let hash = session::hash_password_bounded(&state, form.password.clone()).await?;
     let mut tx = state.db.begin().await?;
     if !accounts::use_invite(&mut tx, invite.id).await? {
         return Err(AppError::NotFound);

@@ -8,7 +8,7 @@ use super::form::{MIN_PASSWORD_LEN, check_email};
 use super::session::hash_password;
 use super::staff::check_monitor_name;
 use crate::control::db::audit::{self, Actor};
-use crate::control::db::{self, Db, accounts, is_unique_violation, monitors};
+use crate::control::db::{self, Db, accounts, is_unique_violation, monitors, nodes};
 
 /// Where the database is; same flags and environment as `timepool web`.
 #[derive(clap::Args, Debug, Clone)]
@@ -58,6 +58,23 @@ pub enum AdminCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Write a new Ed25519 key pair for signing snapshots: the private key
+    /// (PKCS#8 PEM, readable by its owner only) for `web` and `build-zones`
+    /// (--snapshot-signing-key), the public key (PEM) for the DNS nodes
+    /// (--snapshot-public-key). Refuses to overwrite a file.
+    GenSnapshotKey {
+        private_file: PathBuf,
+        public_file: PathBuf,
+    },
+    /// Register a DNS node for the nodes page and print its token once
+    /// (for `timepool dns --node-token-file`).
+    CreateNode {
+        /// The node's name, as it sends it (1 to 64 letters, digits, '.',
+        /// '-', '_').
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 /// A random password for a new login: `length` characters from an
@@ -72,8 +89,48 @@ pub fn generate_password(length: usize) -> String {
         .collect()
 }
 
+/// Writes a key pair; never over an existing file.
+fn gen_snapshot_key(
+    private_file: &std::path::Path,
+    public_file: &std::path::Path,
+) -> Result<(), BoxError> {
+    let key = crate::shared::snapshot::signature::write_key_pair(private_file, public_file)?;
+    println!("private key: {} (owner only)", private_file.display());
+    println!(
+        "public key:  {} (key id {})",
+        public_file.display(),
+        key.id()
+    );
+    Ok(())
+}
+
 pub async fn run_admin(cmd: AdminCommand) -> Result<(), BoxError> {
     match cmd {
+        AdminCommand::GenSnapshotKey {
+            private_file,
+            public_file,
+        } => gen_snapshot_key(&private_file, &public_file),
+        AdminCommand::CreateNode { name, db } => {
+            if !super::nodes::valid_name(&name) {
+                return Err("a node name is 1 to 64 letters, digits, '.', '-' or '_'".into());
+            }
+            let db = Db::connect(&db.url()).await?;
+            let mut tx = db.begin().await?;
+            let token = nodes::create(&mut tx, &name).await?;
+            audit::record(
+                &mut tx,
+                &Actor::cli(),
+                "node.create",
+                &format!("node:{name}"),
+                "",
+            )
+            .await?;
+            tx.commit().await?;
+            println!("registered DNS node {name}");
+            println!("token: {token}");
+            println!("(shown once; it is stored only as a SHA-256 hash)");
+            Ok(())
+        }
         AdminCommand::CreateUser {
             staff,
             password_stdin,

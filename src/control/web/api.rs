@@ -31,16 +31,35 @@ pub const ROUTES: &[&str] = &[
     "/openapi.json",
 ];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The whole API, or (`with_internal` false) without the routes for DNS
+/// nodes and monitors, which `--internal-listen` moves to its own
+/// listener ([`internal_router`]).
+pub fn router(with_internal: bool) -> Router<AppState> {
+    let public = Router::new()
         .route("/zones", get(zones))
         .route("/zones/{zone}", get(zone))
         .route("/servers/{address}/scores", get(server_scores))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError(AppError::NotFound) });
+    if with_internal {
+        public.merge(internal_router())
+    } else {
+        public
+    }
+}
+
+/// The routes DNS nodes and monitors use: the snapshot and the ingest API
+/// (whose results may be a whole batch: its own body limit).
+pub fn internal_router() -> Router<AppState> {
+    Router::new()
         .route("/snapshot", get(snapshot))
         .route("/monitor/batch", get(super::ingest::get_batch))
-        .route("/monitor/results", post(super::ingest::post_results))
-        .route("/openapi.json", get(openapi))
-        .fallback(|| async { ApiError(AppError::NotFound) })
+        .route(
+            "/monitor/results",
+            post(super::ingest::post_results).layer(axum::extract::DefaultBodyLimit::max(
+                super::ingest::MAX_BODY,
+            )),
+        )
 }
 
 /// API errors are JSON `{"error": "..."}` with the status the page would get.
@@ -175,9 +194,32 @@ pub const SERIAL_HEADER: &str = "x-timepool-serial";
 /// daemons following this control plane (`timepool dns --snapshot-url`).
 /// Strong ETag (of the uncompressed bytes; the gzip form gets its own tag
 /// with a `-gzip` suffix, as representations differ); If-None-Match gives
-/// 304 for either tag; gzip when the client accepts it.
-async fn snapshot(State(state): State<AppState>, headers: header::HeaderMap) -> Response {
+/// 304 for either tag; gzip when the client accepts it; the signature of
+/// the uncompressed bytes in `X-Timepool-Signature`. The pulling node is
+/// recorded for the nodes page (`web::nodes`).
+async fn snapshot(
+    State(state): State<AppState>,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: header::HeaderMap,
+) -> Response {
     use axum::http::{HeaderValue, StatusCode};
+    let node = match super::nodes::identify(&state, &headers).await {
+        Ok(node) => node,
+        Err(status) => {
+            let message = if status == StatusCode::UNAUTHORIZED {
+                "a registered node's token is needed (Authorization: Bearer)"
+            } else {
+                "try again later"
+            };
+            return (status, Json(serde_json::json!({ "error": message }))).into_response();
+        }
+    };
+    if let Some((name, registered)) = &node {
+        let peer = connect.map(|axum::Extension(c)| c.0);
+        let address =
+            super::client_addr::client_ip(peer, &headers, &state.settings.trusted_proxies);
+        super::nodes::record(&state, (name, *registered), address, &headers).await;
+    }
     let Some(current) = state.snapshot.current() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -235,6 +277,13 @@ async fn snapshot(State(state): State<AppState>, headers: header::HeaderMap) -> 
         headers.insert(header::ETAG, value);
     }
     headers.insert(SERIAL_HEADER, HeaderValue::from(current.serial));
+    if let Some(signature) = current
+        .signature
+        .as_deref()
+        .and_then(|line| HeaderValue::from_str(line).ok())
+    {
+        headers.insert(crate::shared::snapshot::signature::HEADER, signature);
+    }
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response

@@ -17,6 +17,8 @@ pub enum AppError {
     Csrf,
     /// A request we cannot act on, with a message for the person.
     BadRequest(String),
+    /// Too much work queued (password hashing): try again shortly.
+    Busy,
     /// The database failed; the cause is logged, the page stays plain.
     Db(DbError),
     /// Anything else unexpected; logged.
@@ -50,6 +52,17 @@ impl IntoResponse for AppError {
                     .to_string(),
             ),
             AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "Bad request", msg),
+            AppError::Busy => {
+                let mut response = error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Busy",
+                    "Too many logins at this moment. Nothing was changed; try again in a few seconds.",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+                return response;
+            }
             AppError::Db(err) => {
                 tracing::error!(error = %err, "database error");
                 (

@@ -18,14 +18,20 @@ impl FieldErrors {
 
 pub const MIN_PASSWORD_LEN: usize = 10;
 pub const MAX_PASSWORD_LEN: usize = 1024;
+/// The longest email address (RFC 5321's path limit less the brackets).
+pub const MAX_EMAIL_LEN: usize = 254;
 
 /// Normalises an email (trim, lower case) and checks its shape; not that it exists.
 pub fn check_email(raw: &str) -> Result<String, String> {
+    if raw.len() > MAX_EMAIL_LEN + 64 {
+        // Checked before any work: not even lower-cased.
+        return Err("This does not look like an email address.".into());
+    }
     let email = raw.trim().to_ascii_lowercase();
     if email.is_empty() {
         return Err("Enter your email address.".into());
     }
-    let valid = email.len() <= 254
+    let valid = email.len() <= MAX_EMAIL_LEN
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && match email.split_once('@') {
             Some((local, domain)) => {

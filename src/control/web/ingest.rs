@@ -163,6 +163,11 @@ pub async fn get_batch(
 /// Longest error text kept.
 const MAX_ERROR_LEN: usize = 200;
 
+/// Largest results document accepted: a full batch of results, each with
+/// the longest error text written entirely in `\uXXXX` escapes, and room
+/// for the other fields and spacing.
+pub const MAX_BODY: usize = MAX_BATCH as usize * (MAX_ERROR_LEN * 6 + 400) + 4096;
+
 /// Checks every result's shape; the first problem is the message.
 fn validate(body: ResultsDocument) -> Result<(i64, Vec<ResultIn>), IngestFailure> {
     if body.results.len() > MAX_BATCH as usize {

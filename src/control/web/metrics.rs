@@ -123,6 +123,55 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         "timepool_snapshot_build_failures_total",
         &[],
         store.failures.load(Ordering::Relaxed) as f64,
+    )
+    .family(
+        "timepool_zone_builder_leader",
+        "gauge",
+        "1 when this instance holds the zone builder's lease (builds and publishes), else 0.",
+    )
+    .sample(
+        "timepool_zone_builder_leader",
+        &[],
+        if store.leading.load(Ordering::Relaxed) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    let connections = &state.connections;
+    counter(
+        &mut page,
+        "timepool_web_connections_total",
+        "Connections accepted.",
+        &connections.accepted,
+    );
+    counter(
+        &mut page,
+        "timepool_web_connections_refused_total",
+        "Connections closed at accept: over --max-connections.",
+        &connections.refused,
+    );
+    counter(
+        &mut page,
+        "timepool_web_tls_handshake_failures_total",
+        "TLS handshakes that failed or took longer than the header timeout.",
+        &connections.tls_failed,
+    );
+    page.family(
+        "timepool_web_password_hashes_total",
+        "counter",
+        "Password hashes computed or checked (sign-ups, logins).",
+    )
+    .sample(
+        "timepool_web_password_hashes_total",
+        &[],
+        state.hasher.done.load(Ordering::Relaxed) as f64,
+    );
+    counter(
+        &mut page,
+        "timepool_web_password_hashes_refused_total",
+        "Logins and sign-ups answered 503 at once: the hashing queue was full.",
+        &state.hasher.refused,
     );
     if let Some(current) = store.current() {
         page.family(

@@ -4,10 +4,14 @@
 //! Architecture invariant: the web layer never answers DNS and the DNS path
 //! never imports this module; the two meet only at the snapshot file.
 //!
-//! Code map: `mod.rs` settings and the router; `public` pages anyone can see;
+//! Code map: `mod.rs` settings, the router and its guards (body limits,
+//! request timeout, headers); `listener` the accept loop (TLS via `tls`,
+//! connection cap, header timeout); `public` pages anyone can see;
 //! `account` sign-up, login, users and invites; `servers` an operator's
-//! servers; `vendor` vendor zone applications; `staff` staff pages; `api` the JSON API; `admin` the CLI;
-//! `session`/`csrf` who is asking and form protection; `error` the one place
+//! servers; `vendor` vendor zone applications; `staff` staff pages;
+//! `nodes` where each DNS node stands; `api` the JSON API; `admin` the CLI;
+//! `session`/`csrf` who is asking and form protection, `client_addr` from
+//! where, `hashing` the bounded password hasher; `error` the one place
 //! errors become responses; `templates`/`graph` rendering.
 
 /// `minijinja::context!` for serde values: `ctx! { servers, form => f }`.
@@ -23,17 +27,22 @@ pub mod account;
 pub mod address;
 pub mod admin;
 pub mod api;
+pub mod client_addr;
 pub mod csrf;
 pub mod error;
 pub mod form;
 pub mod graph;
+pub mod hashing;
 pub mod ingest;
+pub mod listener;
 pub mod metrics;
+pub mod nodes;
 pub mod public;
 pub mod servers;
 pub mod session;
 pub mod staff;
 pub mod templates;
+pub mod tls;
 pub mod vendor;
 
 use std::collections::HashMap;
@@ -111,6 +120,58 @@ pub struct WebArgs {
     /// [default: 60].
     #[arg(long, env = "TIMEPOOL_MIN_CHECK_GAP_SECS")]
     pub min_check_gap_secs: Option<i64>,
+    /// Serve HTTPS with this certificate chain (PEM; read again when it
+    /// changes). Needs --tls-key. Cookies become Secure `__Host-` ones.
+    #[arg(long, env = "TIMEPOOL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM; read again when it changes).
+    #[arg(long, env = "TIMEPOOL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A second, private listener for /metrics, /api/v1/snapshot and the
+    /// monitor ingest API, which then leave the main listener.
+    #[arg(long, env = "TIMEPOOL_INTERNAL_LISTEN")]
+    pub internal_listen: Option<String>,
+    /// A reverse proxy (ADDRESS or ADDRESS/PREFIX) whose X-Forwarded-For
+    /// names the client; repeat for several. Others' headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "TIMEPOOL_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// Connections open at once; more are closed at accept [default: 1024].
+    #[arg(long, env = "TIMEPOOL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's head (and to finish the
+    /// TLS handshake); also the idle time of a kept-alive connection
+    /// [default: 10].
+    #[arg(long, env = "TIMEPOOL_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<f64>,
+    /// Seconds a request may take from its head to the response, body
+    /// included [default: 30].
+    #[arg(long, env = "TIMEPOOL_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<f64>,
+    /// Password hashes computed at once (argon2id, ~19 MiB each)
+    /// [default: one per CPU].
+    #[arg(long, env = "TIMEPOOL_HASH_THREADS")]
+    pub hash_threads: Option<usize>,
+    /// Logins and sign-ups waiting for a hashing thread; more get 503 at
+    /// once [default: 8 per hashing thread].
+    #[arg(long, env = "TIMEPOOL_HASH_QUEUE")]
+    pub hash_queue: Option<usize>,
+    /// Sign every published snapshot with this Ed25519 private key (PEM,
+    /// from `timepool admin gen-snapshot-key`).
+    #[arg(long, env = "TIMEPOOL_SNAPSHOT_SIGNING_KEY")]
+    pub snapshot_signing_key: Option<PathBuf>,
+    /// Seconds the zone builder's lease lasts: with several instances on
+    /// one database, the longest a dead leader keeps the others from
+    /// publishing [default: 15].
+    #[arg(long, env = "TIMEPOOL_LEADER_LEASE_SECS")]
+    pub leader_lease_secs: Option<u64>,
+    /// Serve the snapshot only to DNS nodes with a token (`timepool admin
+    /// create-node`).
+    #[arg(long, env = "TIMEPOOL_REQUIRE_NODE_TOKENS")]
+    pub require_node_tokens: bool,
 }
 
 /// The config file's keys; all optional.
@@ -130,7 +191,52 @@ pub struct FileConfig {
     pub zone_check_secs: Option<f64>,
     pub check_interval_secs: Option<i64>,
     pub min_check_gap_secs: Option<i64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub internal_listen: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub header_timeout_secs: Option<f64>,
+    pub request_timeout_secs: Option<f64>,
+    pub hash_threads: Option<usize>,
+    pub hash_queue: Option<usize>,
+    pub snapshot_signing_key: Option<PathBuf>,
+    pub leader_lease_secs: Option<u64>,
+    pub require_node_tokens: Option<bool>,
 }
+
+/// The certificate and key files of HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What bounds the work a client can cause.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub hash_threads: usize,
+    pub hash_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Limits {
+            max_connections: 1024,
+            header_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(30),
+            hash_threads: cpus,
+            hash_queue: 8 * cpus,
+        }
+    }
+}
+
+/// Largest request body of a form (the ingest API has its own).
+pub const FORM_BODY_LIMIT: usize = 16 * 1024;
 
 /// The resolved settings the app runs with.
 #[derive(Debug, Clone)]
@@ -146,6 +252,16 @@ pub struct Settings {
     pub geoip: Option<PathBuf>,
     /// How often monitors are handed each server.
     pub check_schedule: crate::control::db::schedule::CheckSchedule,
+    /// HTTPS on the main listener; `None`: plain HTTP (behind a proxy).
+    pub tls: Option<TlsFiles>,
+    /// The listener of /metrics, the snapshot and the ingest API, when
+    /// they are not on the main one.
+    pub internal_listen: Option<SocketAddr>,
+    /// Reverse proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<client_addr::Network>,
+    pub limits: Limits,
+    /// Pulls of the snapshot need a registered node's token.
+    pub require_node_tokens: bool,
 }
 
 /// The zone builder's settings, resolved like `Settings`.
@@ -154,6 +270,8 @@ pub struct PublishSettings {
     pub snapshot_out: PathBuf,
     pub nameservers: Vec<String>,
     pub schedule: zone_builder::Schedule,
+    /// The Ed25519 key every publish is signed with.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl PublishSettings {
@@ -170,7 +288,18 @@ impl PublishSettings {
         let check = args.zone_check_secs.or(file.zone_check_secs).unwrap_or(2.0);
         let check = std::time::Duration::try_from_secs_f64(check)
             .map_err(|_| format!("--zone-check-secs {check}: not a duration"))?;
+        let lease = args
+            .leader_lease_secs
+            .or(file.leader_lease_secs)
+            .unwrap_or(15);
+        if lease < 2 {
+            return Err(format!("--leader-lease-secs {lease}: at least 2").into());
+        }
         Ok(PublishSettings {
+            signing_key: args
+                .snapshot_signing_key
+                .clone()
+                .or(file.snapshot_signing_key),
             snapshot_out: args
                 .snapshot_out
                 .clone()
@@ -184,6 +313,7 @@ impl PublishSettings {
             schedule: zone_builder::Schedule {
                 check,
                 debounce: check.min(std::time::Duration::from_secs(1)),
+                lease: std::time::Duration::from_secs(lease),
                 ..zone_builder::Schedule::default()
             },
         })
@@ -225,12 +355,78 @@ impl Settings {
             .trim_end_matches('.')
             .to_ascii_lowercase();
         let default_schedule = crate::control::db::schedule::CheckSchedule::default();
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        let internal_listen = args
+            .internal_listen
+            .clone()
+            .or(file.internal_listen)
+            .map(|text| {
+                text.parse::<SocketAddr>()
+                    .map_err(|e| format!("--internal-listen {text:?}: {e}"))
+            })
+            .transpose()?;
+        let trusted_proxies = if args.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            args.trusted_proxies.clone()
+        }
+        .iter()
+        .map(|text| text.parse().map_err(|e| format!("--trusted-proxy {e}")))
+        .collect::<Result<Vec<client_addr::Network>, String>>()?;
+        let defaults = Limits::default();
+        let secs = |value: Option<f64>, flag: &str, default: std::time::Duration| {
+            value
+                .map(|v| {
+                    std::time::Duration::try_from_secs_f64(v)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| format!("{flag} {v}: not a positive duration"))
+                })
+                .unwrap_or(Ok(default))
+        };
+        let hash_threads = args
+            .hash_threads
+            .or(file.hash_threads)
+            .unwrap_or(defaults.hash_threads)
+            .max(1);
+        let limits = Limits {
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections)
+                .max(1),
+            header_timeout: secs(
+                args.header_timeout_secs.or(file.header_timeout_secs),
+                "--header-timeout-secs",
+                defaults.header_timeout,
+            )?,
+            request_timeout: secs(
+                args.request_timeout_secs.or(file.request_timeout_secs),
+                "--request-timeout-secs",
+                defaults.request_timeout,
+            )?,
+            hash_threads,
+            hash_queue: args
+                .hash_queue
+                .or(file.hash_queue)
+                .unwrap_or(8 * hash_threads),
+        };
         Ok(Settings {
             listen,
             database_url,
             origin,
             allow_loopback: args.allow_loopback || file.allow_loopback.unwrap_or(false),
-            secure_cookies: args.secure_cookies || file.secure_cookies.unwrap_or(false),
+            // Over HTTPS cookies are Secure whatever the setting says.
+            secure_cookies: args.secure_cookies
+                || file.secure_cookies.unwrap_or(false)
+                || tls.is_some(),
             counts_cache_secs: args
                 .counts_cache_secs
                 .or(file.counts_cache_secs)
@@ -251,6 +447,12 @@ impl Settings {
                     .unwrap_or(default_schedule.min_gap),
             }
             .validated()?,
+            tls,
+            internal_listen,
+            trusted_proxies,
+            limits,
+            require_node_tokens: args.require_node_tokens
+                || file.require_node_tokens.unwrap_or(false),
         })
     }
 }
@@ -271,7 +473,14 @@ fn read_config(path: &std::path::Path) -> Result<FileConfig, BoxError> {
 pub struct AppState {
     pub db: Db,
     pub settings: Arc<Settings>,
-    pub limiter: Arc<session::LoginLimiter>,
+    /// Password hashing, bounded (`hashing`).
+    pub hasher: Arc<hashing::PasswordHasher>,
+    /// The CSRF tokens' HMAC key, read from the database on first use.
+    pub csrf_key: Arc<tokio::sync::OnceCell<Arc<ring::hmac::Key>>>,
+    /// When each DNS node's pull was last recorded.
+    pub node_pulls: Arc<nodes::PullLog>,
+    /// Connections of the listeners (metrics).
+    pub connections: Arc<listener::ConnectionCounters>,
     counts: Arc<tokio::sync::Mutex<Option<CachedCounts>>>,
     /// Set while a background task recounts the zones.
     counts_refreshing: Arc<std::sync::atomic::AtomicBool>,
@@ -294,8 +503,14 @@ impl AppState {
     pub fn new(db: Db, settings: Settings) -> AppState {
         AppState {
             db,
+            hasher: Arc::new(hashing::PasswordHasher::new(
+                settings.limits.hash_threads,
+                settings.limits.hash_queue,
+            )),
             settings: Arc::new(settings),
-            limiter: Arc::default(),
+            csrf_key: Arc::default(),
+            node_pulls: Arc::default(),
+            connections: Arc::default(),
             counts: Arc::default(),
             counts_refreshing: Arc::default(),
             graphs: Arc::default(),
@@ -384,9 +599,29 @@ pub fn html(
         .into_response())
 }
 
-/// Every route of the web app.
+/// Every route of the web app on one listener (tests, and `timepool web`
+/// without `--internal-listen`).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    public_router(state, true)
+}
+
+/// The routers of the listeners: the main one, and with
+/// `--internal-listen` a second one for /metrics, the snapshot and the
+/// ingest API (then absent from the main one).
+pub fn routers(state: AppState) -> (Router, Option<Router>) {
+    match state.settings.internal_listen {
+        None => (public_router(state, true), None),
+        Some(_) => (
+            public_router(state.clone(), false),
+            Some(internal_router(state)),
+        ),
+    }
+}
+
+/// The pages, the API and, `with_internal`, the routes of DNS nodes,
+/// monitors and Prometheus.
+fn public_router(state: AppState, with_internal: bool) -> Router {
+    let router = Router::new()
         // Public pages.
         .route("/", get(public::home))
         .route("/zone/{name}", get(public::zone))
@@ -441,21 +676,59 @@ pub fn router(state: AppState) -> Router {
             post(staff::vendor_decide),
         )
         .route("/staff/audit", get(staff::audit))
+        .route("/staff/nodes", get(nodes::page))
+        .route("/staff/nodes.json", get(nodes::json))
         // JSON API.
-        .nest("/api/v1", api::router())
+        .nest("/api/v1", api::router(with_internal))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::ensure_token,
         ))
-        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn(security_headers));
+    let router = guarded(router, &state);
+    let router = if with_internal {
+        router.route("/metrics", get(metrics::scrape))
+    } else {
+        router
+    };
+    router.with_state(state)
+}
+
+/// The private listener's routes: Prometheus, the snapshot, the ingest API.
+fn internal_router(state: AppState) -> Router {
+    let router = Router::new()
+        .nest("/api/v1", api::internal_router())
+        .fallback(not_found);
+    guarded(router, &state)
+        .route("/metrics", get(metrics::scrape))
+        .with_state(state)
+}
+
+/// What every routed request passes: the request count, the body limit
+/// of forms (routes with larger bodies set their own), the request
+/// timeout.
+fn guarded(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let timeout = state.settings.limits.request_timeout;
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(FORM_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(response) => response,
+                    Err(_) => error::error_page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Timed out",
+                        "The request took too long and was stopped. Nothing was changed.",
+                    ),
+                }
+            },
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,
         ))
-        .route("/metrics", get(metrics::scrape))
-        .with_state(state)
 }
 
 /// Headers on every response: no framing, no MIME sniffing, resources only
@@ -465,6 +738,10 @@ async fn security_headers(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
+    let path = req.uri().path();
+    let private = ["/manage", "/staff", "/invite/", "/login", "/signup"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     headers.insert(
@@ -482,6 +759,13 @@ async fn security_headers(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    // Private pages (tokens, invite links, an account's data) and anything
+    // that sets a cookie are never kept by a browser or a proxy cache.
+    if private && !headers.contains_key(header::CACHE_CONTROL)
+        || headers.contains_key(header::SET_COOKIE)
+    {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 
@@ -499,36 +783,61 @@ async fn method_not_allowed() -> axum::response::Response {
 
 /// `timepool web`: connect, migrate, serve until Ctrl-C or SIGTERM.
 pub async fn run(args: WebArgs) -> Result<(), BoxError> {
+    crate::shared::process::raise_open_file_limit();
     let settings = Settings::resolve(&args)?;
     let publish = PublishSettings::resolve(&args)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    serve(
-        settings,
-        publish,
-        listener,
-        crate::shared::signals::shutdown(),
-    )
+    // Installed now, before the app says it listens: a SIGTERM from then
+    // on stops it gracefully.
+    let mut signals = crate::shared::signals::Signals::stop_only()
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    serve(settings, publish, listener, async move {
+        signals.next().await;
+    })
     .await
 }
 
-/// The web app and its zone builder on `listener` until `shutdown`
-/// resolves; in-flight requests then finish. (`timepool web`, and the demo
-/// with its own listener and stop signal.)
+/// The web app and its zone builder on `listener` (and the internal
+/// listener, when set) until `shutdown` resolves; in-flight requests then
+/// finish and the zone builder's lease is given up. (`timepool web`, and
+/// the demo with its own listener and stop signal.)
 pub async fn serve(
     settings: Settings,
     publish: PublishSettings,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
+    let signing_key = zone_builder::read_signing_key(publish.signing_key.as_deref())?;
+    let tls = match &settings.tls {
+        Some(files) => {
+            Some(Arc::new(tls::CertificateFiles::open(&files.cert, &files.key)?).server_config()?)
+        }
+        None => None,
+    };
+    let internal = match settings.internal_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("cannot listen on --internal-listen {address}: {e}"))?,
+        ),
+        None => None,
+    };
     let db = Db::connect(&settings.database_url).await?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        tls = tls.is_some(),
         origin = %settings.origin,
         engine = ?db.engine,
         "timepool web listening"
     );
+    if let Some(internal) = &internal {
+        tracing::info!(
+            internal_listen = %internal.local_addr()?,
+            "/metrics, /api/v1/snapshot and the ingest API are served there only"
+        );
+    }
     let geo = match settings.geoip.clone() {
         Some(path) => {
             let geo =
@@ -542,11 +851,32 @@ pub async fn serve(
             crate::shared::geo::GeoTable::empty()
         }
     };
-    let build_config = zone_builder::BuildConfig::for_origin(
-        &settings.origin,
-        publish.nameservers.clone(),
-        Some(publish.snapshot_out.clone()),
-    );
+    let build_config = zone_builder::BuildConfig {
+        signing_key,
+        ..zone_builder::BuildConfig::for_origin(
+            &settings.origin,
+            publish.nameservers.clone(),
+            Some(publish.snapshot_out.clone()),
+        )
+    };
+    let instance = build_config.instance.clone();
+    // The snapshot's directory (the data dir by default; with PostgreSQL
+    // nothing else makes it), owner-only when new.
+    if let Some(parent) = publish.snapshot_out.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let listening = listener::ListenerConfig {
+        tls,
+        max_connections: settings.limits.max_connections,
+        header_timeout: settings.limits.header_timeout,
+    };
     let state = AppState::new(db.clone(), settings).with_geo(geo);
     let builder = tokio::spawn(zone_builder::run(
         db.clone(),
@@ -554,14 +884,43 @@ pub async fn serve(
         state.snapshot.clone(),
         publish.schedule,
     ));
-    let app = router(state);
-    axum::serve(
+    let (public, internal_app) = routers(state.clone());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let main = listener::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+        public,
+        listening.clone(),
+        state.connections.clone(),
+        stopping.clone(),
+    );
+    match (internal, internal_app) {
+        (Some(internal), Some(app)) => {
+            let second = listener::serve(
+                internal,
+                app,
+                listening,
+                state.connections.clone(),
+                stopping,
+            );
+            tokio::join!(main, second);
+        }
+        _ => main.await,
+    }
     builder.abort();
+    let _ = builder.await;
+    if let Err(error) = crate::control::db::leases::release(
+        &db,
+        crate::control::db::leases::ZONE_BUILDER,
+        &instance,
+    )
+    .await
+    {
+        tracing::warn!(%error, "cannot give up the zone builder's lease; it expires by itself");
+    }
     db.pool.close().await;
     tracing::info!("timepool web stopped");
     Ok(())

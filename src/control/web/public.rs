@@ -220,12 +220,20 @@ pub async fn parse_log_params(state: &AppState, params: &LogParams) -> Result<Lo
     })
 }
 
-/// Quotes a CSV field when needed (RFC 4180).
-fn csv_field(text: &str) -> String {
+/// A text cell of the CSV: quoted when needed (RFC 4180), and inert in
+/// a spreadsheet: text that starts like a formula (`= + - @`, a tab or a
+/// carriage return) gets a leading `'` (OWASP's advice), so a monitor's
+/// error text `=HYPERLINK(...)` stays text.
+pub fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        text.to_string()
+        text
     }
 }
 

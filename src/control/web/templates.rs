@@ -82,6 +82,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "staff_audit.html",
         include_str!("../../../web/templates/staff_audit.html"),
     ),
+    (
+        "staff_nodes.html",
+        include_str!("../../../web/templates/staff_nodes.html"),
+    ),
 ];
 
 pub const STYLE_CSS: &str = include_str!("../../../web/static/style.css");

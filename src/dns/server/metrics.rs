@@ -470,6 +470,18 @@ pub fn render(shared: &Shared) -> String {
         &[("result", "failed")],
         counters.reload_failures.load(Ordering::Relaxed) as f64,
     );
+    page.family(
+        "timepool_dns_snapshot_rejections_total",
+        "counter",
+        "Snapshots refused (unsigned, unknown key, bad signature, invalid, older serial), by reason; the last good one kept serving.",
+    );
+    for (reason, count) in counters.rejections.totals() {
+        page.sample(
+            "timepool_dns_snapshot_rejections_total",
+            &[("reason", reason)],
+            count as f64,
+        );
+    }
     one(
         &mut page,
         "timepool_dns_snapshot_serial",

@@ -6,6 +6,8 @@
 //! - `udp`: the UDP workers (SO_REUSEPORT, recvmmsg/sendmmsg batches);
 //! - `tcp`: DNS over TCP on tokio;
 //! - `watch`: the snapshot and GeoIP files, reloaded when they change;
+//! - `trust`: what a snapshot must be to be taken: signed by a pinned
+//!   key, valid, not older than the one served;
 //! - `follow`: pulling the snapshot from a control plane (`--snapshot-url`);
 //! - `metrics`: per-worker counters and the `/metrics` endpoint;
 //! - `os`: CPU affinity and the open-file limit;
@@ -14,7 +16,8 @@
 //! Architecture invariant: the server moves bytes between sockets and
 //! [`crate::dns::answer`]; it decides no answer itself. It knows nothing
 //! of the database or the web layer; it reads snapshots (files or HTTP
-//! bodies) only through `dns::zone::load_file` / `load_bytes`.
+//! bodies) only through `trust`, which checks them with
+//! `dns::zone::load_bytes`.
 
 pub mod follow;
 pub mod metrics;
@@ -22,6 +25,7 @@ mod os;
 pub mod reflector;
 pub mod state;
 pub mod tcp;
+pub mod trust;
 pub mod udp;
 mod watch;
 
@@ -41,10 +45,11 @@ use crate::dns::rrl::RrlSettings;
 use crate::shared::geo::{GeoError, GeoTable};
 use crate::shared::snapshot::SnapshotError;
 
-pub use follow::SnapshotSource;
+pub use follow::{PullClient, SnapshotSource};
 pub use os::raise_open_file_limit;
 pub use state::{Counters, ReloadError, Shared, reload_logged};
 pub use tcp::TcpSettings;
+pub use trust::SnapshotTrust;
 pub use udp::UdpSettings;
 
 /// Everything the daemon needs to start.
@@ -56,6 +61,8 @@ pub struct DnsConfig {
     /// Pin UDP worker i to CPU i (modulo the CPUs this process may use).
     pub pin_workers: bool,
     pub snapshot: SnapshotSource,
+    /// Which snapshots are taken: pinned keys, the serial rule.
+    pub trust: SnapshotTrust,
     /// The MaxMind database; `None`: every client gets the global zone.
     pub geoip: Option<PathBuf>,
     /// How often the snapshot (and GeoIP) file is checked for a change.
@@ -86,7 +93,9 @@ impl DnsServer {
     /// Load the snapshot, bind every socket, start the workers. Fails
     /// without serving anything if the snapshot is bad or a bind fails.
     pub fn start(config: DnsConfig) -> Result<DnsServer, StartError> {
-        let (table, source, pulled_at_start) = follow::initial_snapshot(&config.snapshot)?;
+        let counters = Counters::default();
+        let (table, source, pulled_at_start) =
+            follow::initial_snapshot(&config.snapshot, &config.trust, &counters.rejections)?;
         tracing::info!(
             serial = table.serial,
             servers = table.servers.len(),
@@ -123,7 +132,7 @@ impl DnsServer {
             geoip_path: config.geoip.clone(),
             answer_config,
             stopping: AtomicBool::new(false),
-            counters: Counters::default(),
+            counters,
             worker_counters: (0..config.listen.len() * config.threads.max(1) + 1)
                 .map(|_| metrics::WorkerCounters::default())
                 .collect(),
@@ -139,6 +148,7 @@ impl DnsServer {
             cookies: ArcSwap::from_pointee(cookies),
             cookie_secret_path: config.cookie_secret_file.clone(),
             rrl: config.rrl.clone(),
+            trust: config.trust.clone(),
         });
         os::raise_open_file_limit();
         let threads = config.threads.max(1);

@@ -30,23 +30,5 @@ pub(super) fn pin_to_cpu(cpu: usize) {
     }
 }
 
-/// Raise the soft limit on open files to the hard limit: every TCP
-/// connection is a descriptor, and the usual soft limit of 1024 would cap
-/// the connection limit below what the operator configured.
-pub fn raise_open_file_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
-    // live, initialised rlimit.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!(error = %io::Error::last_os_error(), "cannot raise the open file limit");
-            }
-        }
-    }
-}
+/// The open-file limit is raised the same way by every daemon.
+pub use crate::shared::process::raise_open_file_limit;

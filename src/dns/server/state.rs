@@ -10,13 +10,13 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
+use super::trust::{Rejection, Rejections, SnapshotTrust};
 use super::{follow, metrics};
 use crate::dns::answer::AnswerConfig;
 use crate::dns::cookie::CookieSecrets;
 use crate::dns::rrl::RrlSettings;
-use crate::dns::zone::{self, ZoneTable};
+use crate::dns::zone::ZoneTable;
 use crate::shared::geo::{GeoError, GeoTable};
-use crate::shared::snapshot::SnapshotError;
 
 /// Counters off the UDP path (TCP, reloads): Relaxed atomics. The UDP
 /// workers count everything of theirs, failed sends included, in their own
@@ -31,6 +31,8 @@ pub struct Counters {
     pub tcp_refused_per_client: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// Snapshots refused by the trust rules or the validator, by reason.
+    pub rejections: Rejections,
 }
 
 /// What the workers share: the current zone table (swapped whole on
@@ -46,6 +48,8 @@ pub struct Shared {
     /// Answers per server address (UDP workers' arrays, TCP and retired).
     pub server_answers: metrics::ServerAnswers,
     pub(super) source: Source,
+    /// What a snapshot must be to be taken (keys, serial floor).
+    pub(super) trust: SnapshotTrust,
     pub(super) geoip_path: Option<PathBuf>,
     /// When the table in use was swapped in (unix seconds).
     pub loaded_at: AtomicU64,
@@ -68,14 +72,25 @@ pub(super) enum Source {
 /// Why a reload kept the table in use.
 #[derive(Debug)]
 pub enum ReloadError {
-    Snapshot(SnapshotError),
+    Rejected(Rejection),
     Fetch(follow::FetchError),
+}
+
+impl ReloadError {
+    /// The snapshot came but was refused (signature, content, serial),
+    /// as opposed to not coming at all.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            ReloadError::Rejected(_) | ReloadError::Fetch(follow::FetchError::Rejected(_))
+        )
+    }
 }
 
 impl std::fmt::Display for ReloadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReloadError::Snapshot(error) => write!(f, "{error}"),
+            ReloadError::Rejected(error) => write!(f, "{error}"),
             ReloadError::Fetch(error) => write!(f, "{error}"),
         }
     }
@@ -146,39 +161,65 @@ impl Shared {
         serial
     }
 
-    /// Read, validate and swap in the snapshot: the file again, or a pull
+    /// Read, check and swap in the snapshot: the file again, or a pull
     /// from the control plane. On error the table in use is kept and the
-    /// error returned (the caller logs it).
+    /// error returned (the caller logs it); a refused snapshot is counted
+    /// by reason.
     pub fn reload(&self) -> Result<u32, ReloadError> {
-        match &self.source {
-            Source::File(path) => match zone::load_file(path) {
-                Ok(table) => Ok(self.swap_in(table, &path.display().to_string())),
-                Err(error) => {
-                    self.counters
-                        .reload_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    Err(ReloadError::Snapshot(error))
-                }
-            },
-            Source::Url(follower) => match follower.fetch() {
+        let outcome = match &self.source {
+            Source::File(path) => {
+                let source = path.display().to_string();
+                self.trust
+                    .accept_file(path)
+                    .and_then(|table| {
+                        self.trust
+                            .check_serial(&source, table.serial, self.serial())
+                            .map(|()| table)
+                    })
+                    .map(|table| self.swap_in(table, &source))
+                    .map_err(ReloadError::Rejected)
+            }
+            Source::Url(follower) => match follower.fetch(&self.trust, Some(self.serial())) {
                 Ok(follow::Fetched::NotModified) => {
                     self.last_pull_ok.store(unix_now(), Ordering::Relaxed);
                     Ok(self.serial())
                 }
-                Ok(follow::Fetched::New { bytes, table }) => {
-                    let serial = self.swap_in(*table, follower.url());
+                Ok(follow::Fetched::New {
+                    bytes,
+                    signature,
+                    etag,
+                    table,
+                }) => {
                     self.last_pull_ok.store(unix_now(), Ordering::Relaxed);
-                    follower.write_cache(&bytes);
-                    Ok(serial)
+                    match self
+                        .trust
+                        .check_serial(follower.url(), table.serial, self.serial())
+                    {
+                        Ok(()) => {
+                            let serial = self.swap_in(*table, follower.url());
+                            follower.accepted(etag);
+                            follower.write_cache(&bytes, signature.as_deref());
+                            Ok(serial)
+                        }
+                        Err(rejection) => Err(ReloadError::Rejected(rejection)),
+                    }
                 }
-                Err(error) => {
-                    self.counters
-                        .reload_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    Err(ReloadError::Fetch(error))
-                }
+                Err(error) => Err(ReloadError::Fetch(error)),
             },
+        };
+        if let Err(error) = &outcome {
+            self.counters
+                .reload_failures
+                .fetch_add(1, Ordering::Relaxed);
+            match error {
+                ReloadError::Rejected(rejection)
+                | ReloadError::Fetch(follow::FetchError::Rejected(rejection)) => {
+                    self.counters.rejections.count(rejection)
+                }
+                ReloadError::Fetch(_) => {}
+            }
         }
+        outcome
     }
 
     /// Whether the snapshot is pulled from a control plane.

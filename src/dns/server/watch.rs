@@ -3,28 +3,10 @@
 //! whichever changed.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::state::{Shared, Source, reload_logged};
-
-/// What identifies a version of the snapshot file: a rename gives a new
-/// inode, a rewrite a new modification time or length.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct FileVersion {
-    inode: u64,
-    length: u64,
-    modified: Option<SystemTime>,
-}
-
-fn file_version(path: &std::path::Path) -> Option<FileVersion> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(path).ok()?;
-    Some(FileVersion {
-        inode: metadata.ino(),
-        length: metadata.len(),
-        modified: metadata.modified().ok(),
-    })
-}
+use crate::shared::file_version::file_version;
 
 /// Poll the snapshot, GeoIP and cookie secret files and reload whichever
 /// changed. A bad file is logged once per change and what is in use keeps

@@ -8,20 +8,32 @@
 //! (`dns::zone::ZoneTable::compile`, which cannot fail), the control
 //! plane's zone builder checks what it publishes with the same [`parse`].
 //! A snapshot that yields any problem is never served or published.
+//! `signature` signs and verifies the bytes of a snapshot (Ed25519).
 //!
 //! Architecture invariant: a leaf of the shared floor. It reads JSON and
 //! knows DNS name limits; it knows nothing of the zone table, sockets, the
 //! database or the web layer.
 
+pub mod signature;
 mod validate;
 
 use std::fmt;
 use std::path::Path;
 
-pub use validate::validate;
+pub use validate::{
+    MAX_ANSWER_TTL, MAX_NS_TTL, MAX_SOA_EXPIRE, MAX_SOA_MINIMUM, MAX_SOA_REFRESH, MAX_SOA_TTL,
+    validate,
+};
 
 /// The only format version this build reads.
 pub const FORMAT_VERSION: u64 = 1;
+
+/// The headers of a pull of `GET /api/v1/snapshot` (zones/README.md,
+/// "Pulling"): the node's name and the serial it serves, so the control
+/// plane's nodes page knows where each node stands. (The signature comes
+/// back in `signature::HEADER`.)
+pub const NODE_HEADER: &str = "x-timepool-node";
+pub const NODE_SERIAL_HEADER: &str = "x-timepool-node-serial";
 
 /// Largest `max_hosts` an origin may ask for.
 pub const MAX_HOSTS_LIMIT: usize = 16;

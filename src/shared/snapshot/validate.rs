@@ -14,8 +14,19 @@ use super::{
 /// may not take them.
 const RESERVED_LABELS: &[&str] = &["_country", "_status"];
 
-/// Largest TTL allowed by RFC 2181 section 8.
-const MAX_TTL: u64 = 0x7FFF_FFFF;
+/// Caps on what a snapshot may ask resolvers to cache (zones/README.md,
+/// "TTL limits"): even a signed mistake may pin a resolver for at most
+/// this long. Answers change with the scores, so they get the shortest.
+pub const MAX_ANSWER_TTL: u64 = 3_600;
+pub const MAX_NS_TTL: u64 = 172_800;
+pub const MAX_SOA_TTL: u64 = 86_400;
+/// SOA `minimum`: the negative-caching TTL (RFC 2308).
+pub const MAX_SOA_MINIMUM: u64 = 86_400;
+/// SOA `refresh` and `retry` (for secondaries; timepool has none, but the
+/// values are published).
+pub const MAX_SOA_REFRESH: u64 = 86_400;
+/// SOA `expire`: four weeks.
+pub const MAX_SOA_EXPIRE: u64 = 2_419_200;
 
 /// Most name servers an origin may list: the NS answer must fit a
 /// response (and a compression pointer's 16 KiB reach), and no delegation
@@ -331,8 +342,8 @@ fn validate_origin(checker: &mut Checker, value: &Value, path: &str) -> Option<O
             .collect();
         names.into_iter().collect::<Option<Vec<String>>>()
     });
-    let ns_ttl = checker.integer_field(map, path, "ns_ttl", 0, MAX_TTL);
-    let answer_ttl = checker.integer_field(map, path, "answer_ttl", 0, MAX_TTL);
+    let ns_ttl = checker.integer_field(map, path, "ns_ttl", 0, MAX_NS_TTL);
+    let answer_ttl = checker.integer_field(map, path, "answer_ttl", 0, MAX_ANSWER_TTL);
     let max_hosts = checker.integer_field(map, path, "max_hosts", 1, MAX_HOSTS_LIMIT as u64);
     let ipv6_everywhere = match map.get("ipv6_everywhere") {
         None => Some(false),
@@ -371,12 +382,12 @@ fn validate_soa(checker: &mut Checker, value: &Value, path: &str) -> Option<SoaS
     let rname = checker
         .field(map, path, "rname")
         .and_then(|v| checker.domain_name(v, &format!("{path}.rname")));
-    let mut number = |key| checker.integer_field(map, path, key, 0, MAX_TTL);
-    let refresh = number("refresh");
-    let retry = number("retry");
-    let expire = number("expire");
-    let minimum = number("minimum");
-    let ttl = number("ttl");
+    let mut number = |key, max| checker.integer_field(map, path, key, 0, max);
+    let refresh = number("refresh", MAX_SOA_REFRESH);
+    let retry = number("retry", MAX_SOA_REFRESH);
+    let expire = number("expire", MAX_SOA_EXPIRE);
+    let minimum = number("minimum", MAX_SOA_MINIMUM);
+    let ttl = number("ttl", MAX_SOA_TTL);
     Some(SoaSpec {
         mname: mname?,
         rname: rname?,

@@ -1,0 +1,414 @@
+//! Signed snapshots (zones/README.md, "Signatures"): an Ed25519 signature
+//! over the exact bytes of a snapshot, made by the control plane with its
+//! private key and checked by a DNS node against the public keys it pins.
+//!
+//! The signature travels as one line of text, `ed25519 KEYID SIGNATURE`
+//! (the key id: the first 8 bytes of the SHA-256 of the raw public key;
+//! the signature: 64 bytes; both in hex), in the `X-Timepool-Signature`
+//! header of `GET /api/v1/snapshot` and in a detached `FILE.sig` next to
+//! a snapshot file. Keys are PEM files as OpenSSL writes them (PKCS#8
+//! `PRIVATE KEY`, SubjectPublicKeyInfo `PUBLIC KEY`), so `openssl pkeyutl
+//! -verify -rawin` checks a snapshot too.
+//!
+//! Architecture invariant: knows bytes, keys and files; nothing of HTTP,
+//! the zone table or the database.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
+
+use crate::shared::encoding::{hex, hex_decode, pem};
+
+/// The response header that carries the signature line.
+pub const HEADER: &str = "x-timepool-signature";
+
+/// The algorithm word that starts a signature line.
+const ALGORITHM: &str = "ed25519";
+
+/// Longest signature line read (the real one is 154 bytes); anything
+/// longer is malformed, and a `.sig` file is never read past this.
+pub const MAX_SIGNATURE_LEN: usize = 512;
+
+/// The DER of an Ed25519 SubjectPublicKeyInfo up to the 32 key bytes
+/// (RFC 8410: SEQUENCE { SEQUENCE { OID 1.3.101.112 } BIT STRING }).
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// Names a key in signature lines and logs: the first 8 bytes of the
+/// SHA-256 of its 32 raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct KeyId([u8; 8]);
+
+impl KeyId {
+    fn of(public_key: &[u8]) -> KeyId {
+        let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest.as_ref()[..8]);
+        KeyId(id)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// Why a key file could not be used.
+#[derive(Debug)]
+pub struct KeyError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+fn key_error(path: &Path, message: impl Into<String>) -> KeyError {
+    KeyError {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Key files are small; a bigger one is not a key.
+const MAX_KEY_FILE: u64 = 16 * 1024;
+
+fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| key_error(path, e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| key_error(path, e.to_string()))?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(key_error(path, "too large for a key file"));
+    }
+    Ok(bytes)
+}
+
+/// The control plane's private key.
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+    id: KeyId,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({})", self.id)
+    }
+}
+
+impl SigningKey {
+    /// Reads a PKCS#8 `PRIVATE KEY` PEM file holding an Ed25519 key.
+    pub fn read_file(path: &Path) -> Result<SigningKey, KeyError> {
+        let bytes = read_key_file(path)?;
+        let der = PrivateKeyDer::from_pem_slice(&bytes)
+            .map_err(|e| key_error(path, format!("not a PEM private key: {e}")))?;
+        let PrivateKeyDer::Pkcs8(der) = der else {
+            return Err(key_error(path, "not a PKCS#8 key (want PRIVATE KEY)"));
+        };
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
+            .map_err(|e| key_error(path, format!("not an Ed25519 key: {e}")))?;
+        let id = KeyId::of(pair.public_key().as_ref());
+        Ok(SigningKey { pair, id })
+    }
+
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    /// The signature line of `bytes`.
+    pub fn sign(&self, bytes: &[u8]) -> String {
+        let signature = self.pair.sign(bytes);
+        format!("{ALGORITHM} {} {}", self.id, hex(signature.as_ref()))
+    }
+}
+
+/// The DER of an Ed25519 PKCS#8 v1 private key up to its 32-byte seed
+/// (RFC 8410), the form OpenSSL writes and reads.
+const PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// ring's PKCS#8 v2 document up to the seed (RFC 8410 OneAsymmetricKey;
+/// the public key follows the seed).
+const PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A new key pair as PEM files: (private PKCS#8 v1, public SPKI), both as
+/// OpenSSL writes them.
+pub fn generate_key_pair() -> Result<(String, String), String> {
+    let rng = ring::rand::SystemRandom::new();
+    let v2 =
+        Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| format!("cannot generate a key: {e}"))?;
+    let seed = v2
+        .as_ref()
+        .strip_prefix(&PKCS8_V2_PREFIX[..])
+        .and_then(|rest| rest.get(..32))
+        .ok_or("unexpected PKCS#8 document from ring")?;
+    let mut v1 = PKCS8_V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&v1)
+        .map_err(|e| format!("generated key unusable: {e}"))?;
+    let mut spki = SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(pair.public_key().as_ref());
+    Ok((pem("PRIVATE KEY", &v1), pem("PUBLIC KEY", &spki)))
+}
+
+/// Writes a new key pair: the private key readable by its owner only
+/// (0600), the public key by all (0644). Refuses to overwrite either file.
+/// Returns the public key.
+pub fn write_key_pair(private_file: &Path, public_file: &Path) -> Result<PublicKey, KeyError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let (private, public) =
+        generate_key_pair().map_err(|message| key_error(private_file, message))?;
+    let create = |path: &Path, mode: u32, text: &str| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| key_error(path, e.to_string()))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            // The mode is the wanted one whatever the process's umask.
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| key_error(path, e.to_string()))
+    };
+    create(private_file, 0o600, &private)?;
+    if let Err(error) = create(public_file, 0o644, &public) {
+        let _ = std::fs::remove_file(private_file);
+        return Err(error);
+    }
+    PublicKey::read_file(public_file)
+}
+
+/// A public key a DNS node pins.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    bytes: [u8; 32],
+    id: KeyId,
+}
+
+impl PublicKey {
+    /// Reads a `PUBLIC KEY` PEM file holding an Ed25519 key.
+    pub fn read_file(path: &Path) -> Result<PublicKey, KeyError> {
+        let bytes = read_key_file(path)?;
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(&bytes)
+            .map_err(|e| key_error(path, format!("not a PEM public key: {e}")))?;
+        let der: &[u8] = der.as_ref();
+        if der.len() != SPKI_PREFIX.len() + 32 || der[..SPKI_PREFIX.len()] != SPKI_PREFIX {
+            return Err(key_error(path, "not an Ed25519 public key"));
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&der[SPKI_PREFIX.len()..]);
+        Ok(PublicKey {
+            bytes: key,
+            id: KeyId::of(&key),
+        })
+    }
+
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+}
+
+/// Why a snapshot's signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureError {
+    /// No signature came with the snapshot.
+    Missing,
+    /// The signature line does not parse.
+    Malformed(String),
+    /// Signed by a key this node does not pin.
+    UnknownKey(String),
+    /// The signature does not match the bytes (tampered, or cut short).
+    Invalid(KeyId),
+}
+
+impl SignatureError {
+    /// The `reason` label of the rejection metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SignatureError::Missing => "unsigned",
+            SignatureError::Malformed(_) => "malformed_signature",
+            SignatureError::UnknownKey(_) => "unknown_key",
+            SignatureError::Invalid(_) => "bad_signature",
+        }
+    }
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignatureError::Missing => write!(f, "not signed"),
+            SignatureError::Malformed(why) => write!(f, "signature malformed: {why}"),
+            SignatureError::UnknownKey(id) => {
+                write!(f, "signed by key {id}, which is not among the pinned keys")
+            }
+            SignatureError::Invalid(id) => {
+                write!(f, "signature by key {id} does not match the bytes")
+            }
+        }
+    }
+}
+
+/// Checks that `signature` (a signature line) signs `bytes` with one of
+/// `keys`; returns that key's id.
+pub fn verify(
+    bytes: &[u8],
+    signature: Option<&str>,
+    keys: &[PublicKey],
+) -> Result<KeyId, SignatureError> {
+    let line = signature.ok_or(SignatureError::Missing)?.trim();
+    if line.len() > MAX_SIGNATURE_LEN {
+        return Err(SignatureError::Malformed("too long".into()));
+    }
+    let mut words = line.split_ascii_whitespace();
+    let (Some(algorithm), Some(id), Some(signature), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(SignatureError::Malformed(format!(
+            "want \"{ALGORITHM} KEYID SIGNATURE\""
+        )));
+    };
+    if algorithm != ALGORITHM {
+        return Err(SignatureError::Malformed(format!(
+            "algorithm {algorithm:?}, want {ALGORITHM}"
+        )));
+    }
+    let signature = hex_decode(signature)
+        .filter(|s| s.len() == 64)
+        .ok_or_else(|| SignatureError::Malformed("the signature is not 64 bytes of hex".into()))?;
+    let key = keys
+        .iter()
+        .find(|key| key.id.to_string().eq_ignore_ascii_case(id))
+        .ok_or_else(|| SignatureError::UnknownKey(id.chars().take(16).collect()))?;
+    UnparsedPublicKey::new(&ED25519, &key.bytes)
+        .verify(bytes, &signature)
+        .map(|()| key.id)
+        .map_err(|_| SignatureError::Invalid(key.id))
+}
+
+/// Where the detached signature of a snapshot file is: `FILE.sig`.
+pub fn signature_path(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// The detached signature of a snapshot file, if there is one (read no
+/// further than a signature line can be).
+pub fn read_signature_file(snapshot: &Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let path = signature_path(snapshot);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(std::io::Error::new(
+                error.kind(),
+                format!("{}: {error}", path.display()),
+            ));
+        }
+    };
+    let mut text = String::new();
+    file.take(MAX_SIGNATURE_LEN as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_pair(dir: &Path, name: &str) -> (SigningKey, PublicKey) {
+        let private = dir.join(format!("{name}.key"));
+        let _ = std::fs::remove_file(&private);
+        let _ = std::fs::remove_file(dir.join(format!("{name}.pub")));
+        let public = write_key_pair(&private, &dir.join(format!("{name}.pub"))).unwrap();
+        (SigningKey::read_file(&private).unwrap(), public)
+    }
+
+    #[test]
+    fn signs_and_verifies_and_refuses_everything_else() {
+        let dir = std::env::temp_dir().join(format!("timepool-sig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (signing, public) = key_pair(&dir, "a");
+        let (other_signing, other_public) = key_pair(&dir, "b");
+        assert_eq!(signing.id(), public.id());
+        let bytes = br#"{"version": 1, "serial": 7}"#;
+        let line = signing.sign(bytes);
+        assert_eq!(line.len(), 7 + 1 + 16 + 1 + 128);
+        let keys = [public.clone()];
+        assert_eq!(verify(bytes, Some(&line), &keys), Ok(public.id()));
+        // Rotation: either pinned key verifies.
+        let both = [other_public.clone(), public.clone()];
+        assert!(verify(bytes, Some(&other_signing.sign(bytes)), &both).is_ok());
+        assert!(verify(bytes, Some(&line), &both).is_ok());
+
+        let mut tampered = bytes.to_vec();
+        tampered[20] ^= 1;
+        assert_eq!(
+            verify(&tampered, Some(&line), &keys),
+            Err(SignatureError::Invalid(public.id()))
+        );
+        assert_eq!(verify(bytes, None, &keys), Err(SignatureError::Missing));
+        assert_eq!(
+            verify(bytes, Some(&other_signing.sign(bytes)), &keys)
+                .unwrap_err()
+                .reason(),
+            "unknown_key"
+        );
+        for bad in ["", "ed25519", "rsa x y", "ed25519 00 zz", &"x".repeat(600)] {
+            assert!(
+                matches!(
+                    verify(bytes, Some(bad), &keys),
+                    Err(SignatureError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        // A private key is not a public key and the other way round.
+        assert!(PublicKey::read_file(&dir.join("a.key")).is_err());
+        assert!(SigningKey::read_file(&dir.join("a.pub")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn private_keys_are_pkcs8_v1_as_openssl_writes_them() {
+        let (private, public) = generate_key_pair().unwrap();
+        let der = PrivateKeyDer::from_pem_slice(private.as_bytes()).unwrap();
+        assert_eq!(der.secret_der().len(), 48);
+        assert_eq!(der.secret_der()[..16], PKCS8_V1_PREFIX);
+        assert!(public.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        // An OpenSSL-made key (`openssl genpkey -algorithm ed25519`) reads.
+        let openssl = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINMzonvYdqsItrO1miDU/4Czhe8Rn1+aJYPW4Mr9UpZn\n-----END PRIVATE KEY-----\n";
+        let dir = std::env::temp_dir().join(format!("timepool-pkcs8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k"), openssl).unwrap();
+        assert!(SigningKey::read_file(&dir.join("k")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn signature_file_sits_next_to_the_snapshot() {
+        assert_eq!(
+            signature_path(Path::new("/var/lib/x/snapshot.json")),
+            PathBuf::from("/var/lib/x/snapshot.json.sig")
+        );
+    }
+}
