@@ -626,3 +626,62 @@ async fn every_name_the_site_advertises_answers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_score_ramp_scales_weights_with_the_score() {
+    for_each_engine(false, |app| async move {
+        let db = &app.db;
+        let account = account(db).await;
+        let mut ids = Vec::new();
+        for (address, score) in [("192.0.2.1", 9.0), ("192.0.2.2", 12.5), ("192.0.2.3", 20.0)] {
+            let row = Row {
+                netspeed: 100_000,
+                score,
+                ..healthy(address, "de")
+            };
+            ids.push(insert(db, account, &row).await as u64);
+        }
+        let weights = |document: &Value| -> Vec<(u64, u64)> {
+            document["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s["id"].as_u64().unwrap(), s["weight"].as_u64().unwrap()))
+                .collect()
+        };
+        // The pool's switch: full weight from 10, nothing below.
+        let (_, plain) = build(db, &SnapshotStore::default()).await;
+        assert_eq!(weights(&plain), vec![(ids[1], 100_000), (ids[2], 100_000)]);
+        // 10:15: half way up at 12.5; 9 stays out.
+        let ramped = BuildConfig {
+            score_ramp: Some("10:15".parse().unwrap()),
+            ..config()
+        };
+        let store = SnapshotStore::default();
+        build_and_publish(db, &ramped, &store, now())
+            .await
+            .expect("build");
+        let document: Value = serde_json::from_slice(&store.current().unwrap().bytes).unwrap();
+        assert_eq!(
+            weights(&document),
+            vec![(ids[1], 50_000), (ids[2], 100_000)],
+            "{}",
+            app.engine
+        );
+        // Below 10 with a ramp from 5: in DNS, with a fraction.
+        let low = BuildConfig {
+            score_ramp: Some("5:15".parse().unwrap()),
+            ..config()
+        };
+        let store = SnapshotStore::default();
+        build_and_publish(db, &low, &store, now())
+            .await
+            .expect("build");
+        let document: Value = serde_json::from_slice(&store.current().unwrap().bytes).unwrap();
+        assert_eq!(
+            weights(&document),
+            vec![(ids[0], 40_000), (ids[1], 75_000), (ids[2], 100_000)]
+        );
+    })
+    .await;
+}

@@ -46,9 +46,10 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use sha2::{Digest, Sha256};
 
+use crate::control::db::servers::MIN_DNS_SCORE;
 use crate::control::db::{Db, DbError, hex, leases, snapshots};
 use crate::control::zone_rules::{
-    self, AdvertisedZone, DocumentSettings, EligibleServer, OriginSettings,
+    self, AdvertisedZone, DocumentSettings, EligibleServer, OriginSettings, ScoreRamp,
 };
 use crate::control::zone_tree;
 use crate::shared::snapshot::signature::{self, SigningKey};
@@ -66,6 +67,8 @@ pub struct BuildConfig {
     pub signing_key: Option<Arc<SigningKey>>,
     /// This instance's name in the zone builder's lease.
     pub instance: String,
+    /// Weights ramped up with the score instead of the switch at 10.
+    pub score_ramp: Option<ScoreRamp>,
 }
 
 impl BuildConfig {
@@ -81,6 +84,7 @@ impl BuildConfig {
             out,
             signing_key: None,
             instance: instance_name(),
+            score_ramp: None,
         }
     }
 }
@@ -212,20 +216,35 @@ impl Inputs {
     }
 }
 
-/// The servers eligible for DNS at `now` (unix seconds), with their zones.
-pub async fn eligible_servers(db: &Db, now: i64) -> Result<Vec<EligibleServer>, DbError> {
-    let rows = snapshots::eligible_servers(db, now).await?;
+/// The servers eligible for DNS at `now` (unix seconds), with their zones
+/// and weights: the netspeed, or with a score ramp the netspeed scaled by
+/// the score (zone_rules::ScoreRamp).
+pub async fn eligible_servers(
+    db: &Db,
+    now: i64,
+    ramp: Option<ScoreRamp>,
+) -> Result<Vec<EligibleServer>, DbError> {
+    let min_score = ramp.map_or(MIN_DNS_SCORE, |ramp| ramp.low);
+    let rows = snapshots::eligible_servers(db, now, min_score).await?;
     let mut servers = Vec::with_capacity(rows.len());
     for row in rows {
         let Ok(address) = row.address.parse::<IpAddr>() else {
             tracing::warn!(id = row.id, address = %row.address, "server address does not parse; left out of DNS");
             continue;
         };
+        let netspeed = u32::try_from(row.netspeed).unwrap_or(u32::MAX);
+        let weight = match ramp {
+            Some(ramp) => ramp.weight(netspeed, row.score),
+            None => netspeed,
+        };
+        if weight == 0 {
+            continue;
+        }
         let (country, continent) = country_and_continent(row.zone.as_deref());
         servers.push(EligibleServer {
             id: row.id as u64,
             address,
-            weight: u32::try_from(row.netspeed).unwrap_or(u32::MAX),
+            weight,
             country,
             continent,
         });
@@ -269,9 +288,9 @@ pub async fn approved_vendors(db: &Db) -> Result<Vec<String>, DbError> {
     Ok(names)
 }
 
-pub async fn read_inputs(db: &Db, now: i64) -> Result<Inputs, DbError> {
+pub async fn read_inputs(db: &Db, now: i64, ramp: Option<ScoreRamp>) -> Result<Inputs, DbError> {
     Ok(Inputs {
-        servers: eligible_servers(db, now).await?,
+        servers: eligible_servers(db, now, ramp).await?,
         vendors: approved_vendors(db).await?,
     })
 }
@@ -430,7 +449,7 @@ pub async fn build_and_publish(
     store: &SnapshotStore,
     now: i64,
 ) -> Result<BuildOutcome, BuildError> {
-    let inputs = read_inputs(db, now).await?;
+    let inputs = read_inputs(db, now, config.score_ramp).await?;
     publish_inputs(db, config, store, &inputs, now, None).await
 }
 
@@ -687,7 +706,8 @@ pub async fn run(db: Db, config: BuildConfig, store: Arc<SnapshotStore>, schedul
             continue;
         }
         let due = last_build.is_none_or(|at| at.elapsed() >= schedule.rebuild);
-        let mut inputs = match read_inputs(&db, crate::control::db::now()).await {
+        let mut inputs = match read_inputs(&db, crate::control::db::now(), config.score_ramp).await
+        {
             Ok(inputs) => inputs,
             Err(error) => {
                 tracing::warn!(%error, "zone builder: cannot read the servers");
@@ -702,7 +722,7 @@ pub async fn run(db: Db, config: BuildConfig, store: Arc<SnapshotStore>, schedul
             // A change: let the rest of it land (an operator editing
             // several servers, a batch of scores), then read again.
             tokio::time::sleep(schedule.debounce).await;
-            match read_inputs(&db, crate::control::db::now()).await {
+            match read_inputs(&db, crate::control::db::now(), config.score_ramp).await {
                 Ok(fresh) => inputs = fresh,
                 Err(error) => {
                     tracing::warn!(%error, "zone builder: cannot read the servers");
@@ -757,6 +777,10 @@ pub struct BuildZonesArgs {
     /// `timepool admin gen-snapshot-key`); the signature goes to OUT.sig.
     #[arg(long, env = "TIMEPOOL_SNAPSHOT_SIGNING_KEY")]
     pub snapshot_signing_key: Option<PathBuf>,
+    /// LOW:HIGH: a server's weight grows from 0 at score LOW to its full
+    /// netspeed at score HIGH (e.g. 10:15), instead of all or nothing at 10.
+    #[arg(long, env = "TIMEPOOL_SCORE_RAMP")]
+    pub score_ramp: Option<ScoreRamp>,
 }
 
 /// Reads the signing key of `--snapshot-signing-key`.
@@ -783,6 +807,7 @@ pub async fn build_zones_command(
     let origin = args.origin.trim_end_matches('.').to_ascii_lowercase();
     let config = BuildConfig {
         signing_key,
+        score_ramp: args.score_ramp,
         ..BuildConfig::for_origin(&origin, args.nameservers, Some(args.out.clone()))
     };
     let store = SnapshotStore::default();
@@ -801,7 +826,7 @@ pub async fn build_zones_command(
         .into());
     }
     let now = crate::control::db::now();
-    let outcome = match read_inputs(&db, now).await {
+    let outcome = match read_inputs(&db, now, config.score_ramp).await {
         Ok(inputs) => publish_as_leader(&db, &config, &store, &inputs, now, &fence).await,
         Err(error) => Err(BuildError::Db(error)),
     };

@@ -39,6 +39,51 @@ pub struct EligibleServer {
     pub continent: Option<String>,
 }
 
+/// `--score-ramp LOW:HIGH`: a server's weight grows linearly from 0 at
+/// score LOW to its full netspeed at score HIGH, instead of the pool's
+/// switch (full weight from score 10, nothing below). A server coming back
+/// from trouble takes load gradually, and one sliding into trouble sheds
+/// it. The fraction is taken in steps of 1/20, so a score that moves a
+/// little does not make a new snapshot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreRamp {
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Steps of a ramp's fraction.
+const RAMP_STEPS: f64 = 20.0;
+
+impl ScoreRamp {
+    /// The weight of a server of `netspeed` at `score`; 0: not in DNS.
+    pub fn weight(self, netspeed: u32, score: f64) -> u32 {
+        if !score.is_finite() || score <= self.low {
+            return 0;
+        }
+        let fraction = ((score - self.low) / (self.high - self.low)).min(1.0);
+        let fraction = (fraction * RAMP_STEPS).floor() / RAMP_STEPS;
+        (f64::from(netspeed) * fraction).round() as u32
+    }
+}
+
+impl std::str::FromStr for ScoreRamp {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ScoreRamp, String> {
+        let parse = |part: &str| part.trim().parse::<f64>().ok().filter(|v| v.is_finite());
+        let (low, high) = text
+            .split_once(':')
+            .and_then(|(low, high)| Some((parse(low)?, parse(high)?)))
+            .ok_or_else(|| format!("{text:?}: give LOW:HIGH, two scores, e.g. 10:15"))?;
+        if !(-100.0..=20.0).contains(&low) || !(-100.0..=20.0).contains(&high) || low >= high {
+            return Err(format!(
+                "{text:?}: LOW must be below HIGH, both within the scores' range -100..20"
+            ));
+        }
+        Ok(ScoreRamp { low, high })
+    }
+}
+
 /// Per-origin settings, as the snapshot carries them.
 #[derive(Clone, Debug)]
 pub struct OriginSettings {
@@ -269,6 +314,30 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
+
+    #[test]
+    fn a_score_ramp_scales_the_weight_in_steps() {
+        let ramp: ScoreRamp = "10:15".parse().unwrap();
+        let cases = [
+            (9.0, 0),
+            (10.0, 0),
+            (10.2, 0),
+            (10.25, 5_000),
+            (12.5, 50_000),
+            (12.6, 50_000),
+            (14.99, 95_000),
+            (15.0, 100_000),
+            (20.0, 100_000),
+            (f64::NAN, 0),
+        ];
+        for (score, weight) in cases {
+            assert_eq!(ramp.weight(100_000, score), weight, "score {score}");
+        }
+        assert_eq!(ramp.weight(512, 11.0), 102);
+        for bad in ["15:10", "10", "a:b", "10:10", "-200:10", "10:inf"] {
+            assert!(bad.parse::<ScoreRamp>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn numbered_labels_are_dealt_by_weight() {

@@ -233,6 +233,7 @@ impl Demo {
         let (signing_key, public_key) = seed::snapshot_keys(&config.data_dir)?;
         let publish = PublishSettings {
             signing_key: Some(signing_key),
+            score_ramp: None,
             snapshot_out: config.data_dir.join("snapshot.json"),
             nameservers: Vec::new(),
             schedule: Schedule {

@@ -3,29 +3,36 @@
 
 use sqlx::Row;
 
-use super::servers::{DELETION_DNS_WINDOW_SECS, MIN_DNS_SCORE};
+use super::servers::DELETION_DNS_WINDOW_SECS;
 use super::{Db, DbError, Tx};
 
-/// A server eligible for DNS as stored: in pool, score >= 10, netspeed > 0,
+/// A server eligible for DNS as stored: in pool, score at or above the
+/// builder's minimum (10, or the low end of a score ramp), netspeed > 0,
 /// not due for deletion within the DNS window (zones/README.md).
 #[derive(Clone, Debug)]
 pub struct EligibleRow {
     pub id: i64,
     pub address: String,
     pub netspeed: i64,
+    pub score: f64,
     /// The operator's zone, else the GeoIP zone.
     pub zone: Option<String>,
 }
 
-/// The servers eligible for DNS at `now` (unix seconds), by id.
-pub async fn eligible_servers(db: &Db, now: i64) -> Result<Vec<EligibleRow>, DbError> {
+/// The servers eligible for DNS at `now` (unix seconds) with a score of
+/// at least `min_score`, by id.
+pub async fn eligible_servers(
+    db: &Db,
+    now: i64,
+    min_score: f64,
+) -> Result<Vec<EligibleRow>, DbError> {
     let rows = sqlx::query(
-        "SELECT id, address, netspeed, geo_zone, zone_override FROM servers
+        "SELECT id, address, netspeed, score, geo_zone, zone_override FROM servers
          WHERE in_pool = 1 AND score >= $1 AND netspeed > 0
            AND (deletion_on IS NULL OR deletion_on > $2)
          ORDER BY id",
     )
-    .bind(MIN_DNS_SCORE)
+    .bind(min_score)
     .bind(now + DELETION_DNS_WINDOW_SECS)
     .fetch_all(&db.pool)
     .await?;
@@ -37,6 +44,7 @@ pub async fn eligible_servers(db: &Db, now: i64) -> Result<Vec<EligibleRow>, DbE
             id: row.try_get("id")?,
             address: row.try_get("address")?,
             netspeed: row.try_get("netspeed")?,
+            score: row.try_get("score")?,
             zone: zone_override.or(geo_zone),
         });
     }

@@ -58,7 +58,7 @@ use serde::Deserialize;
 use crate::control::db::Db;
 use crate::control::db::accounts::User;
 use crate::control::db::servers::ZoneCount;
-use crate::control::zone_builder;
+use crate::control::{zone_builder, zone_rules};
 use csrf::CsrfToken;
 use error::AppError;
 
@@ -168,6 +168,11 @@ pub struct WebArgs {
     /// publishing [default: 15].
     #[arg(long, env = "TIMEPOOL_LEADER_LEASE_SECS")]
     pub leader_lease_secs: Option<u64>,
+    /// LOW:HIGH: a server's weight in DNS grows from 0 at score LOW to its
+    /// full netspeed at score HIGH (e.g. 10:15), instead of all or nothing
+    /// at score 10 [default: off].
+    #[arg(long, env = "TIMEPOOL_SCORE_RAMP")]
+    pub score_ramp: Option<zone_rules::ScoreRamp>,
     /// Serve the snapshot only to DNS nodes with a token (`timepool admin
     /// create-node`).
     #[arg(long, env = "TIMEPOOL_REQUIRE_NODE_TOKENS")]
@@ -203,6 +208,7 @@ pub struct FileConfig {
     pub snapshot_signing_key: Option<PathBuf>,
     pub leader_lease_secs: Option<u64>,
     pub require_node_tokens: Option<bool>,
+    pub score_ramp: Option<String>,
 }
 
 /// The certificate and key files of HTTPS.
@@ -272,6 +278,7 @@ pub struct PublishSettings {
     pub schedule: zone_builder::Schedule,
     /// The Ed25519 key every publish is signed with.
     pub signing_key: Option<PathBuf>,
+    pub score_ramp: Option<zone_rules::ScoreRamp>,
 }
 
 impl PublishSettings {
@@ -295,7 +302,16 @@ impl PublishSettings {
         if lease < 2 {
             return Err(format!("--leader-lease-secs {lease}: at least 2").into());
         }
+        let score_ramp = match (args.score_ramp, file.score_ramp) {
+            (Some(ramp), _) => Some(ramp),
+            (None, Some(text)) => Some(
+                text.parse::<zone_rules::ScoreRamp>()
+                    .map_err(|e| format!("score_ramp in the config file: {e}"))?,
+            ),
+            (None, None) => None,
+        };
         Ok(PublishSettings {
+            score_ramp,
             signing_key: args
                 .snapshot_signing_key
                 .clone()
@@ -853,6 +869,7 @@ pub async fn serve(
     };
     let build_config = zone_builder::BuildConfig {
         signing_key,
+        score_ramp: publish.score_ramp,
         ..zone_builder::BuildConfig::for_origin(
             &settings.origin,
             publish.nameservers.clone(),
