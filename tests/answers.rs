@@ -14,6 +14,7 @@ use domain::base::opt::cookie::{ClientCookie, Cookie as DomainCookie, ServerCook
 use support::{Ask, Reply, parse_reply, query};
 use timepool::dns::answer::{
     AnswerConfig, Client, Context, Limited, RateLimit, Transport, respond, respond_rate_limited,
+    respond_with_outcome,
 };
 use timepool::dns::cookie::CookieSecrets;
 use timepool::dns::rrl::{RateLimiter, RrlSettings};
@@ -552,6 +553,27 @@ fn cookies_are_made_and_checked_and_a_valid_one_passes_the_rate_limit() {
     );
     assert!(udp_limited(&ctx, &mut silent, source, &Ask::default(), &mut rng).is_some());
     assert!(udp_limited(&ctx, &mut silent, source, &Ask::default(), &mut rng).is_none());
+    // Error replies count too: a malformed query (a 9-byte cookie) from
+    // the limited prefix gets no FORMERR.
+    let mut malformed = query("pool.ntp.org", A, &Ask::edns(1232));
+    let opt_rdlength = malformed.len() - 2;
+    malformed[opt_rdlength + 1] = 13;
+    malformed.extend_from_slice(&[0, 10, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let client = Client {
+        source: source.parse().unwrap(),
+        transport: Transport::Udp,
+    };
+    let mut out = vec![0u8; 512];
+    let limit = RateLimit {
+        limiter: &mut silent,
+        now_ms: 5_000,
+    };
+    let (length, outcome) =
+        respond_rate_limited(&ctx, &malformed, client, &mut rng, &mut out, limit).expect("outcome");
+    assert_eq!((length, outcome.limited), (0, Limited::Dropped));
+    let (length, outcome) =
+        respond_with_outcome(&ctx, &malformed, client, &mut rng, &mut out).expect("FORMERR");
+    assert_eq!((outcome.rcode, length), (1, 12), "unlimited, it is FORMERR");
 }
 
 #[test]

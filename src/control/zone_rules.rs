@@ -113,24 +113,31 @@ impl OriginSettings {
     }
 }
 
-/// Below this many servers of a family, a zone's every numbered label
-/// gets all of them: dealt, a label would have fewer than an answer's 4
-/// addresses, be topped up from the parent zone, and put every one of its
-/// servers in every answer of its name whatever their weights.
-pub const DEAL_FROM: usize = 4 * NUMBERED_LABELS;
+/// Below `max_hosts` times the labels (16 for the pool's 4 addresses per
+/// answer), a zone's every numbered label gets all of its servers of a
+/// family: dealt, a label would have fewer than an answer's addresses, be
+/// topped up from the parent zone, and put every one of its servers in
+/// every answer of its name whatever their weights.
+pub fn deal_from(max_hosts: usize) -> usize {
+    max_hosts.max(1) * NUMBERED_LABELS
+}
 
 /// Deal the numbered labels of one zone's servers of one family, given as
-/// (id, weight). With fewer than [`DEAL_FROM`] every label gets all of
-/// them; else each server goes to one label, the labels' server counts
+/// (id, weight), for answers of `max_hosts` addresses. With fewer than
+/// [`deal_from`] every label gets all of them; else each server goes to one label, the labels' server counts
 /// differ by at most one, and their total weights are balanced (heaviest
 /// server first, to the lightest label that has room): clients spread
 /// evenly over `0.` to `3.`, so a server's share of the zone's load is its
 /// weight over its label's total, and equal totals make that its share of
 /// the zone's weight. Servers of equal weight go in a shuffled order.
-pub fn deal_numbered<R: Rng + ?Sized>(servers: &[(u64, u32)], rng: &mut R) -> Vec<Vec<u64>> {
+pub fn deal_numbered<R: Rng + ?Sized>(
+    servers: &[(u64, u32)],
+    max_hosts: usize,
+    rng: &mut R,
+) -> Vec<Vec<u64>> {
     let n = servers.len();
     let ids = |list: &[(u64, u32)]| list.iter().map(|&(id, _)| id).collect::<Vec<u64>>();
-    if n < DEAL_FROM {
+    if n < deal_from(max_hosts) {
         return vec![ids(servers); NUMBERED_LABELS];
     }
     let mut order = servers.to_vec();
@@ -246,6 +253,8 @@ pub fn build_document<R: Rng + ?Sized>(
         }
     }
     let weights: BTreeMap<u64, u32> = servers.iter().map(|s| (s.id, s.weight)).collect();
+    // Dealt for the largest answer of the origins (they share the zones).
+    let max_hosts = origins.iter().map(|o| o.max_hosts).max().unwrap_or(4);
     let mut zone_documents = serde_json::Map::new();
     for (
         name,
@@ -263,8 +272,8 @@ pub fn build_document<R: Rng + ?Sized>(
                 .map(|id| (*id, weights.get(id).copied().unwrap_or(1)))
                 .collect()
         };
-        let dealt4 = deal_numbered(&weighed(&v4), rng);
-        let dealt6 = deal_numbered(&weighed(&v6), rng);
+        let dealt4 = deal_numbered(&weighed(&v4), max_hosts, rng);
+        let dealt6 = deal_numbered(&weighed(&v6), max_hosts, rng);
         let numbered: Vec<Vec<u64>> = dealt4
             .into_iter()
             .zip(dealt6)
@@ -345,8 +354,17 @@ mod tests {
         for n in [0usize, 1, 5, 7, 15] {
             let servers: Vec<(u64, u32)> = (1..=n as u64).map(|id| (id, 1000)).collect();
             let all: Vec<u64> = servers.iter().map(|&(id, _)| id).collect();
-            assert_eq!(deal_numbered(&servers, &mut rng), vec![all; 4], "N = {n}");
+            assert_eq!(
+                deal_numbered(&servers, 4, &mut rng),
+                vec![all; 4],
+                "N = {n}"
+            );
         }
+        // Answers of 8 addresses: dealt from 32 servers.
+        let thirty_one: Vec<(u64, u32)> = (1..=31).map(|id| (id, 1000)).collect();
+        assert_eq!(deal_numbered(&thirty_one, 8, &mut rng)[0].len(), 31);
+        let thirty_two: Vec<(u64, u32)> = (1..=32).map(|id| (id, 1000)).collect();
+        assert_eq!(deal_numbered(&thirty_two, 8, &mut rng)[0].len(), 8);
         // The pool's netspeeds, skewed: many small, a few large.
         const NETSPEEDS: [u32; 9] = [
             512, 1500, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 3_000_000,
@@ -355,7 +373,7 @@ mod tests {
             let servers: Vec<(u64, u32)> = (1..=n as u64)
                 .map(|id| (id, NETSPEEDS[rand::RngExt::random_range(&mut rng, 0..6)]))
                 .collect();
-            let labels = deal_numbered(&servers, &mut rng);
+            let labels = deal_numbered(&servers, 4, &mut rng);
             let mut all: Vec<u64> = labels.iter().flatten().copied().collect();
             all.sort_unstable();
             assert_eq!(

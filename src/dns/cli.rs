@@ -311,6 +311,14 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
             args.edns_min_payload, args.edns_max_payload
         ));
     }
+    for (value, flag) in [
+        (args.tcp_max_lifetime, "--tcp-max-lifetime"),
+        (args.tcp_idle_timeout, "--tcp-idle-timeout"),
+    ] {
+        if !(0.1..=86_400.0).contains(&value) {
+            return Err(format!("{flag} must be 0.1 to 86400 seconds, not {value}"));
+        }
+    }
     if args.edns_max_payload < 512 {
         return Err("--edns-max-payload must be at least 512".into());
     }

@@ -13,9 +13,12 @@
 //!
 //! The rate is per prefix for the whole daemon: SO_REUSEPORT spreads a
 //! resolver's queries over the workers by source port, and resolvers
-//! choose a random port per query, so each of `W` workers allows `rate / W`
-//! (at least 1). A client that always uses one port meets one worker and
-//! gets that share only; it is also the shape of a flood.
+//! choose a random port per query, so each of the `W` workers that serve
+//! the prefix's address family (over every listen address) allows exactly
+//! `rate / W` a second: tokens are counted in fractions, a response costs
+//! `1000 W` units and `rate` units come back each millisecond. A client
+//! that always uses one port meets one worker and gets that share only;
+//! it is also the shape of a flood.
 //!
 //! Knot's `mod-rrl`, NSD's `rrl.c` and BIND's rate-limit were read for
 //! this; like Knot's newer KRU, the key is the prefix alone (not the
@@ -28,8 +31,8 @@ use std::net::IpAddr;
 
 /// Entries per bucket: four 16-byte entries fill one cache line.
 const WAYS: usize = 4;
-/// Token units per response: tokens are kept in thousandths so that a
-/// rate per second is also the refill per millisecond.
+/// Token units per response and worker: with a response costing
+/// `UNITS * W`, a rate per second is also the refill per millisecond.
 const UNITS: u64 = 1000;
 /// The key no client prefix has (an unused entry).
 const EMPTY: u64 = u64::MAX;
@@ -166,22 +169,29 @@ struct Entry {
     key: u64,
     /// Milliseconds on the limiter's clock when last refilled.
     seen: u32,
-    /// Thousandths of a response.
+    /// Tokens, in units of 1 / (UNITS * W) of a response.
     tokens: u32,
 }
+
+/// Four entries on one cache line (a check reads one line).
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Bucket([Entry; WAYS]);
 
 /// One worker's rate limiter (see the module documentation).
 #[derive(Debug)]
 pub struct RateLimiter {
-    entries: Box<[Entry]>,
+    buckets: Box<[Bucket]>,
     /// Buckets - 1 (a power of two minus one).
     bucket_mask: u64,
     /// Random keys of the bucket hash, so that no one can aim prefixes at
     /// one bucket.
     hash_keys: [u64; 2],
-    /// This worker's share of the rate: responses per second, which is
-    /// also token units per millisecond.
-    rate: u64,
+    /// Units that come back per millisecond: the whole rate per second.
+    refill: u64,
+    /// Units a response costs: UNITS times the workers sharing the rate.
+    cost: u64,
+    /// At most a second's worth (and at least one response).
     capacity: u64,
     ipv4_mask: u32,
     ipv6_mask: u64,
@@ -195,29 +205,26 @@ impl RateLimiter {
     /// A limiter for one of `workers` workers sharing the rate; the
     /// settings must have passed [`RrlSettings::validate`].
     pub fn new(settings: &RrlSettings, workers: usize) -> RateLimiter {
-        let workers = workers.max(1) as u64;
-        let rate = u64::from(settings.rate.clamp(1, MAX_RATE))
-            .div_ceil(workers)
-            .max(1);
+        let workers = workers.clamp(1, 1 << 20) as u64;
+        let refill = u64::from(settings.rate.clamp(1, MAX_RATE));
+        let cost = UNITS * workers;
         let buckets = settings
             .table_size
             .div_ceil(WAYS)
             .max(1)
             .next_power_of_two();
+        let empty = Entry {
+            key: EMPTY,
+            seen: 0,
+            tokens: 0,
+        };
         RateLimiter {
-            entries: vec![
-                Entry {
-                    key: EMPTY,
-                    seen: 0,
-                    tokens: 0,
-                };
-                buckets * WAYS
-            ]
-            .into_boxed_slice(),
+            buckets: vec![Bucket([empty; WAYS]); buckets].into_boxed_slice(),
             bucket_mask: buckets as u64 - 1,
             hash_keys: [rand::random::<u64>(), rand::random::<u64>() | 1],
-            rate,
-            capacity: rate * UNITS,
+            refill,
+            cost,
+            capacity: (refill * UNITS).max(cost),
             ipv4_mask: u32::MAX << (32 - u32::from(settings.ipv4_prefix.clamp(1, 32))),
             ipv6_mask: u64::MAX << (64 - u32::from(settings.ipv6_prefix.clamp(1, 64))),
             slip: settings.slip,
@@ -227,13 +234,13 @@ impl RateLimiter {
     }
 
     /// This worker's share of the rate, responses per second.
-    pub fn rate(&self) -> u64 {
-        self.rate
+    pub fn rate(&self) -> f64 {
+        (self.refill * UNITS) as f64 / self.cost as f64
     }
 
     /// Entries in the table.
     pub fn table_size(&self) -> usize {
-        self.entries.len()
+        self.buckets.len() * WAYS
     }
 
     /// Count a response to `client` at `now_ms` (milliseconds on a clock
@@ -244,13 +251,13 @@ impl RateLimiter {
             return Verdict::Answer;
         }
         let key = self.key(client);
-        let (rate, capacity) = (self.rate, self.capacity);
+        let (refill, cost, capacity) = (self.refill, self.cost, self.capacity);
         let entry = self.entry(key, now_ms);
         let elapsed = u64::from(now_ms.wrapping_sub(entry.seen));
-        let tokens = (u64::from(entry.tokens) + elapsed * rate).min(capacity);
+        let tokens = (u64::from(entry.tokens) + elapsed * refill).min(capacity);
         entry.seen = now_ms;
-        if tokens >= UNITS {
-            entry.tokens = (tokens - UNITS) as u32;
+        if tokens >= cost {
+            entry.tokens = (tokens - cost) as u32;
             return Verdict::Answer;
         }
         entry.tokens = tokens as u32;
@@ -286,8 +293,9 @@ impl RateLimiter {
     /// The entry of `key`: found in its bucket, or made in place of the
     /// bucket's least recently seen entry, full of tokens.
     fn entry(&mut self, key: u64, now_ms: u32) -> &mut Entry {
-        let bucket = (self.bucket_hash(key) & self.bucket_mask) as usize * WAYS;
-        let ways = &mut self.entries[bucket..bucket + WAYS];
+        let bucket = (self.bucket_hash(key) & self.bucket_mask) as usize;
+        let capacity = self.capacity as u32;
+        let ways = &mut self.buckets[bucket].0;
         let mut oldest = 0;
         let mut oldest_age = 0;
         for (i, entry) in ways.iter().enumerate() {
@@ -308,7 +316,7 @@ impl RateLimiter {
         *entry = Entry {
             key,
             seen: now_ms,
-            tokens: self.capacity as u32,
+            tokens: capacity,
         };
         entry
     }
@@ -399,13 +407,22 @@ mod tests {
 
     #[test]
     fn the_rate_is_shared_by_the_workers_and_exempt_prefixes_are_never_limited() {
+        // 10 per second over 4 workers: 2.5 each, exactly.
         let mut quarter = RateLimiter::new(&settings(10, 0), 4);
+        assert_eq!(quarter.rate(), 2.5);
+        assert_eq!(burst(&mut quarter, "192.0.2.1", 0, 10)[0], 2);
+        assert_eq!(burst(&mut quarter, "192.0.2.1", 200, 10)[0], 1);
+        assert_eq!(burst(&mut quarter, "192.0.2.1", 1000, 10)[0], 2);
         assert_eq!(
-            quarter.rate(),
-            3,
-            "10 per second over 4 workers, rounded up"
+            burst(&mut quarter, "192.0.2.1", 11_000, 100)[0],
+            2,
+            "a second's worth"
         );
-        assert_eq!(burst(&mut quarter, "192.0.2.1", 0, 10)[0], 3);
+        // 1 per second over 64 workers: one response every 64 s.
+        let mut sparse = RateLimiter::new(&settings(1, 0), 64);
+        assert_eq!(burst(&mut sparse, "192.0.2.1", 0, 10)[0], 1);
+        assert_eq!(burst(&mut sparse, "192.0.2.1", 63_000, 10)[0], 0);
+        assert_eq!(burst(&mut sparse, "192.0.2.1", 64_000, 10)[0], 1);
         let mut exempting = RateLimiter::new(
             &RrlSettings {
                 exempt: vec![

@@ -249,8 +249,24 @@ fn respond_inner<R: Rng + ?Sized>(
     let query = match Query::parse(packet) {
         Ok(query) => query,
         Err(ParseError::NoHeader | ParseError::IsResponse) => return None,
-        Err(ParseError::NotImplemented) => return header_only(packet, rcode::NOTIMP, out),
-        Err(ParseError::Malformed(_)) => return header_only(packet, rcode::FORMERR, out),
+        Err(error) => {
+            let code = match error {
+                ParseError::NotImplemented => rcode::NOTIMP,
+                _ => rcode::FORMERR,
+            };
+            // Error replies count against the rate too (no cookie can be
+            // trusted in a query that does not parse); over it, none.
+            if let Some(RateLimit { limiter, now_ms }) = rate_limit
+                && limiter.check(client.source, now_ms) != Verdict::Answer
+            {
+                let outcome = Outcome {
+                    limited: Limited::Dropped,
+                    ..Outcome::bare(code)
+                };
+                return Some((0, outcome));
+            }
+            return header_only(packet, code, out);
+        }
     };
     let limit = match (client.transport, query.edns) {
         (Transport::Tcp, _) => out.len(),

@@ -232,7 +232,12 @@ impl DnsServer {
         // and nothing is allocated after start on the UDP path.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let worker_count = udp_sockets.len();
+        // A client prefix can reach every worker of its address family, on
+        // every listen address: they share its rate limit.
+        let family_workers =
+            |v6: bool| threads * (config.listen.iter()).filter(|a| a.is_ipv6() == v6).count();
         for (i, socket) in udp_sockets.into_iter().enumerate() {
+            let sharing = family_workers(socket.local_addr().is_ok_and(|a| a.is_ipv6()));
             let ready_tx = ready_tx.clone();
             let shared = shared.clone();
             let settings = config.udp;
@@ -243,7 +248,7 @@ impl DnsServer {
                     if let Some(cpu) = cpu {
                         os::pin_to_cpu(cpu);
                     }
-                    let mut responder = udp::DnsResponder::new(shared.clone(), i, threads);
+                    let mut responder = udp::DnsResponder::new(shared.clone(), i, sharing);
                     let worker = udp::Worker {
                         socket,
                         stopping: &shared.stopping,

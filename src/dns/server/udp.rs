@@ -365,8 +365,8 @@ struct BatchTables {
 
 impl DnsResponder {
     /// A responder counting into `shared.worker_counters[slot]`, which no
-    /// other worker may use. `workers`: how many workers serve this
-    /// worker's listen address and share its rate limit.
+    /// other worker may use. `workers`: how many workers share the rate
+    /// limit (those of this worker's address family).
     pub fn new(shared: Arc<Shared>, slot: usize, workers: usize) -> Self {
         let limiter = (shared.rrl.as_ref()).map(|settings| RateLimiter::new(settings, workers));
         DnsResponder {
@@ -605,7 +605,20 @@ fn send_all(fd: i32, buffers: &mut Buffers, count: usize) -> u64 {
             continue;
         }
         failures += 1;
-        if failures > 3 {
+        // Errors that a retry cannot mend (a reply from a broadcast or
+        // multicast destination, a peer address the kernel refuses): skip
+        // that response at once.
+        let permanent = matches!(
+            error.raw_os_error(),
+            Some(
+                libc::EINVAL
+                    | libc::EADDRNOTAVAIL
+                    | libc::EPERM
+                    | libc::EACCES
+                    | libc::EAFNOSUPPORT
+            )
+        );
+        if permanent || failures > 3 {
             // A response that cannot be sent (the peer's address refused,
             // buffers full) is dropped, not retried for ever.
             dropped += 1;
