@@ -448,8 +448,22 @@ impl<'a> Candidates<'a> {
         // scaled by `want` so that every point is an integer: point j is
         // (u + j·line) / want on the line.
         let start = start_below(line);
-        for j in 0..want as u64 {
-            let mut position = (start + j * line) / want as u64;
+        // Point j is (start + j·line) / want: kept as a quotient and a
+        // remainder stepped by line / want, so two divisions serve every
+        // point (a division costs as much as the rest of a point).
+        let want = want as u64;
+        let (step, step_rest) = (line / want, line % want);
+        let (mut point, mut rest) = (start / want, start % want);
+        for j in 0..want {
+            if j > 0 {
+                point += step;
+                rest += step_rest;
+                if rest >= want {
+                    point += 1;
+                    rest -= want;
+                }
+            }
+            let mut position = point;
             // From the shortened line to the whole one: step over each
             // removed column at or before the position.
             for &gone in removed.iter() {
