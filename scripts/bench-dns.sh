@@ -171,32 +171,38 @@ run_all() { # name
 
 echo "== $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $seconds s per run; $rounds round(s); servers on CPU 0, dnsperf on CPU 1"
 
-one_round() {
-start_server timepool answers_pool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
-  --geoip "$geoip" --threads 1 --reload-interval 3600
-echo "timepool RSS with 3000 servers and the GeoIP table: $(awk '/VmRSS/ {print $2, $3}' "/proc/$server_pid/status")"
-run_all timepool
-stop_server
-
-if [ -n "$baseline" ]; then
-  start_server baseline answers_pool "$baseline" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
-    --geoip "$geoip" --threads 1 --reload-interval 3600
-  run_all baseline
+# timepool's variants: plain, the baseline, and as an anycast node runs:
+# a wildcard listen address (each reply's source set from the query's
+# destination, IP_PKTINFO) and response rate limiting on at a rate that
+# limits nothing (every query still pays for the check; dnsperf's sockets
+# are all one /24). They run one after another, in an order rotated each
+# round, so that the machine's drift over a round favours none of them.
+run_timepool() { # variant
+  case $1 in
+    timepool)
+      start_server timepool answers_pool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
+        --geoip "$geoip" --threads 1 --reload-interval 3600
+      echo "timepool RSS with 3000 servers and the GeoIP table: $(awk '/VmRSS/ {print $2, $3}' "/proc/$server_pid/status")" ;;
+    baseline)
+      start_server baseline answers_pool "$baseline" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
+        --geoip "$geoip" --threads 1 --reload-interval 3600 ;;
+    tp-any)
+      start_server tp-any answers_pool "$timepool" dns --listen "0.0.0.0:$port" --snapshot "$work/pool.json" \
+        --geoip "$geoip" --threads 1 --reload-interval 3600 ;;
+    tp-rrl)
+      start_server tp-rrl answers_pool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
+        --geoip "$geoip" --threads 1 --reload-interval 3600 --rrl-rate 1000000 ;;
+  esac
+  run_all "$1"
   stop_server
-fi
+}
+variants=(timepool ${baseline:+baseline} tp-any tp-rrl)
 
-# As an anycast node runs: a wildcard listen address (each reply's source
-# set from the query's destination, IP_PKTINFO), then response rate
-# limiting on at a rate that limits nothing (every query still pays for
-# the check; dnsperf's sockets are all one /24).
-start_server tp-any answers_pool "$timepool" dns --listen "0.0.0.0:$port" --snapshot "$work/pool.json" \
-  --geoip "$geoip" --threads 1 --reload-interval 3600
-run_all tp-any
-stop_server
-start_server tp-rrl answers_pool "$timepool" dns --listen "127.0.0.1:$port" --snapshot "$work/pool.json" \
-  --geoip "$geoip" --threads 1 --reload-interval 3600 --rrl-rate 1000000
-run_all tp-rrl
-stop_server
+one_round() {
+local count=${#variants[@]} i
+for i in $(seq 0 $((count - 1))); do
+  run_timepool "${variants[$(((i + round - 1) % count))]}"
+done
 
 mkdir -p "$work/knot"
 cat > "$work/knot.conf" <<CONF
