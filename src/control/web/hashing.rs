@@ -37,10 +37,9 @@ impl PasswordHasher {
         let done = Arc::new(AtomicU64::new(0));
         for i in 0..threads {
             let receiver = receiver.clone();
-            let done = done.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("timepool-hash-{i}"))
-                .spawn(move || work(&receiver, &done));
+                .spawn(move || work(&receiver));
             if let Err(error) = spawned {
                 tracing::error!(%error, "cannot start a password hashing thread");
             }
@@ -61,8 +60,13 @@ impl PasswordHasher {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let (reply, result) = tokio::sync::oneshot::channel();
+        let done = self.done.clone();
         let job: Job = Box::new(move || {
-            let _ = reply.send(job());
+            let value = job();
+            // Counted before the reply, so whoever sees the reply sees
+            // the count too.
+            done.fetch_add(1, Ordering::Relaxed);
+            let _ = reply.send(value);
         });
         match self.jobs.try_send(job) {
             Ok(()) => result.await.map_err(|_| Busy),
@@ -75,7 +79,7 @@ impl PasswordHasher {
 }
 
 /// A hashing thread: jobs until the hasher is dropped.
-fn work(receiver: &Mutex<Receiver<Job>>, done: &AtomicU64) {
+fn work(receiver: &Mutex<Receiver<Job>>) {
     loop {
         let job = match receiver.lock() {
             Ok(receiver) => receiver.recv(),
@@ -83,7 +87,6 @@ fn work(receiver: &Mutex<Receiver<Job>>, done: &AtomicU64) {
         };
         let Ok(job) = job else { return };
         job();
-        done.fetch_add(1, Ordering::Relaxed);
     }
 }
 
