@@ -196,6 +196,21 @@ fn wait_for_serial(server: &DnsServer, serial: u32) {
     }
 }
 
+/// The node swaps a snapshot in first and writes its cache after, so the
+/// cache is waited for (it is replaced atomically: old or new bytes).
+#[track_caller]
+fn wait_for_cache(cache: &Path, bytes: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(cache).ok().as_deref() != Some(bytes) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never held the new snapshot",
+            cache.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_following_node_takes_only_signed_newer_snapshots() {
     let dir = temp_dir("follow");
@@ -262,7 +277,7 @@ fn a_following_node_takes_only_signed_newer_snapshots() {
     let rotated = snapshot(103);
     control.serve(rotated.clone(), Some(key_b.sign(&rotated)));
     wait_for_serial(&node, 103);
-    assert_eq!(std::fs::read(&cache).unwrap(), rotated);
+    wait_for_cache(&cache, &rotated);
     node.shutdown();
 
     // A restart while the control plane replays an old (signed) snapshot:
