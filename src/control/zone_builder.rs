@@ -92,9 +92,7 @@ impl BuildConfig {
 /// A name for this instance, unique among those sharing the database:
 /// host, process and a random part.
 pub fn instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
+    let host = crate::shared::process::host_name().unwrap_or_default();
     let mut random = [0u8; 4];
     rand::fill(&mut random[..]);
     format!("{host}:{}:{}", std::process::id(), hex(&random))
@@ -414,27 +412,8 @@ fn write_out(config: &BuildConfig, snapshot: &PublishedSnapshot) -> Result<(), B
     let Some(path) = &config.out else {
         return Ok(());
     };
-    let signature_path = signature::signature_path(path);
-    match &snapshot.signature {
-        Some(line) => {
-            let text = format!("{line}\n");
-            if std::fs::read(&signature_path).is_ok_and(|current| current == text.as_bytes()) {
-            } else {
-                crate::shared::atomic_file::write(&signature_path, text.as_bytes())
-                    .map_err(BuildError::Io)?;
-            }
-        }
-        None => match std::fs::remove_file(&signature_path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(BuildError::Io(error));
-            }
-            _ => {}
-        },
-    }
-    if std::fs::read(path).is_ok_and(|current| current == snapshot.bytes) {
-        return Ok(());
-    }
-    crate::shared::atomic_file::write(path, &snapshot.bytes).map_err(BuildError::Io)
+    signature::write_signed(path, &snapshot.bytes, snapshot.signature.as_deref())
+        .map_err(BuildError::Io)
 }
 
 /// Build from the database and publish if the content changed. The
@@ -585,7 +564,13 @@ async fn keep_current(
         });
         if !signed_by_key {
             let line = key.sign(&current.bytes);
-            if snapshots::set_signature(db, current.serial, &line).await? {
+            // Only while holding the lease: during a key rotation an
+            // instance that lost it must not overwrite the leader's line.
+            let mut tx = db.begin().await?;
+            check_fence(&mut tx, db, fence).await?;
+            let signed = snapshots::set_signature(&mut tx, current.serial, &line).await?;
+            tx.commit().await?;
+            if signed {
                 tracing::info!(serial = current.serial, key = %key.id(), "snapshot signed with the new key");
             }
             current = Arc::new(pack(

@@ -183,7 +183,24 @@ pub struct DnsArgs {
 /// `timepool check-snapshot FILE [--public-key KEY]...`: validate, print
 /// every problem; with keys, check `FILE.sig` first.
 pub fn check_snapshot(file: &std::path::Path, public_keys: &[PathBuf]) -> ExitCode {
-    if !public_keys.is_empty() {
+    let table = if public_keys.is_empty() {
+        match zone::load_file(file) {
+            Ok(table) => table,
+            Err(SnapshotError::Invalid { source, problems }) => {
+                println!("{source}: {} problem(s)", problems.len());
+                for problem in problems {
+                    println!("{problem}");
+                }
+                return ExitCode::FAILURE;
+            }
+            Err(error) => {
+                println!("{error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        // The signature is checked on the bytes that are then validated
+        // (one read of the file).
         let trust = match snapshot_trust(public_keys, false) {
             Ok(trust) => trust,
             Err(message) => {
@@ -191,36 +208,26 @@ pub fn check_snapshot(file: &std::path::Path, public_keys: &[PathBuf]) -> ExitCo
                 return ExitCode::FAILURE;
             }
         };
-        if let Err(rejection) = trust.accept_file(file) {
-            println!("{rejection}");
-            return ExitCode::FAILURE;
-        }
-        println!("{}: signature good", file.display());
-    }
-    match zone::load_file(file) {
-        Ok(table) => {
-            println!(
-                "{}: valid, serial {}, {} servers, {} zones, {} origin(s)",
-                file.display(),
-                table.serial,
-                table.servers.len(),
-                table.zones.len(),
-                table.origins.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(SnapshotError::Invalid { source, problems }) => {
-            println!("{source}: {} problem(s)", problems.len());
-            for problem in problems {
-                println!("{problem}");
+        match trust.accept_file(file) {
+            Ok(table) => {
+                println!("{}: signature good", file.display());
+                table
             }
-            ExitCode::FAILURE
+            Err(rejection) => {
+                println!("{rejection}");
+                return ExitCode::FAILURE;
+            }
         }
-        Err(error) => {
-            println!("{error}");
-            ExitCode::FAILURE
-        }
-    }
+    };
+    println!(
+        "{}: valid, serial {}, {} servers, {} zones, {} origin(s)",
+        file.display(),
+        table.serial,
+        table.servers.len(),
+        table.zones.len(),
+        table.origins.len()
+    );
+    ExitCode::SUCCESS
 }
 
 /// The pinned public keys, read.
@@ -242,13 +249,6 @@ fn snapshot_trust(keys: &[PathBuf], allow_serial_rollback: bool) -> Result<Snaps
 }
 
 /// The host name, the default name of a node.
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-}
-
 /// A secret from a file: its first line, trimmed.
 fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
     use std::io::Read;
@@ -345,7 +345,7 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
             timeout: seconds(args.snapshot_timeout, "--snapshot-timeout")?,
             client: PullClient {
                 ca_file: args.ca_file,
-                node_name: args.node_name.or_else(host_name),
+                node_name: args.node_name.or_else(crate::shared::process::host_name),
                 node_token: args
                     .node_token_file
                     .as_deref()

@@ -39,56 +39,8 @@ const EMPTY: u64 = u64::MAX;
 /// Highest rate accepted, per second (keeps a second's tokens in a u32).
 pub const MAX_RATE: u32 = 1_000_000;
 
-/// A network: an address and a prefix length, e.g. `192.0.2.0/24`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Prefix {
-    network: IpAddr,
-    len: u8,
-}
-
-impl Prefix {
-    /// Whether `address` is in this network.
-    pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, address) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(network) & mask == u32::from(address) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(address) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for Prefix {
-    type Err = String;
-
-    /// `ADDRESS/LEN`, or an address alone (a single host).
-    fn from_str(text: &str) -> Result<Prefix, String> {
-        let (address, len) = match text.split_once('/') {
-            Some((address, len)) => (address, Some(len)),
-            None => (text, None),
-        };
-        let network: IpAddr = address
-            .parse()
-            .map_err(|_| format!("{text:?}: {address:?} is not an IP address"))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let len = match len {
-            Some(len) => len
-                .parse::<u8>()
-                .ok()
-                .filter(|&len| len <= max)
-                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
-            None => max,
-        };
-        Ok(Prefix { network, len })
-    }
-}
+/// A client block of `--rrl-exempt`.
+pub use crate::shared::netaddr::Prefix;
 
 /// The rate limiter's settings (`--rrl-*`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,11 +3,87 @@
 //! The DNS daemon ignores an ECS address that is not (RFC 7871 section
 //! 7.1.2: private and reserved addresses say nothing about where a client
 //! is), and the control plane refuses such an address for a pool server.
-//! One function decides both, with the reason for a refusal.
+//! One function decides both, with the reason for a refusal. And address
+//! blocks as operators write them (`--rrl-exempt`, `--trusted-proxy`).
 //!
 //! Architecture invariant: pure functions of an address; no I/O.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+/// IPv4-mapped IPv6 addresses (a dual-stack socket's view of IPv4
+/// clients) count as IPv4, in the block and in what is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    network: IpAddr,
+    len: u8,
+}
+
+impl Prefix {
+    /// Whether `address` is in this block.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.network, canonical(address)) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = String;
+
+    /// `ADDRESS/LEN`, or an address alone (a single host).
+    fn from_str(text: &str) -> Result<Prefix, String> {
+        let trimmed = text.trim();
+        let (address, len) = match trimmed.split_once('/') {
+            Some((address, len)) => (address, Some(len)),
+            None => (trimmed, None),
+        };
+        let network: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{text:?}: {address:?} is not an IP address"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|&len| len <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+            None => max,
+        };
+        let network = match canonical(network) {
+            // A mapped IPv4 block: its length counted within the IPv4 part.
+            IpAddr::V4(v4) if network.is_ipv6() => {
+                return Ok(Prefix {
+                    network: IpAddr::V4(v4),
+                    len: len.saturating_sub(96),
+                });
+            }
+            network => network,
+        };
+        Ok(Prefix { network, len })
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4.
+pub fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
 
 /// `None` for a public unicast address, else why it is not one.
 pub fn non_public_reason(address: IpAddr) -> Option<&'static str> {
@@ -159,6 +235,19 @@ fn v6_reason(address: Ipv6Addr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_count_mapped_ipv4_as_ipv4() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let mapped: Prefix = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, "10.0.0.0/8".parse().unwrap());
+        assert!(mapped.contains(ip("10.1.2.3")) && mapped.contains(ip("::ffff:10.1.2.3")));
+        let block: Prefix = " 192.0.2.0/24 ".parse().unwrap();
+        assert!(block.contains(ip("::ffff:192.0.2.9")) && !block.contains(ip("192.0.3.1")));
+        for bad in ["10.0.0.0/33", "::/129", "nonsense", "10.0.0.0/x"] {
+            assert!(bad.parse::<Prefix>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn classifies_addresses() {

@@ -3,6 +3,14 @@
 
 use std::io;
 
+/// This machine's host name (Linux), if it has one.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+}
+
 /// Files and directories this process creates are its owner's alone
 /// (umask 077): the database with its password hashes, the snapshot
 /// signing key, snapshots and caches. Set once at start, before any

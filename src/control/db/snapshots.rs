@@ -154,12 +154,12 @@ pub async fn published(db: &Db) -> Result<Option<StoredSnapshot>, DbError> {
 
 /// A new signature for the stored snapshot of `serial` (the signing key
 /// changed; the bytes stay).
-pub async fn set_signature(db: &Db, serial: u32, signature: &str) -> Result<bool, DbError> {
+pub async fn set_signature(tx: &mut Tx, serial: u32, signature: &str) -> Result<bool, DbError> {
     let done =
         sqlx::query("UPDATE published_snapshot SET signature = $1 WHERE id = 1 AND serial = $2")
             .bind(signature)
             .bind(i64::from(serial))
-            .execute(&db.pool)
+            .execute(&mut **tx)
             .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -111,8 +111,8 @@ pub async fn run_admin(cmd: AdminCommand) -> Result<(), BoxError> {
             public_file,
         } => gen_snapshot_key(&private_file, &public_file),
         AdminCommand::CreateNode { name, db } => {
-            if !super::nodes::valid_name(&name) {
-                return Err("a node name is 1 to 64 letters, digits, '.', '-' or '_'".into());
+            if !super::form::is_short_name(&name) {
+                return Err(format!("a node name: {}", super::form::SHORT_NAME_RULE).into());
             }
             let db = Db::connect(&db.url()).await?;
             let mut tx = db.begin().await?;

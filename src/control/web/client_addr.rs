@@ -5,75 +5,10 @@
 //! header from anyone else is ignored: a client cannot choose its address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 
 use axum::http::HeaderMap;
 
-/// An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl FromStr for Network {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Network, String> {
-        let (address, prefix) = match text.trim().split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text.trim(), None),
-        };
-        let address: IpAddr = address
-            .parse()
-            .map_err(|_| format!("{text:?}: not an address or ADDRESS/PREFIX"))?;
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{text:?}: prefix must be 0..={max}"))?,
-            None => max,
-        };
-        Ok(Network {
-            address: canonical(address),
-            prefix,
-        })
-    }
-}
-
-impl Network {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.address, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (a dual-stack listener's view of IPv4
-/// clients) as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
+use crate::shared::netaddr::{Prefix, canonical};
 
 /// Entries of `X-Forwarded-For` looked at, from the right: a longer chain
 /// is not one the operator's proxies made.
@@ -83,7 +18,7 @@ const MAX_FORWARDED: usize = 16;
 pub fn client_ip(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
-    trusted: &[Network],
+    trusted: &[Prefix],
 ) -> Option<IpAddr> {
     let peer = canonical(peer?.ip());
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
@@ -139,7 +74,7 @@ mod tests {
 
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
-        let trusted: Vec<Network> = vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+        let trusted: Vec<Prefix> = vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
         let peer = |ip: &str| Some(SocketAddr::new(ip.parse().unwrap(), 40000));
         // A stranger's header is ignored.
         assert_eq!(
@@ -168,8 +103,8 @@ mod tests {
             client_ip(peer("10.1.1.1"), &headers("192.0.2.9, junk"), &trusted),
             Some("10.1.1.1".parse().unwrap())
         );
-        assert!("10.0.0.0/33".parse::<Network>().is_err());
-        assert!("nonsense".parse::<Network>().is_err());
+        assert!("10.0.0.0/33".parse::<Prefix>().is_err());
+        assert!("nonsense".parse::<Prefix>().is_err());
     }
 
     #[test]

@@ -16,6 +16,18 @@ impl FieldErrors {
     }
 }
 
+/// A monitor's or a DNS node's name: 1 to 64 of letters, digits, '.',
+/// '-' and '_'.
+pub fn is_short_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
+}
+
+/// What a name that fails [`is_short_name`] is told.
+pub const SHORT_NAME_RULE: &str = "Use 1 to 64 letters, digits, '-', '_' or '.'.";
+
 pub const MIN_PASSWORD_LEN: usize = 10;
 pub const MAX_PASSWORD_LEN: usize = 1024;
 /// The longest email address (RFC 5321's path limit less the brackets).

@@ -20,6 +20,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+/// The most a connection buffers while reading a request head (hyper's
+/// minimum is 8 KiB).
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// How one listener serves.
 #[derive(Clone)]
 pub struct ListenerConfig {
@@ -126,7 +130,10 @@ async fn serve_connection<S>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .max_headers(64);
+        .max_headers(64)
+        // hyper's default read buffer grows to ~400 KiB; a request head
+        // needs far less, and 1 024 slow clients would hold 400 MiB.
+        .max_buf_size(MAX_HEAD_BYTES);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%peer, %error, "connection ended");

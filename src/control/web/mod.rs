@@ -264,7 +264,7 @@ pub struct Settings {
     /// they are not on the main one.
     pub internal_listen: Option<SocketAddr>,
     /// Reverse proxies whose X-Forwarded-For is believed.
-    pub trusted_proxies: Vec<client_addr::Network>,
+    pub trusted_proxies: Vec<crate::shared::netaddr::Prefix>,
     pub limits: Limits,
     /// Pulls of the snapshot need a registered node's token.
     pub require_node_tokens: bool,
@@ -301,6 +301,15 @@ impl PublishSettings {
             .unwrap_or(15);
         if lease < 2 {
             return Err(format!("--leader-lease-secs {lease}: at least 2").into());
+        }
+        // The lease is renewed every check: it must outlive a missed one,
+        // or leadership moves between instances on every cycle.
+        if (lease as f64) < 3.0 * check.as_secs_f64() {
+            return Err(format!(
+                "--leader-lease-secs {lease}: at least three times --zone-check-secs ({})",
+                check.as_secs_f64()
+            )
+            .into());
         }
         let score_ramp = match (args.score_ramp, file.score_ramp) {
             (Some(ramp), _) => Some(ramp),
@@ -395,7 +404,7 @@ impl Settings {
         }
         .iter()
         .map(|text| text.parse().map_err(|e| format!("--trusted-proxy {e}")))
-        .collect::<Result<Vec<client_addr::Network>, String>>()?;
+        .collect::<Result<Vec<crate::shared::netaddr::Prefix>, String>>()?;
         let defaults = Limits::default();
         let secs = |value: Option<f64>, flag: &str, default: std::time::Duration| {
             value

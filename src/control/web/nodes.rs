@@ -38,14 +38,6 @@ const MAX_REMEMBERED: usize = 4096;
 #[derive(Debug, Default)]
 pub struct PullLog(Mutex<HashMap<String, (i64, Option<u32>)>>);
 
-/// A node name as we keep it: 1 to 64 of letters, digits, '.', '-', '_'.
-pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
-}
-
 /// Who is pulling: a registered node (by its token), a node that only
 /// gave its name, or nobody in particular. A wrong token, or none when
 /// `--require-node-tokens` is set, is 401.
@@ -77,7 +69,7 @@ pub async fn identify(
         .get(NODE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|name| valid_name(name));
+        .filter(|name| super::form::is_short_name(name));
     Ok(name.map(|name| (name.to_string(), false)))
 }
 

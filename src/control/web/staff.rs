@@ -78,15 +78,11 @@ pub async fn monitors(
 
 /// A monitor name: 1..=64 of letters, digits, '-', '_', '.'.
 pub fn check_monitor_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err("Use 1 to 64 letters, digits, '-', '_' or '.'.".into());
+    if super::form::is_short_name(name) {
+        Ok(())
+    } else {
+        Err(super::form::SHORT_NAME_RULE.into())
     }
-    Ok(())
 }
 
 pub async fn monitor_create(

@@ -231,18 +231,7 @@ impl Follower {
     /// A failed write is logged; serving goes on.
     pub fn write_cache(&self, bytes: &[u8], signature: Option<&str>) {
         let Some(cache) = &self.cache else { return };
-        let signature_path = signature::signature_path(cache);
-        let written = match signature {
-            Some(line) => {
-                crate::shared::atomic_file::write(&signature_path, format!("{line}\n").as_bytes())
-            }
-            None => match std::fs::remove_file(&signature_path) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-                _ => Ok(()),
-            },
-        }
-        .and_then(|()| crate::shared::atomic_file::write(cache, bytes));
-        if let Err(error) = written {
+        if let Err(error) = signature::write_signed(cache, bytes, signature) {
             tracing::warn!(%error, "cannot write the snapshot cache");
         }
     }

@@ -149,6 +149,7 @@ impl DnsServer {
             cookie_secret_path: config.cookie_secret_file.clone(),
             rrl: config.rrl.clone(),
             trust: config.trust.clone(),
+            reload_lock: std::sync::Mutex::new(()),
         });
         os::raise_open_file_limit();
         let threads = config.threads.max(1);

@@ -4,8 +4,8 @@
 //! itself (read, validate, swap, or keep the table in use).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -61,6 +61,11 @@ pub struct Shared {
     pub(super) cookie_secret_path: Option<PathBuf>,
     /// Response rate limiting for UDP; `None`: off.
     pub rrl: Option<RrlSettings>,
+    /// Held through a whole reload: the pull thread, SIGHUP and the file
+    /// watcher may each start one, and two at once could both pass the
+    /// serial check and swap in the older last, or write the cache file
+    /// at the same time.
+    pub(super) reload_lock: Mutex<()>,
 }
 
 /// The snapshot source as the running daemon holds it.
@@ -166,6 +171,13 @@ impl Shared {
     /// error returned (the caller logs it); a refused snapshot is counted
     /// by reason.
     pub fn reload(&self) -> Result<u32, ReloadError> {
+        // A panic in an earlier reload left nothing half-done that the
+        // lock guards (the table is swapped whole), so a poisoned lock is
+        // taken as it is.
+        let _one_at_a_time = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let outcome = match &self.source {
             Source::File(path) => {
                 let source = path.display().to_string();

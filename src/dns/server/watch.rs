@@ -2,11 +2,20 @@
 //! GeoIP database and the cookie secret file for a change, and reloading
 //! whichever changed.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::{Shared, Source, reload_logged};
-use crate::shared::file_version::file_version;
+use crate::shared::file_version::{FileVersion, file_version};
+use crate::shared::snapshot::signature::signature_path;
+
+/// The snapshot file's version and its signature file's: a writer that
+/// lands the signature after the bytes (rsync goes in name order) changes
+/// the second after the first, and that must reload too.
+fn snapshot_version(path: &Path) -> (Option<FileVersion>, Option<FileVersion>) {
+    (file_version(path), file_version(&signature_path(path)))
+}
 
 /// Poll the snapshot, GeoIP and cookie secret files and reload whichever
 /// changed. A bad file is logged once per change and what is in use keeps
@@ -20,7 +29,7 @@ pub(super) async fn watch_files(
         Source::File(path) => Some(path.clone()),
         Source::Url(_) => None,
     };
-    let mut snapshot_seen = snapshot_path.as_deref().and_then(file_version);
+    let mut snapshot_seen = snapshot_path.as_deref().map(snapshot_version);
     let mut geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
     let mut cookies_seen = shared.cookie_secret_path.as_deref().and_then(file_version);
     // The files were just loaded: the first check is one interval away
@@ -32,11 +41,11 @@ pub(super) async fn watch_files(
     drop(ready);
     loop {
         ticker.tick().await;
-        let current = snapshot_path.as_deref().and_then(file_version);
-        if current != snapshot_seen && current.is_some() {
+        let current = snapshot_path.as_deref().map(snapshot_version);
+        if current != snapshot_seen && current.is_some_and(|(bytes, _)| bytes.is_some()) {
             // Let a writer that is not renaming into place finish.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            snapshot_seen = snapshot_path.as_deref().and_then(file_version);
+            snapshot_seen = snapshot_path.as_deref().map(snapshot_version);
             reload_logged(&shared).await;
         }
         let current = shared.geoip_path.as_deref().and_then(file_version);

@@ -309,6 +309,32 @@ pub fn signature_path(snapshot: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Replace a snapshot file and its `FILE.sig` (removed when `signature`
+/// is `None`), each atomically and only if it does not already hold these
+/// bytes (an unchanged file keeps its time, so watchers see no change).
+/// The signature goes first, so a watcher of the snapshot file never sees
+/// the new bytes beside the old signature. The zone builder's output and a
+/// DNS node's cache are both written this way.
+pub fn write_signed(path: &Path, bytes: &[u8], signature: Option<&str>) -> std::io::Result<()> {
+    let signature_path = signature_path(path);
+    match signature {
+        Some(line) => {
+            let text = format!("{line}\n");
+            if std::fs::read(&signature_path).map_or(true, |current| current != text.as_bytes()) {
+                crate::shared::atomic_file::write(&signature_path, text.as_bytes())?;
+            }
+        }
+        None => match std::fs::remove_file(&signature_path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        },
+    }
+    if std::fs::read(path).is_ok_and(|current| current == bytes) {
+        return Ok(());
+    }
+    crate::shared::atomic_file::write(path, bytes)
+}
+
 /// The detached signature of a snapshot file, if there is one (read no
 /// further than a signature line can be).
 pub fn read_signature_file(snapshot: &Path) -> std::io::Result<Option<String>> {
