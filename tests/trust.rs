@@ -339,6 +339,21 @@ fn a_snapshot_file_needs_its_signature_file() {
     // An older serial in a file is refused too.
     write(8, None);
     refused(&node, "older_serial", 0.0, 9);
+    // A writer that lands the bytes before their signature (rsync goes in
+    // name order): refused while the old signature sits beside them, taken
+    // once the new signature follows.
+    let bad_before = rejections(&node, "bad_signature");
+    let bytes = snapshot(10);
+    let temp = dir.join("snapshot.tmp");
+    std::fs::write(&temp, &bytes).unwrap();
+    std::fs::rename(&temp, &path).unwrap();
+    refused(&node, "bad_signature", bad_before, 9);
+    std::fs::write(
+        dir.join("snapshot.json.sig"),
+        format!("{}\n", key.sign(&bytes)),
+    )
+    .unwrap();
+    wait_for_serial(&node, 10);
     node.shutdown();
 
     // check-snapshot --public-key checks FILE.sig first.
