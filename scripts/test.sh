@@ -13,7 +13,7 @@ step() { printf '\n== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
 
 step "install test dependencies"
 # dig and dnsperf for the DNS checks, PostgreSQL for the database tests,
-# Chromium for the browser test, chrony for real NTP servers in the
+# Chromium and CJK fonts for the browser test, chrony for real NTP servers in the
 # monitor's test, pip for the GeoLite2 download.
 . scripts/packages.sh
 need bind9-dnsutils command -v dig
@@ -22,6 +22,8 @@ need python3 command -v python3
 need python3-pip python3 -m pip --version
 need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
 need chromium command -v chromium
+# The browser test's Chinese and Japanese screenshots need CJK glyphs.
+need fonts-noto-cjk test -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 need chrony command -v chronyd
 # ip: the DNS edge tests make network namespaces with addresses of their own.
 need iproute2 command -v ip

@@ -468,6 +468,23 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     assert!(browser.text().contains("Not found"));
     browser.screenshot(&shots, "09-not-found.png");
 
+    // The site in its users' languages (issue 16): the home page in
+    // Vietnamese and Chinese (scripts/test.sh installs the CJK fonts), the
+    // manage page in German.
+    for (path, lang, shot) in [
+        ("/vi/", "vi", "10-home-vi.png"),
+        ("/zh/", "zh-CN", "11-home-zh.png"),
+        ("/de/manage", "de", "12-manage-de.png"),
+    ] {
+        browser.goto(&base, path);
+        let shown = browser.eval("document.documentElement.lang");
+        assert_eq!(shown.as_str(), Some(lang), "{path}");
+        browser.screenshot(&shots, shot);
+    }
+    let manage = browser.text();
+    assert!(manage.contains("Meine Server"), "{manage}");
+    assert!(!manage.contains("Add a server"), "{manage}");
+
     drop(browser);
     sigterm_and_wait(server);
     let _ = std::fs::remove_dir_all(&work);

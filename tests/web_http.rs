@@ -460,9 +460,12 @@ async fn deletion_is_scheduled_and_cancelled() {
             c.post(&path, &[("on", &later)]).await.status,
             StatusCode::SEE_OTHER
         );
+        // The list writes the day the language's way.
+        let later_day = timepool::control::timefmt::parse_date(&later).expect("date");
+        let written = timepool::control::web::i18n::english().date(later_day);
         c.get("/manage")
             .await
-            .assert(StatusCode::OK, &["deletion scheduled", &later]);
+            .assert(StatusCode::OK, &["deletion scheduled", &written]);
         c.get(&format!("/manage/servers/{id}"))
             .await
             .assert(StatusCode::OK, &["Cancel the deletion"]);

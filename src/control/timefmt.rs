@@ -37,6 +37,11 @@ pub fn human(ts: i64) -> String {
     )
 }
 
+/// (year, month, day) of a moment, UTC.
+pub fn ymd(ts: i64) -> (i64, u32, u32) {
+    civil_from_days(ts.div_euclid(86_400))
+}
+
 /// "2026-11-22", for dates.
 pub fn date(ts: i64) -> String {
     let (y, mo, d) = civil_from_days(ts.div_euclid(86_400));

@@ -218,6 +218,7 @@ impl Demo {
             listen: web_address,
             database_url,
             origin: ORIGIN.to_string(),
+            community_url: "https://community.ntppool.org/".to_string(),
             allow_loopback: true,
             secure_cookies: false,
             counts_cache_secs: 2,

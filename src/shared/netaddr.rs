@@ -106,70 +106,121 @@ fn in_v4(address: Ipv4Addr, network: [u8; 4], prefix: u32) -> bool {
     u32::from(address) & mask == u32::from(Ipv4Addr::from(network)) & mask
 }
 
+/// IANA's special-purpose IPv4 registry; the order matters only for the text.
+const V4_RANGES: &[([u8; 4], u32, &str)] = &[
+    (
+        [0, 0, 0, 0],
+        8,
+        "is unspecified (0.0.0.0/8, \"this network\")",
+    ),
+    ([10, 0, 0, 0], 8, "is a private address (10.0.0.0/8)"),
+    (
+        [100, 64, 0, 0],
+        10,
+        "is shared address space for carrier-grade NAT (100.64.0.0/10)",
+    ),
+    ([127, 0, 0, 0], 8, "is a loopback address (127.0.0.0/8)"),
+    (
+        [169, 254, 0, 0],
+        16,
+        "is a link-local address (169.254.0.0/16)",
+    ),
+    ([172, 16, 0, 0], 12, "is a private address (172.16.0.0/12)"),
+    (
+        [192, 0, 0, 0],
+        24,
+        "is reserved for IETF protocol assignments (192.0.0.0/24)",
+    ),
+    (
+        [192, 0, 2, 0],
+        24,
+        "is reserved for documentation (192.0.2.0/24)",
+    ),
+    (
+        [192, 88, 99, 0],
+        24,
+        "is reserved (192.88.99.0/24, the former 6to4 relay anycast)",
+    ),
+    (
+        [192, 168, 0, 0],
+        16,
+        "is a private address (192.168.0.0/16)",
+    ),
+    (
+        [198, 18, 0, 0],
+        15,
+        "is reserved for benchmarking (198.18.0.0/15)",
+    ),
+    (
+        [198, 51, 100, 0],
+        24,
+        "is reserved for documentation (198.51.100.0/24)",
+    ),
+    (
+        [203, 0, 113, 0],
+        24,
+        "is reserved for documentation (203.0.113.0/24)",
+    ),
+    ([224, 0, 0, 0], 4, "is a multicast address (224.0.0.0/4)"),
+    ([255, 255, 255, 255], 32, "is the broadcast address"),
+    ([240, 0, 0, 0], 4, "is reserved (240.0.0.0/4)"),
+];
+
 fn v4_reason(address: Ipv4Addr) -> Option<&'static str> {
-    // IANA's special-purpose registry; the order matters only for the text.
-    const RANGES: &[([u8; 4], u32, &str)] = &[
-        (
-            [0, 0, 0, 0],
-            8,
-            "is unspecified (0.0.0.0/8, \"this network\")",
-        ),
-        ([10, 0, 0, 0], 8, "is a private address (10.0.0.0/8)"),
-        (
-            [100, 64, 0, 0],
-            10,
-            "is shared address space for carrier-grade NAT (100.64.0.0/10)",
-        ),
-        ([127, 0, 0, 0], 8, "is a loopback address (127.0.0.0/8)"),
-        (
-            [169, 254, 0, 0],
-            16,
-            "is a link-local address (169.254.0.0/16)",
-        ),
-        ([172, 16, 0, 0], 12, "is a private address (172.16.0.0/12)"),
-        (
-            [192, 0, 0, 0],
-            24,
-            "is reserved for IETF protocol assignments (192.0.0.0/24)",
-        ),
-        (
-            [192, 0, 2, 0],
-            24,
-            "is reserved for documentation (192.0.2.0/24)",
-        ),
-        (
-            [192, 88, 99, 0],
-            24,
-            "is reserved (192.88.99.0/24, the former 6to4 relay anycast)",
-        ),
-        (
-            [192, 168, 0, 0],
-            16,
-            "is a private address (192.168.0.0/16)",
-        ),
-        (
-            [198, 18, 0, 0],
-            15,
-            "is reserved for benchmarking (198.18.0.0/15)",
-        ),
-        (
-            [198, 51, 100, 0],
-            24,
-            "is reserved for documentation (198.51.100.0/24)",
-        ),
-        (
-            [203, 0, 113, 0],
-            24,
-            "is reserved for documentation (203.0.113.0/24)",
-        ),
-        ([224, 0, 0, 0], 4, "is a multicast address (224.0.0.0/4)"),
-        ([255, 255, 255, 255], 32, "is the broadcast address"),
-        ([240, 0, 0, 0], 4, "is reserved (240.0.0.0/4)"),
-    ];
-    RANGES
+    V4_RANGES
         .iter()
         .find(|(network, prefix, _)| in_v4(address, *network, *prefix))
         .map(|&(_, _, reason)| reason)
+}
+
+/// IANA's special-purpose IPv6 registry, and what is outside 2000::/3.
+const V6_RANGES: &[(u128, u32, &str)] = &[
+    (0, 128, "is the unspecified address (::)"),
+    (1, 128, "is a loopback address (::1)"),
+    (
+        0xffff << 32,
+        96,
+        "is an IPv4-mapped address; use the IPv4 address instead",
+    ),
+    (0xff00 << 112, 8, "is a multicast address (ff00::/8)"),
+    (0xfe80 << 112, 10, "is a link-local address (fe80::/10)"),
+    (
+        0xfc00 << 112,
+        7,
+        "is a unique local (private) address (fc00::/7)",
+    ),
+    (
+        0x2001_0db8 << 96,
+        32,
+        "is reserved for documentation (2001:db8::/32)",
+    ),
+    (
+        0x3fff << 112,
+        20,
+        "is reserved for documentation (3fff::/20)",
+    ),
+    (
+        0x0064_ff9b_0001 << 80,
+        48,
+        "is for local NAT64 (64:ff9b:1::/48)",
+    ),
+    (0x0100 << 112, 64, "is a discard prefix (100::/64)"),
+    (
+        0x2001 << 112,
+        23,
+        "is reserved for IETF protocol assignments (2001::/23)",
+    ),
+    (0x2002 << 112, 16, "is a 6to4 address (2002::/16)"),
+];
+const OUTSIDE_GLOBAL_UNICAST: &str = "is outside global unicast space (2000::/3)";
+
+/// Every reason `non_public_reason` can give (the web app translates them).
+pub fn all_reasons() -> impl Iterator<Item = &'static str> {
+    V4_RANGES
+        .iter()
+        .map(|r| r.2)
+        .chain(V6_RANGES.iter().map(|r| r.2))
+        .chain([OUTSIDE_GLOBAL_UNICAST])
 }
 
 fn v6_reason(address: Ipv6Addr) -> Option<&'static str> {
@@ -182,52 +233,14 @@ fn v6_reason(address: Ipv6Addr) -> Option<&'static str> {
         };
         bits & mask == network & mask
     };
-    const RANGES: &[(u128, u32, &str)] = &[
-        (0, 128, "is the unspecified address (::)"),
-        (1, 128, "is a loopback address (::1)"),
-        (
-            0xffff << 32,
-            96,
-            "is an IPv4-mapped address; use the IPv4 address instead",
-        ),
-        (0xff00 << 112, 8, "is a multicast address (ff00::/8)"),
-        (0xfe80 << 112, 10, "is a link-local address (fe80::/10)"),
-        (
-            0xfc00 << 112,
-            7,
-            "is a unique local (private) address (fc00::/7)",
-        ),
-        (
-            0x2001_0db8 << 96,
-            32,
-            "is reserved for documentation (2001:db8::/32)",
-        ),
-        (
-            0x3fff << 112,
-            20,
-            "is reserved for documentation (3fff::/20)",
-        ),
-        (
-            0x0064_ff9b_0001 << 80,
-            48,
-            "is for local NAT64 (64:ff9b:1::/48)",
-        ),
-        (0x0100 << 112, 64, "is a discard prefix (100::/64)"),
-        (
-            0x2001 << 112,
-            23,
-            "is reserved for IETF protocol assignments (2001::/23)",
-        ),
-        (0x2002 << 112, 16, "is a 6to4 address (2002::/16)"),
-    ];
-    if let Some(&(_, _, reason)) = RANGES
+    if let Some(&(_, _, reason)) = V6_RANGES
         .iter()
         .find(|(network, prefix, _)| within(*network, *prefix))
     {
         return Some(reason);
     }
     if !within(0x2000 << 112, 3) {
-        return Some("is outside global unicast space (2000::/3)");
+        return Some(OUTSIDE_GLOBAL_UNICAST);
     }
     None
 }

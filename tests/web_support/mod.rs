@@ -67,6 +67,7 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: url.to_string(),
         origin: "pool.example.org".to_string(),
+        community_url: "https://community.example.org/".to_string(),
         allow_loopback,
         secure_cookies: false,
         // Tests read counts right after changing servers.

@@ -300,3 +300,30 @@ pub async fn list_accounts(db: &Db) -> Result<Vec<AccountSummary>, DbError> {
         })
         .collect()
 }
+
+/// Stores the language chosen by the user of this session (a logged-in
+/// operator's choice goes with their login).
+pub async fn set_language_by_session(db: &Db, token: &str, language: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE users SET language = $1 WHERE id =
+           (SELECT user_id FROM sessions WHERE token_hash = $2 AND expires_at > $3)",
+    )
+    .bind(language)
+    .bind(token_hash(token))
+    .bind(now())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// The language a user chose, if any.
+pub async fn language_of(db: &Db, user_id: i64) -> Result<Option<String>, DbError> {
+    let row = sqlx::query("SELECT language FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get("language")?,
+        None => None,
+    })
+}

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "trust",
         include_str!("../../../migrations/0003_trust.sql"),
     ),
+    (4, "news", include_str!("../../../migrations/0004_news.sql")),
 ];
 
 fn expand(sql: &str, engine: Engine) -> String {

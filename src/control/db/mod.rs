@@ -16,6 +16,7 @@ pub mod leases;
 pub mod login_failures;
 pub mod migrate;
 pub mod monitors;
+pub mod news;
 pub mod nodes;
 pub mod schedule;
 pub mod scores;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::csrf::{self, CsrfToken};
 use super::error::AppError;
 use super::form::{FieldErrors, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, check_email, check_new_password};
+use super::i18n::{self, tr, trf};
 use super::session::{self, CurrentUser, LoginLimit, MaybeUser};
 use super::{AppState, client_addr, html};
 use crate::control::db::accounts::{self, User};
@@ -33,9 +34,17 @@ async fn start_session(state: &AppState, user: &User, to: &str) -> Result<Respon
         Some(accounts::SESSION_TTL_SECS),
         secure,
     );
-    let mut response = Redirect::to(to).into_response();
+    let mut response = Redirect::to(&i18n::url(to)).into_response();
     let value = HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
     response.headers_mut().append(header::SET_COOKIE, value);
+    // The language the user chose before, on any browser, unless this
+    // visit chose one in its URL.
+    if !i18n::prefixed()
+        && let Some(code) = accounts::language_of(&state.db, user.id).await?
+        && let Some(cookie) = i18n::cookie_for(&code, secure)
+    {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     csrf::rotate(&mut response, secure);
     Ok(response)
 }
@@ -80,7 +89,7 @@ pub async fn signup(
     if errors.is_empty() && accounts::email_exists(&state.db, &email).await? {
         errors.add(
             "email",
-            "There is already a login with this email address. Log in instead.",
+            tr("There is already a login with this email address. Log in instead."),
         );
     }
     if !errors.is_empty() {
@@ -100,7 +109,7 @@ pub async fn signup(
             // Someone signed up with the same email between the check and now.
             errors.add(
                 "email",
-                "There is already a login with this email address. Log in instead.",
+                tr("There is already a login with this email address. Log in instead."),
             );
             let ctx = ctx! { form, errors };
             return html(
@@ -154,10 +163,13 @@ pub async fn login(
     // Nothing is looked up, counted or hashed for fields no login can have.
     let mut errors = FieldErrors::default();
     if form.email.len() > MAX_EMAIL_LEN {
-        errors.add("email", "This does not look like an email address.");
+        errors.add("email", tr("This does not look like an email address."));
     }
     if form.password.len() > MAX_PASSWORD_LEN {
-        errors.add("password", "The email address or the password is wrong.");
+        errors.add(
+            "password",
+            tr("The email address or the password is wrong."),
+        );
     }
     if !errors.is_empty() {
         let ctx = ctx! { form, errors };
@@ -178,9 +190,9 @@ pub async fn login(
     if !limit.allows(&state, now).await? {
         errors.add(
             "email",
-            format!(
-                "Too many failed attempts. Wait {} minutes and try again.",
-                LoginLimit::WINDOW_SECS / 60
+            trf(
+                "Too many failed attempts. Wait {minutes} minutes and try again.",
+                &[("minutes", (LoginLimit::WINDOW_SECS / 60).to_string())],
             ),
         );
         let ctx = ctx! { form, errors };
@@ -205,7 +217,10 @@ pub async fn login(
         }
         None => {
             limit.record_failure(&state, now).await?;
-            errors.add("password", "The email address or the password is wrong.");
+            errors.add(
+                "password",
+                tr("The email address or the password is wrong."),
+            );
             let ctx = ctx! { form, errors };
             html(
                 StatusCode::UNAUTHORIZED,
@@ -235,7 +250,7 @@ pub async fn logout(
         accounts::delete_session(&state.db, &token).await?;
     }
     let expired = session::cookie_header(name, "", Some(0), secure);
-    let mut response = Redirect::to("/").into_response();
+    let mut response = Redirect::to(&i18n::url("/")).into_response();
     let value = HeaderValue::from_str(&expired).map_err(|e| AppError::Internal(e.to_string()))?;
     response.headers_mut().append(header::SET_COOKIE, value);
     csrf::rotate(&mut response, secure);
@@ -306,7 +321,7 @@ pub async fn invite_create(
     if errors.is_empty() && accounts::email_exists(&state.db, &email).await? {
         errors.add(
             "email",
-            "This address already has a login; one login belongs to one account.",
+            tr("This address already has a login; one login belongs to one account."),
         );
     }
     if !errors.is_empty() {
@@ -367,7 +382,7 @@ pub async fn invite_revoke(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to("/manage/users").into_response())
+    Ok(Redirect::to(&i18n::url("/manage/users")).into_response())
 }
 
 pub async fn user_remove(
@@ -380,7 +395,7 @@ pub async fn user_remove(
     csrf.check(&form.csrf)?;
     if id == user.id {
         return Err(AppError::BadRequest(
-            "You cannot remove yourself; ask another user of the account.".into(),
+            tr("You cannot remove yourself; ask another user of the account.").into(),
         ));
     }
     let mut tx = state.db.begin().await?;
@@ -396,7 +411,7 @@ pub async fn user_remove(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to("/manage/users").into_response())
+    Ok(Redirect::to(&i18n::url("/manage/users")).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -434,7 +449,7 @@ pub async fn invite_accept(
     let mut errors = FieldErrors::default();
     check_new_password(&form.password, &form.password2, &mut errors);
     if errors.is_empty() && accounts::email_exists(&state.db, &invite.email).await? {
-        errors.add("password", "This email address already has a login.");
+        errors.add("password", tr("This email address already has a login."));
     }
     if !errors.is_empty() {
         let ctx = ctx! { invite, token, errors };

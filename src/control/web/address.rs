@@ -1,6 +1,7 @@
 //! What an operator may add: public unicast addresses, typed directly or as
 //! a hostname whose A and AAAA records are taken.
 
+use super::i18n::{tr, trf};
 use std::net::IpAddr;
 
 /// The country zone of an address from GeoIP (the same .mmdb as the DNS
@@ -51,7 +52,7 @@ fn is_hostname(name: &str) -> bool {
 pub async fn resolve(input: &str) -> Result<Resolved, String> {
     let input = input.trim();
     if input.is_empty() {
-        return Err("Enter an IPv4 or IPv6 address or a hostname.".into());
+        return Err(tr("Enter an IPv4 or IPv6 address or a hostname.").into());
     }
     let bare = input.trim_start_matches('[').trim_end_matches(']');
     if let Ok(addr) = bare.parse::<IpAddr>() {
@@ -61,8 +62,9 @@ pub async fn resolve(input: &str) -> Result<Resolved, String> {
         });
     }
     if !is_hostname(input) {
-        return Err(format!(
-            "\"{input}\" is neither an IP address nor a valid hostname."
+        return Err(trf(
+            "\"{input}\" is neither an IP address nor a valid hostname.",
+            &[("input", input.to_string())],
         ));
     }
     let host = input.trim_end_matches('.').to_ascii_lowercase();
@@ -73,13 +75,23 @@ pub async fn resolve(input: &str) -> Result<Resolved, String> {
     .await;
     let mut addresses: Vec<IpAddr> = match lookup {
         Ok(Ok(iter)) => iter.map(|sa| sa.ip()).collect(),
-        Ok(Err(_)) => return Err(format!("The hostname \"{host}\" could not be resolved.")),
-        Err(_) => return Err(format!("Looking up \"{host}\" timed out.")),
+        Ok(Err(_)) => {
+            return Err(trf(
+                "The hostname \"{host}\" could not be resolved.",
+                &[("host", host)],
+            ));
+        }
+        Err(_) => {
+            return Err(trf("Looking up \"{host}\" timed out.", &[("host", host)]));
+        }
     };
     addresses.sort();
     addresses.dedup();
     if addresses.is_empty() {
-        return Err(format!("The hostname \"{host}\" has no A or AAAA records."));
+        return Err(trf(
+            "The hostname \"{host}\" has no A or AAAA records.",
+            &[("host", host)],
+        ));
     }
     Ok(Resolved {
         hostname: Some(host),

@@ -3,6 +3,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::i18n::{self, tr};
 use crate::control::db::DbError;
 
 #[derive(Debug)]
@@ -36,27 +37,27 @@ impl IntoResponse for AppError {
         let (status, title, message) = match self {
             AppError::NotFound => (
                 StatusCode::NOT_FOUND,
-                "Not found",
-                "There is no page at this address.".to_string(),
+                tr("Not found"),
+                tr("There is no page at this address.").to_string(),
             ),
             AppError::Forbidden => (
                 StatusCode::FORBIDDEN,
-                "Forbidden",
-                "This page needs staff rights.".to_string(),
+                tr("Forbidden"),
+                tr("This page needs staff rights.").to_string(),
             ),
-            AppError::LoginRequired => return Redirect::to("/login").into_response(),
+            AppError::LoginRequired => return Redirect::to(&i18n::url("/login")).into_response(),
             AppError::Csrf => (
                 StatusCode::FORBIDDEN,
-                "Form expired",
-                "The form was too old or came from another site. Go back, reload the page and send it again."
+                tr("Form expired"),
+                tr("The form was too old or came from another site. Go back, reload the page and send it again.")
                     .to_string(),
             ),
-            AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, "Bad request", msg),
+            AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, tr("Bad request"), msg),
             AppError::Busy => {
                 let mut response = error_page(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "Busy",
-                    "Too many logins at this moment. Nothing was changed; try again in a few seconds.",
+                    tr("Busy"),
+                    tr("Too many logins at this moment. Nothing was changed; try again in a few seconds."),
                 );
                 response
                     .headers_mut()
@@ -67,8 +68,8 @@ impl IntoResponse for AppError {
                 tracing::error!(error = %err, "database error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The database could not complete the request. Nothing was changed; please try again later."
+                    tr("Something went wrong"),
+                    tr("The database could not complete the request. Nothing was changed; please try again later.")
                         .to_string(),
                 )
             }
@@ -76,8 +77,8 @@ impl IntoResponse for AppError {
                 tracing::error!(%cause, "internal error");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "The request could not be completed. Please try again later.".to_string(),
+                    tr("Something went wrong"),
+                    tr("The request could not be completed. Please try again later.").to_string(),
                 )
             }
         };

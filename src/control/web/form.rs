@@ -1,5 +1,6 @@
 //! Form helpers: per-field error messages and shared field rules.
 
+use super::i18n::{tr, trf};
 use std::collections::BTreeMap;
 
 /// Messages keyed by field name; templates show each next to its field.
@@ -37,11 +38,11 @@ pub const MAX_EMAIL_LEN: usize = 254;
 pub fn check_email(raw: &str) -> Result<String, String> {
     if raw.len() > MAX_EMAIL_LEN + 64 {
         // Checked before any work: not even lower-cased.
-        return Err("This does not look like an email address.".into());
+        return Err(tr("This does not look like an email address.").into());
     }
     let email = raw.trim().to_ascii_lowercase();
     if email.is_empty() {
-        return Err("Enter your email address.".into());
+        return Err(tr("Enter your email address.").into());
     }
     let valid = email.len() <= MAX_EMAIL_LEN
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -58,7 +59,7 @@ pub fn check_email(raw: &str) -> Result<String, String> {
     if valid {
         Ok(email)
     } else {
-        Err("This does not look like an email address.".into())
+        Err(tr("This does not look like an email address.").into())
     }
 }
 
@@ -66,11 +67,20 @@ pub fn check_new_password(password: &str, repeat: &str, errors: &mut FieldErrors
     if password.chars().count() < MIN_PASSWORD_LEN {
         errors.add(
             "password",
-            format!("Use at least {MIN_PASSWORD_LEN} characters."),
+            trf(
+                "Use at least {count} characters.",
+                &[("count", MIN_PASSWORD_LEN.to_string())],
+            ),
         );
     } else if password.len() > MAX_PASSWORD_LEN {
-        errors.add("password", format!("Use at most {MAX_PASSWORD_LEN} bytes."));
+        errors.add(
+            "password",
+            trf(
+                "Use at most {count} bytes.",
+                &[("count", MAX_PASSWORD_LEN.to_string())],
+            ),
+        );
     } else if password != repeat {
-        errors.add("password2", "The two passwords differ.");
+        errors.add("password2", tr("The two passwords differ."));
     }
 }

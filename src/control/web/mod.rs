@@ -33,9 +33,11 @@ pub mod error;
 pub mod form;
 pub mod graph;
 pub mod hashing;
+pub mod i18n;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
+pub mod news;
 pub mod nodes;
 pub mod public;
 pub mod servers;
@@ -82,6 +84,10 @@ pub struct WebArgs {
     /// The pool's DNS origin the pages talk about [default: pool.ntp.org].
     #[arg(long, env = "TIMEPOOL_ORIGIN")]
     pub origin: Option<String>,
+    /// Where the pages' "Community" link goes
+    /// [default: https://community.ntppool.org/].
+    #[arg(long, env = "TIMEPOOL_COMMUNITY_URL")]
+    pub community_url: Option<String>,
     /// Accept loopback addresses as servers (tests and demos only).
     #[arg(long, env = "TIMEPOOL_ALLOW_LOOPBACK")]
     pub allow_loopback: bool,
@@ -187,6 +193,7 @@ pub struct FileConfig {
     pub database: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub origin: Option<String>,
+    pub community_url: Option<String>,
     pub allow_loopback: Option<bool>,
     pub secure_cookies: Option<bool>,
     pub counts_cache_secs: Option<u64>,
@@ -250,6 +257,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
     pub origin: String,
+    /// The pages' "Community" link.
+    pub community_url: String,
     pub allow_loopback: bool,
     pub secure_cookies: bool,
     /// How long zone counts (home, zone pages, API) are reused; 0 = always fresh.
@@ -379,6 +388,14 @@ impl Settings {
             .unwrap_or_else(|| "pool.ntp.org".to_string())
             .trim_end_matches('.')
             .to_ascii_lowercase();
+        let community_url = args
+            .community_url
+            .clone()
+            .or(file.community_url)
+            .unwrap_or_else(|| "https://community.ntppool.org/".to_string());
+        if !(community_url.starts_with("https://") || community_url.starts_with("http://")) {
+            return Err(format!("--community-url {community_url:?}: not an http(s) URL").into());
+        }
         let default_schedule = crate::control::db::schedule::CheckSchedule::default();
         let tls = match (
             args.tls_cert.clone().or(file.tls_cert),
@@ -447,6 +464,7 @@ impl Settings {
             listen,
             database_url,
             origin,
+            community_url,
             allow_loopback: args.allow_loopback || file.allow_loopback.unwrap_or(false),
             // Over HTTPS cookies are Secure whatever the setting says.
             secure_cookies: args.secure_cookies
@@ -603,6 +621,7 @@ impl AppState {
             user => minijinja::value::Serde(user),
             csrf => csrf.0.as_str(),
             origin => self.settings.origin.as_str(),
+            community_url => self.settings.community_url.as_str(),
             ..extra
         }
     }
@@ -655,6 +674,10 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         .route("/scores/{address}/log", get(public::score_log_csv))
         .route("/use", get(public::how_to_use))
         .route("/join", get(public::how_to_join))
+        .route("/vendors", get(public::for_vendors))
+        .route("/terms", get(public::terms))
+        .route("/news", get(news::list))
+        .route("/news/atom.xml", get(news::atom))
         .route("/static/style.css", get(public::style_css))
         // Accounts.
         .route("/signup", get(account::signup_form).post(account::signup))
@@ -701,6 +724,19 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
             post(staff::vendor_decide),
         )
         .route("/staff/audit", get(staff::audit))
+        .route(
+            "/staff/news",
+            get(news::staff_page)
+                .post(news::staff_create)
+                .layer(axum::extract::DefaultBodyLimit::max(news::FORM_LIMIT)),
+        )
+        .route(
+            "/staff/news/{id}",
+            get(news::staff_edit)
+                .post(news::staff_update)
+                .layer(axum::extract::DefaultBodyLimit::max(news::FORM_LIMIT)),
+        )
+        .route("/staff/news/{id}/delete", post(news::staff_delete))
         .route("/staff/nodes", get(nodes::page))
         .route("/staff/nodes.json", get(nodes::json))
         // JSON API.
@@ -710,15 +746,24 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::ensure_token,
-        ))
-        .layer(axum::middleware::from_fn(security_headers));
+        ));
     let router = guarded(router, &state);
     let router = if with_internal {
         router.route("/metrics", get(metrics::scrape))
     } else {
         router
     };
-    router.with_state(state)
+    // The language is chosen before routing: the middleware strips a
+    // `/LANG/` prefix, so it wraps the whole router as its fallback. The
+    // headers go on every response, the language's redirects included.
+    Router::new()
+        .fallback_service(router.with_state(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            i18n::choose,
+        ))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
 }
 
 /// The private listener's routes: Prometheus, the snapshot, the ingest API.
@@ -744,8 +789,8 @@ fn guarded(router: Router<AppState>, state: &AppState) -> Router<AppState> {
                     Ok(response) => response,
                     Err(_) => error::error_page(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "Timed out",
-                        "The request took too long and was stopped. Nothing was changed.",
+                        i18n::tr("Timed out"),
+                        i18n::tr("The request took too long and was stopped. Nothing was changed."),
                     ),
                 }
             },
@@ -764,6 +809,7 @@ async fn security_headers(
 ) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
     let path = req.uri().path();
+    let path = i18n::split_prefix(path).map_or(path, |(_, tail)| tail);
     let private = ["/manage", "/staff", "/invite/", "/login", "/signup"]
         .iter()
         .any(|prefix| path.starts_with(prefix));
@@ -801,8 +847,8 @@ async fn not_found() -> AppError {
 async fn method_not_allowed() -> axum::response::Response {
     error::error_page(
         StatusCode::METHOD_NOT_ALLOWED,
-        "Method not allowed",
-        "This address does not accept that kind of request.",
+        i18n::tr("Method not allowed"),
+        i18n::tr("This address does not accept that kind of request."),
     )
 }
 

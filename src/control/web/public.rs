@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::csrf::CsrfToken;
 use super::error::AppError;
+use super::i18n;
 use super::session::MaybeUser;
 use super::{AppState, html};
 use crate::control::db::monitors;
@@ -65,8 +66,32 @@ pub async fn home(
         .map(|z| zone_row(z, &counts))
         .collect();
     let global = zone_row(&zone_tree::lookup("@").ok_or(AppError::NotFound)?, &counts);
-    let ctx = ctx! { continents, global };
+    let news = super::news::front_page(&state).await?;
+    let ctx = ctx! { continents, global, news };
     html(StatusCode::OK, "home.html", state.page(&user, &csrf, ctx))
+}
+
+/// What vendor zones are and how to apply.
+pub async fn for_vendors(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let ctx = minijinja::context! {};
+    html(
+        StatusCode::OK,
+        "vendors.html",
+        state.page(&user, &csrf, ctx),
+    )
+}
+
+pub async fn terms(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let ctx = minijinja::context! {};
+    html(StatusCode::OK, "terms.html", state.page(&user, &csrf, ctx))
 }
 
 pub async fn zone(
@@ -80,7 +105,7 @@ pub async fn zone(
     };
     if canonical != name {
         // /zone/GB -> /zone/uk, /zone/global -> /zone/@
-        return Ok(Redirect::permanent(&format!("/zone/{canonical}")).into_response());
+        return Ok(Redirect::permanent(&i18n::url(&format!("/zone/{canonical}"))).into_response());
     }
     let info = zone_tree::lookup(canonical).ok_or(AppError::NotFound)?;
     let counts = state.zone_counts().await?;

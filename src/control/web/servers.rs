@@ -13,6 +13,7 @@ use super::address::{self, check_public, zone_for_address};
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::FieldErrors;
+use super::i18n::{self, tr, trf};
 use super::session::CurrentUser;
 use super::{AppState, html};
 use crate::control::db::accounts::User;
@@ -32,7 +33,7 @@ pub const DEFAULT_NETSPEED: i64 = 10_000;
 
 fn netspeed_label(kbit: i64) -> String {
     match kbit {
-        0 => "Monitor only (not in DNS)".to_string(),
+        0 => tr("Monitor only (not in DNS)").to_string(),
         k if k >= 1_000_000 => format!("{} Gbit", k as f64 / 1_000_000.0),
         k if k >= 1000 => format!("{} Mbit", k as f64 / 1000.0),
         k => format!("{k} kbit"),
@@ -115,7 +116,7 @@ fn parse_netspeed(text: &str, errors: &mut FieldErrors) -> i64 {
     match text.trim().parse::<i64>() {
         Ok(n) if NETSPEEDS.contains(&n) => n,
         _ => {
-            errors.add("netspeed", "Choose a connection speed from the list.");
+            errors.add("netspeed", tr("Choose a connection speed from the list."));
             DEFAULT_NETSPEED
         }
     }
@@ -129,7 +130,7 @@ fn parse_zone(text: &str, errors: &mut FieldErrors) -> Option<&'static str> {
     match zone_tree::canonical(text) {
         Some(zone) if zone_tree::is_country(zone) => Some(zone),
         _ => {
-            errors.add("zone", "Choose a country from the list.");
+            errors.add("zone", tr("Choose a country from the list."));
             None
         }
     }
@@ -159,10 +160,21 @@ pub async fn add(
         for addr in &resolved.addresses {
             if let Err(reason) = check_public(*addr, state.settings.allow_loopback) {
                 let msg = match &resolved.hostname {
-                    Some(host) => format!(
-                        "{host} resolves to {addr}, which {reason}; only public unicast addresses can join."
+                    Some(host) => trf(
+                        "{host} resolves to {address}, which {reason}; only public unicast addresses can join.",
+                        &[
+                            ("host", host.clone()),
+                            ("address", addr.to_string()),
+                            ("reason", i18n::current().translate(reason).to_string()),
+                        ],
                     ),
-                    None => format!("{addr} {reason}; only public unicast addresses can join."),
+                    None => trf(
+                        "{address} {reason}; only public unicast addresses can join.",
+                        &[
+                            ("address", addr.to_string()),
+                            ("reason", i18n::current().translate(reason).to_string()),
+                        ],
+                    ),
                 };
                 errors.add("address", msg);
                 break;
@@ -174,7 +186,7 @@ pub async fn add(
     {
         errors.add(
             "zone",
-            "We cannot tell where this server is; choose its country.",
+            tr("We cannot tell where this server is; choose its country."),
         );
     }
     if !errors.is_empty() {
@@ -194,7 +206,10 @@ pub async fn add(
     let mut tx = state.db.begin().await?;
     for (addr, geo_zone) in &planned {
         let text = addr.to_string();
-        let taken_msg = format!("{text} is already in the pool.");
+        let taken_msg = trf(
+            "{address} is already in the pool.",
+            &[("address", text.clone())],
+        );
         if servers::address_exists(&mut tx, &text).await? {
             errors.add("address", taken_msg);
             break;
@@ -245,7 +260,7 @@ pub async fn add(
         .await;
     }
     tx.commit().await?;
-    Ok(Redirect::to(&format!("/manage?added={}", planned.len())).into_response())
+    Ok(Redirect::to(&i18n::url(&format!("/manage?added={}", planned.len()))).into_response())
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -338,7 +353,7 @@ pub async fn update(
     if errors.is_empty() && zone_override.is_none() && server.geo_zone.is_none() {
         errors.add(
             "zone",
-            "We cannot tell where this server is; choose its country.",
+            tr("We cannot tell where this server is; choose its country."),
         );
     }
     if !errors.is_empty() {
@@ -372,7 +387,7 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&format!("/manage/servers/{id}")).into_response())
+    Ok(Redirect::to(&i18n::url(&format!("/manage/servers/{id}"))).into_response())
 }
 
 pub async fn schedule_deletion(
@@ -390,16 +405,16 @@ pub async fn schedule_deletion(
     let earliest = db::now() + MIN_DELETION_DELAY_SECS;
     let when = match timefmt::parse_date(&form.on) {
         None => {
-            errors.add("on", "Enter a date as YYYY-MM-DD.");
+            errors.add("on", tr("Enter a date as YYYY-MM-DD."));
             0
         }
         // The server leaves at the end of the chosen day (UTC).
         Some(midnight) if midnight + 86_399 < earliest => {
             errors.add(
                 "on",
-                format!(
-                    "Choose {} or later: deletion is at least 3 days out.",
-                    timefmt::date(earliest + 86_399)
+                trf(
+                    "Choose {date} or later: deletion is at least 3 days out.",
+                    &[("date", timefmt::date(earliest + 86_399))],
                 ),
             );
             0
@@ -433,7 +448,7 @@ pub async fn schedule_deletion(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&format!("/manage/servers/{id}")).into_response())
+    Ok(Redirect::to(&i18n::url(&format!("/manage/servers/{id}"))).into_response())
 }
 
 pub async fn cancel_deletion(
@@ -460,5 +475,5 @@ pub async fn cancel_deletion(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&format!("/manage/servers/{id}")).into_response())
+    Ok(Redirect::to(&i18n::url(&format!("/manage/servers/{id}"))).into_response())
 }

@@ -2,9 +2,11 @@
 
 use std::sync::LazyLock;
 
-use minijinja::Environment;
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, Error, ErrorKind};
 
 use super::error::AppError;
+use super::i18n;
 use crate::control::timefmt;
 
 /// (name, source) of every template.
@@ -86,6 +88,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         "staff_nodes.html",
         include_str!("../../../web/templates/staff_nodes.html"),
     ),
+    (
+        "news.html",
+        include_str!("../../../web/templates/news.html"),
+    ),
+    (
+        "vendors.html",
+        include_str!("../../../web/templates/vendors.html"),
+    ),
+    (
+        "terms.html",
+        include_str!("../../../web/templates/terms.html"),
+    ),
+    (
+        "staff_news.html",
+        include_str!("../../../web/templates/staff_news.html"),
+    ),
 ];
 
 pub const STYLE_CSS: &str = include_str!("../../../web/static/style.css");
@@ -102,16 +120,38 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.add_filter("datetime", |ts: Option<i64>| {
         ts.map(timefmt::human).unwrap_or_default()
     });
+    // Dates and numbers in the request's language (i18n).
     env.add_filter("date", |ts: Option<i64>| {
+        ts.map(|ts| i18n::current().date(ts)).unwrap_or_default()
+    });
+    env.add_filter("isodate", |ts: Option<i64>| {
         ts.map(timefmt::date).unwrap_or_default()
     });
+    env.add_filter("num", |v: Option<i64>| {
+        v.map(|v| i18n::current().integer(v)).unwrap_or_default()
+    });
     env.add_filter("fixed", |v: Option<f64>, digits: Option<usize>| {
-        v.map(|v| format!("{v:.*}", digits.unwrap_or(1)))
+        v.map(|v| i18n::current().fixed(v, digits.unwrap_or(1)))
             .unwrap_or_default()
     });
     env.add_filter("ms", |v: Option<f64>| {
-        v.map(|v| format!("{:.3} ms", v * 1000.0))
+        v.map(|v| format!("{} ms", i18n::current().fixed(v * 1000.0, 3)))
             .unwrap_or_default()
+    });
+    env.add_function("_", translate);
+    // A word that is data (a status, a continent's name): translated when
+    // the catalogue has it, and escaped like any value.
+    env.add_function("word", |text: &str| {
+        i18n::current().translate(text).to_string()
+    });
+    env.add_function("url", |path: &str| i18n::url(path));
+    env.add_function("languages", || {
+        Value::from(minijinja::value::Serde(i18n::alternates()))
+    });
+    env.add_function("default_page", i18n::default_page);
+    env.add_function("lang", || {
+        let l = i18n::current();
+        minijinja::context! { code => l.code, tag => l.tag, dir => l.dir, english => l.is_english() }
     });
     env
 });
@@ -131,4 +171,51 @@ pub fn render_error(status: u16, title: &str, message: &str) -> String {
     render("error.html", ctx).unwrap_or_else(|_| {
         format!("<!doctype html><title>{status}</title><h1>{status}</h1><p>Error.</p>")
     })
+}
+
+/// `_("text with {name}", name=value)` in templates: the message in the
+/// request's language. Messages of templates are HTML of our own; the
+/// values are escaped (unless already safe, like `url()`), and integers
+/// are written the language's way.
+fn translate(msgid: &str, kwargs: Kwargs) -> Result<Value, Error> {
+    let language = i18n::current();
+    let text = language.translate(msgid);
+    let mut values = Vec::new();
+    for name in kwargs.args() {
+        let value: Value = kwargs.get(name)?;
+        let shown = if value.is_safe() {
+            value.to_string()
+        } else if let Some(n) = value.as_i64().filter(|_| value.is_integer()) {
+            language.integer(n)
+        } else {
+            escape_html(&value.to_string())
+        };
+        values.push((name, shown));
+    }
+    kwargs.assert_all_used()?;
+    for name in i18n::placeholders(text) {
+        if !values.iter().any(|(n, _)| *n == name) {
+            return Err(Error::new(
+                ErrorKind::MissingArgument,
+                format!("message {msgid:?} needs a value for {{{name}}}"),
+            ));
+        }
+    }
+    Ok(Value::from_safe_string(i18n::fill(text, &values)))
+}
+
+/// `&<>"'` as entities, for HTML text and attributes (and XML).
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -11,6 +11,7 @@ use super::account::actor;
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::FieldErrors;
+use super::i18n::{self, tr};
 use super::session::CurrentUser;
 use super::{AppState, html};
 use crate::control::db::accounts::User;
@@ -70,12 +71,13 @@ fn check_vendor_name(name: &str) -> Result<(), String> {
         || !name.starts_with(|c: char| c.is_ascii_lowercase())
         || name.ends_with('-')
     {
-        return Err(
-            "Use 2 to 32 lower-case letters, digits or hyphens, starting with a letter.".into(),
-        );
+        return Err(tr(
+            "Use 2 to 32 lower-case letters, digits or hyphens, starting with a letter.",
+        )
+        .into());
     }
     if zone_tree::lookup(name).is_some() || name == crate::shared::zones::GREAT_BRITAIN_CODE {
-        return Err("This name is a country or continent zone of the pool.".into());
+        return Err(tr("This name is a country or continent zone of the pool.").into());
     }
     Ok(())
 }
@@ -93,20 +95,23 @@ pub async fn vendor_apply(
         errors.add("name", msg);
     }
     if !vendor_zones::CLIENT_TYPES.contains(&form.client_type.as_str()) {
-        errors.add("client_type", "Choose the kind of client from the list.");
+        errors.add(
+            "client_type",
+            tr("Choose the kind of client from the list."),
+        );
     }
     let description = form.description.trim().to_string();
     if description.is_empty() {
         errors.add(
             "description",
-            "Describe the product that will use the zone.",
+            tr("Describe the product that will use the zone."),
         );
     } else if description.len() > 2000 {
-        errors.add("description", "Keep it under 2000 characters.");
+        errors.add("description", tr("Keep it under 2000 characters."));
     }
     let mut tx = state.db.begin().await?;
     if errors.is_empty() && vendor_zones::name_taken(&mut tx, &form.name).await? {
-        errors.add("name", "This name is already taken or applied for.");
+        errors.add("name", tr("This name is already taken or applied for."));
     }
     if !errors.is_empty() {
         tx.rollback().await?;
@@ -137,5 +142,5 @@ pub async fn vendor_apply(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to("/manage/vendor").into_response())
+    Ok(Redirect::to(&i18n::url("/manage/vendor")).into_response())
 }
