@@ -202,17 +202,33 @@ fn the_template_lists_every_string_of_the_sources() {
     );
 }
 
-/// The tag names of a message's HTML, in order.
+/// The HTML tags of a message, whole (`<a href="{url}">`), sorted: a
+/// translation may move them but not change them.
 fn tags(text: &str) -> Vec<String> {
-    text.split('<')
+    let mut tags: Vec<String> = text
+        .split('<')
         .skip(1)
-        .map(|t| {
-            t.split(|c: char| c.is_whitespace() || c == '>')
-                .next()
-                .unwrap_or("")
-                .to_string()
+        .map(|t| format!("<{}", t.split_inclusive('>').next().unwrap_or("")))
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// The `"` of a message outside its tags: a translation may use the
+/// language's own quotation marks but no more `"` than the English (a
+/// message in an attribute would end it).
+fn quotes_outside_tags(text: &str) -> usize {
+    let mut inside = false;
+    text.chars()
+        .filter(|&c| {
+            match c {
+                '<' => inside = true,
+                '>' => inside = false,
+                _ => {}
+            }
+            c == '"' && !inside
         })
-        .collect()
+        .count()
 }
 
 #[test]
@@ -251,12 +267,16 @@ fn every_catalogue_has_every_string_with_the_same_placeholders() {
                             e.line
                         ));
                     }
-                    let (mut want, mut have) = (tags(&m.text), tags(&e.msgstr));
-                    want.sort();
-                    have.sort();
+                    let (want, have) = (tags(&m.text), tags(&e.msgstr));
                     if want != have {
                         problems.push(format!(
                             "{file}:{}: HTML tags {have:?}, the English has {want:?}",
+                            e.line
+                        ));
+                    }
+                    if quotes_outside_tags(&e.msgstr) > quotes_outside_tags(&m.text) {
+                        problems.push(format!(
+                            "{file}:{}: more '\"' than the English has (use the language's quotation marks)",
                             e.line
                         ));
                     }
@@ -596,6 +616,21 @@ async fn a_logged_in_operator_s_choice_goes_with_their_login() {
             .get("/manage")
             .await
             .assert(StatusCode::OK, &["<html lang=\"da\""]);
+        // ... and is stored: the next browser gets Danish too.
+        let mut fourth = app.client();
+        fourth
+            .post(
+                "/login",
+                &[
+                    ("email", "lang@example.org"),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+        fourth
+            .get("/manage")
+            .await
+            .assert(StatusCode::OK, &["<html lang=\"da\""]);
     })
     .await;
 }
@@ -611,11 +646,30 @@ feed = ET.fromstring(sys.stdin.buffer.read())
 assert feed.tag == A + 'feed', feed.tag
 for required in ('id', 'title', 'updated', 'author'):
     assert feed.find(A + required) is not None, 'feed without ' + required
+import re, datetime
+TAG = re.compile(r'^tag:[a-z0-9.-]+,[0-9]{4}:[!-~]+$')
+def when(element):
+    # RFC 3339 with a zone, and not the epoch a missing date would give.
+    t = datetime.datetime.fromisoformat(element.text.replace('Z', '+00:00'))
+    assert t.tzinfo is not None and t.year >= 2020, element.text
+def link(element):
+    assert element.get('href'), 'link without href'
+assert TAG.match(feed.find(A + 'id').text), feed.find(A + 'id').text
+when(feed.find(A + 'updated'))
+for l in feed.findall(A + 'link'):
+    link(l)
+ids = {feed.find(A + 'id').text}
 print(feed.find(A + 'title').text)
 for entry in feed.findall(A + 'entry'):
     for required in ('id', 'title', 'updated', 'content', 'link'):
         assert entry.find(A + required) is not None, 'entry without ' + required
     assert entry.find(A + 'content').get('type') == 'html'
+    entry_id = entry.find(A + 'id').text
+    assert TAG.match(entry_id) and entry_id not in ids, entry_id
+    ids.add(entry_id)
+    when(entry.find(A + 'updated'))
+    when(entry.find(A + 'published'))
+    link(entry.find(A + 'link'))
     print(entry.find(A + 'title').text)
 "#;
     let mut child = std::process::Command::new("python3")
@@ -682,11 +736,23 @@ async fn staff_write_news_that_shows_per_language_and_in_the_atom_feed() {
             let r = staff.post("/staff/news", &fields).await;
             assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         }
-        // The front page: newest first, the markup's HTML, the rest escaped.
-        let raw = visitor.get("/news").await;
-        assert!(raw.body.find("New <b>servers</b>").expect("newest") < raw.body.find("Older news").expect("older"));
+        // The front page: newest first, the markup's HTML, the rest escaped
+        // (read as sent: `body` is the text as a browser shows it).
+        let page = visitor.get("/news").await;
+        assert!(page.body.find("New <b>servers</b>").expect("newest") < page.body.find("Older news").expect("older"));
         let home = visitor.get("/").await;
-        home.assert(StatusCode::OK, &["Older news", "href=\"https://example.org/x?a=1&b=2\" rel=\"nofollow\">the list</a>", "All news"]);
+        home.assert(StatusCode::OK, &["Older news", "All news"]);
+        for r in [&page, &home] {
+            for sent in [
+                "New &lt;b&gt;servers&lt;",
+                "&lt;script&gt;alert(1)&lt;",
+                "<a href=\"https://example.org/x?a=1&amp;b=2\" rel=\"nofollow\">the list</a>",
+            ] {
+                assert!(r.raw.contains(sent), "{sent} not in {}", r.raw);
+            }
+            assert!(!r.raw.contains("<script>alert"), "{}", r.raw);
+            assert!(!r.raw.contains("<b>servers"), "{}", r.raw);
+        }
         // (Pages are read unescaped here; the feed is not: its HTML
         // content is escaped once by the markup and once as XML.)
         let feed = visitor.get("/news/atom.xml").await.body;
@@ -697,8 +763,14 @@ async fn staff_write_news_that_shows_per_language_and_in_the_atom_feed() {
         visitor.get("/de/news").await.assert(StatusCode::OK, &["New <b>servers</b> & more"]);
         let titles = parse_atom(&visitor.get("/news/atom.xml").await.body);
         assert_eq!(titles[1..], ["New <b>servers</b> & more", "Older news"]);
-        let titles = parse_atom(&visitor.get("/vi/news/atom.xml").await.body);
+        let vi_feed = visitor.get("/vi/news/atom.xml").await.body;
+        let titles = parse_atom(&vi_feed);
         assert_eq!(titles[1..], ["Máy chủ mới", "Older news"]);
+        // Each language's feed has its own ids (a reader of two feeds
+        // must not take one item for the other).
+        assert!(vi_feed.contains(",2026:news/vi</id>"), "{vi_feed}");
+        assert!(feed.contains(",2026:news/en</id>"), "{feed}");
+        assert!(!feed.contains(",2026:news/vi"), "{feed}");
         // Deleting needs the confirmation box, and is audited.
         let list = staff.get("/staff/news").await;
         let id: i64 = list
@@ -737,14 +809,58 @@ async fn odd_language_paths_are_refused_plainly() {
             c.get("/de//example.org/use").await.status,
             StatusCode::NOT_FOUND
         );
-        // The language list reflects the query, escaped.
-        let r = c.get("/vi/zone/europe?x=%22%3E%3Cscript%3E").await;
+        // The language list reflects the query, escaped (read as sent; a
+        // raw `"` never gets this far: it is not a URI character), and
+        // only while it is short.
+        let r = c.get("/vi/zone/europe?x='/onmouseover=alert(1)&y=2").await;
         assert_eq!(r.status, StatusCode::OK);
         assert!(
-            !r.body.contains("\"><script>") || r.body.contains("x=%22%3E%3Cscript%3E"),
+            r.raw.contains(
+                "&#x2f;de&#x2f;zone&#x2f;europe?x=&#x27;&#x2f;onmouseover=alert(1)&amp;y=2"
+            ),
+            "{}",
+            r.raw
+        );
+        assert!(!r.raw.contains("?x='"), "{}", r.raw);
+        let long = format!("/vi/zone/europe?x={}", "a".repeat(300));
+        let r = c.get(&long).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(!r.raw.contains(&"a".repeat(300)), "a long query is copied");
+        assert!(r.body.contains("href=\"/de/zone/europe\""), "{}", r.body);
+        // A page shown for a POST (a form with errors) links the other
+        // languages' front pages: its own URL has no GET.
+        let r = c
+            .post(
+                "/de/signup",
+                &[("email", "not-an-address"), ("password", "x")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+        assert!(
+            r.body.contains("hreflang=\"vi\" href=\"/vi/\""),
             "{}",
             r.body
         );
+        assert!(!r.body.contains("href=\"/vi/signup\""), "{}", r.body);
+        // A page without a prefix varies by the language headers; every
+        // page says its language.
+        let r = c.get("/zone/europe").await;
+        let vary = r
+            .headers
+            .get("vary")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(vary.contains("Accept-Language"), "Vary: {vary}");
+        let r = c.get("/ja/zone/europe").await;
+        assert_eq!(
+            r.headers
+                .get("content-language")
+                .and_then(|v| v.to_str().ok()),
+            Some("ja")
+        );
+        // A 404 under a prefix is in that language.
+        let r = c.get("/de//example.org/use").await;
+        assert!(r.body.contains("<html lang=\"de\""), "{}", r.body);
         // The API and the snapshot do not vary by language.
         let r = c.get("/api/v1/zones").await;
         assert!(

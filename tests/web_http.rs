@@ -342,6 +342,8 @@ async fn add_servers_with_validation() {
                 "2a01:4f8::1",
                 "de, europe, @",
                 "uk, europe, @",
+                // The speed as the picker says it, not "10000 kbit".
+                "10 Mbit",
                 "new",
             ],
         );

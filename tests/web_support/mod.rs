@@ -186,7 +186,10 @@ async fn run_engines<F, Fut>(
 pub struct Response {
     pub status: StatusCode,
     pub headers: axum::http::HeaderMap,
+    /// The text as a browser shows it (HTML entities decoded).
     pub body: String,
+    /// The bytes as sent, for checks of escaping.
+    pub raw: String,
 }
 
 impl Response {
@@ -295,7 +298,8 @@ impl Client {
             .await
             .expect("body")
             .to_bytes();
-        let mut body = String::from_utf8_lossy(&bytes).into_owned();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        let mut body = raw.clone();
         if headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
@@ -307,6 +311,7 @@ impl Client {
             status,
             headers,
             body,
+            raw,
         }
     }
 

@@ -316,6 +316,16 @@ pub async fn set_language_by_session(db: &Db, token: &str, language: &str) -> Re
     Ok(())
 }
 
+/// Stores a user's language (chosen in the URL of the login page).
+pub async fn set_language(db: &Db, user_id: i64, language: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET language = $1 WHERE id = $2")
+        .bind(language)
+        .bind(user_id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
 /// The language a user chose, if any.
 pub async fn language_of(db: &Db, user_id: i64) -> Result<Option<String>, DbError> {
     let row = sqlx::query("SELECT language FROM users WHERE id = $1")

@@ -37,10 +37,11 @@ async fn start_session(state: &AppState, user: &User, to: &str) -> Result<Respon
     let mut response = Redirect::to(&i18n::url(to)).into_response();
     let value = HeaderValue::from_str(&cookie).map_err(|e| AppError::Internal(e.to_string()))?;
     response.headers_mut().append(header::SET_COOKIE, value);
-    // The language the user chose before, on any browser, unless this
-    // visit chose one in its URL.
-    if !i18n::prefixed()
-        && let Some(code) = accounts::language_of(&state.db, user.id).await?
+    // A language chosen in this visit's URL becomes the user's; otherwise
+    // the one they chose before, on any browser, becomes this browser's.
+    if i18n::prefixed() {
+        accounts::set_language(&state.db, user.id, i18n::current().code).await?;
+    } else if let Some(code) = accounts::language_of(&state.db, user.id).await?
         && let Some(cookie) = i18n::cookie_for(&code, secure)
     {
         response.headers_mut().append(header::SET_COOKIE, cookie);

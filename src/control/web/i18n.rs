@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Uri, header};
+use axum::http::{HeaderValue, Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -665,6 +665,14 @@ pub fn default_page() -> String {
     with_request(|r| r.map_or_else(|| "/".to_string(), |r| r.page.clone()))
 }
 
+/// The longest query the language list copies into its links.
+const MAX_LINKED_QUERY: usize = 256;
+
+/// The not-found page, in the language of the request.
+fn not_found() -> Response {
+    super::error::AppError::NotFound.into_response()
+}
+
 /// The cookie that remembers a visitor's choice.
 pub const COOKIE: &str = "tp_lang";
 
@@ -725,6 +733,19 @@ pub async fn choose(State(state): State<AppState>, mut req: Request, next: Next)
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
+    // The same page in another language: only pages a link can reach (a
+    // form's POST target may have no GET), and a query kept only while
+    // short (it is copied into every language's link).
+    let linkable = req.method() == Method::GET || req.method() == Method::HEAD;
+    let page_of = |tail: &str| {
+        if !linkable {
+            "/".to_string()
+        } else if query.len() <= MAX_LINKED_QUERY {
+            format!("{tail}{query}")
+        } else {
+            tail.to_string()
+        }
+    };
     let cookie =
         super::session::cookie_value(req.headers(), COOKIE).and_then(|code| by_code(&code));
     let (language, prefixed, page) = match split_prefix(&path) {
@@ -733,16 +754,22 @@ pub async fn choose(State(state): State<AppState>, mut req: Request, next: Next)
             if !path[1..].contains('/') {
                 return Redirect::permanent(&format!("{path}/{query}")).into_response();
             }
+            let request = RequestLanguage {
+                language,
+                prefixed: true,
+                page: "/".to_string(),
+            };
             // `/de//host` must not become a URI with an authority.
             if tail.starts_with("//") {
-                return super::error::AppError::NotFound.into_response();
+                return CURRENT.sync_scope(request, not_found);
             }
-            let rewritten = format!("{tail}{query}");
-            match rewritten.parse::<Uri>() {
-                Ok(uri) => *req.uri_mut() = uri,
-                Err(_) => return super::error::AppError::NotFound.into_response(),
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = format!("{tail}{query}").parse().ok();
+            match (parts.path_and_query.is_some(), Uri::from_parts(parts)) {
+                (true, Ok(uri)) => *req.uri_mut() = uri,
+                _ => return CURRENT.sync_scope(request, not_found),
             }
-            (language, true, rewritten)
+            (language, true, page_of(tail))
         }
         None => {
             let accepted = req
@@ -752,14 +779,15 @@ pub async fn choose(State(state): State<AppState>, mut req: Request, next: Next)
                 .and_then(from_accept_language);
             let language = cookie.or(accepted).unwrap_or_else(english);
             if path == "/" && !language.is_english() {
-                let mut response = Redirect::to(&format!("/{}/", language.code)).into_response();
+                let to = format!("/{}/{query}", language.code);
+                let mut response = Redirect::to(&to).into_response();
                 response.headers_mut().insert(
                     header::VARY,
                     HeaderValue::from_static("Accept-Language, Cookie"),
                 );
                 return response;
             }
-            (language, false, format!("{path}{query}"))
+            (language, false, page_of(&path))
         }
     };
     let remember = prefixed && cookie.is_none_or(|c| c.code != language.code);
@@ -792,6 +820,12 @@ pub async fn choose(State(state): State<AppState>, mut req: Request, next: Next)
         .is_some_and(|v| {
             v.as_bytes().starts_with(b"text/html") || v.as_bytes().starts_with(b"application/atom")
         });
+    if page {
+        response.headers_mut().insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(language.tag),
+        );
+    }
     if !prefixed && page {
         // The same page reads differently by these headers (the API and
         // the snapshot do not: caches keep one copy of them).

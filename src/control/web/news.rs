@@ -27,10 +27,13 @@ pub const FRONT_PAGE_ITEMS: i64 = 3;
 const FEED_ITEMS: i64 = 20;
 /// Items on `/news` (the rest stay in the database).
 const PAGE_ITEMS: i64 = 200;
-/// The largest news form: ten languages of text.
-pub const FORM_LIMIT: usize = 256 * 1024;
+/// The largest news form: ten languages of the longest title and text,
+/// in 3-byte characters, percent-encoded (9 bytes each).
+pub const FORM_LIMIT: usize = 1024 * 1024;
 const MAX_TITLE_CHARS: usize = 200;
-const MAX_BODY_CHARS: usize = 20_000;
+const MAX_BODY_CHARS: usize = 8_000;
+/// The longest URL a news link may have.
+const MAX_LINK_URL: usize = 2_000;
 
 /// An item as a page shows it, in the request's language.
 #[derive(Serialize)]
@@ -94,12 +97,13 @@ pub async fn atom(State(state): State<AppState>) -> Result<Response, AppError> {
 fn atom_feed(origin: &str, items: &[NewsView]) -> String {
     let language = i18n::current();
     // tag: URIs (RFC 4151) give ids that stay the same wherever the site
-    // is served from.
+    // is served from; each language's feed and entries are their own
+    // (a reader subscribed to two must not take one for the other).
     let updated = items
         .iter()
         .map(|i| i.updated_at.max(i.published_at))
         .max()
-        .unwrap_or(0);
+        .unwrap_or_else(crate::control::db::now);
     let mut out = String::with_capacity(1024 + items.len() * 1024);
     out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     out.push_str(&format!(
@@ -111,8 +115,9 @@ fn atom_feed(origin: &str, items: &[NewsView]) -> String {
         xml_escape(&format!("{origin}: {}", language.translate("News")))
     ));
     out.push_str(&format!(
-        "  <id>tag:{},2026:news</id>\n",
-        xml_escape(origin)
+        "  <id>tag:{},2026:news/{}</id>\n",
+        xml_escape(origin),
+        language.code
     ));
     out.push_str(&format!(
         "  <updated>{}</updated>\n",
@@ -133,8 +138,9 @@ fn atom_feed(origin: &str, items: &[NewsView]) -> String {
     for item in items {
         out.push_str("  <entry>\n");
         out.push_str(&format!(
-            "    <id>tag:{},2026:news/{}</id>\n",
+            "    <id>tag:{},2026:news/{}/{}</id>\n",
             xml_escape(origin),
+            language.code,
             item.id
         ));
         out.push_str(&format!("    <title>{}</title>\n", xml_escape(&item.title)));
@@ -160,12 +166,15 @@ fn atom_feed(origin: &str, items: &[NewsView]) -> String {
     out
 }
 
-/// Text for XML and HTML: escaped, without the control characters XML
-/// 1.0 cannot carry at all.
+/// Text for XML and HTML: escaped, without the characters XML 1.0
+/// cannot carry (control characters, U+FFFE, U+FFFF).
 fn xml_escape(text: &str) -> String {
     let clean: String = text
         .chars()
-        .filter(|&c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        .filter(|&c| {
+            (!c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+                && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
+        })
         .collect();
     super::templates::escape_html(&clean)
 }
@@ -216,15 +225,22 @@ fn inline(raw: &str) -> String {
 }
 
 /// `[label](url)` at the start of `text`: the label, the URL and the
-/// length taken; only http(s) URLs without spaces or quotes.
+/// length taken; only http(s) URLs without spaces or quotes. It looks no
+/// further than the label's line and a URL's length, so a text full of
+/// `[` costs linear time, not quadratic.
 fn link_at(text: &str) -> Option<(&str, &str, usize)> {
-    let close = text.find("](")?;
+    let close = 1 + text[1..].find(['[', ']', '\n'])?;
     let label = &text[1..close];
-    if label.is_empty() || label.contains(['[', ']', '\n']) {
+    if label.is_empty() || !text[close..].starts_with("](") {
         return None;
     }
     let after = &text[close + 2..];
-    let end = after.find(')')?;
+    let end = after
+        .char_indices()
+        .take(MAX_LINK_URL + 1)
+        .find(|&(_, c)| c == ')' || c.is_whitespace())
+        .map(|(i, _)| i)
+        .filter(|&i| after[i..].starts_with(')'))?;
     let url = &after[..end];
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
     let clean =
@@ -233,26 +249,31 @@ fn link_at(text: &str) -> Option<(&str, &str, usize)> {
 }
 
 /// `**bold**` and `*italic*` in already escaped text; unpaired marks stay.
+/// Italics are found within each piece the bold marks leave, so the tags
+/// always nest.
 fn emphasis(escaped: &str) -> String {
-    let bold = pair(escaped, "**", "strong");
-    pair(&bold, "*", "em")
+    pair(escaped, "**", "strong", &|piece| {
+        pair(piece, "*", "em", &|plain| plain.to_string())
+    })
 }
 
-fn pair(text: &str, mark: &str, tag: &str) -> String {
+/// `text` with each `mark`...`mark` wrapped in `tag`, and `inner` applied
+/// to every piece between the marks.
+fn pair(text: &str, mark: &str, tag: &str, inner: &dyn Fn(&str) -> String) -> String {
     let parts: Vec<&str> = text.split(mark).collect();
     // An odd number of parts: every mark has its partner.
     if parts.len() < 3 || parts.len().is_multiple_of(2) {
-        return text.to_string();
+        return inner(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for (i, part) in parts.iter().enumerate() {
         if i % 2 == 1 && !part.is_empty() {
-            out.push_str(&format!("<{tag}>{part}</{tag}>"));
+            out.push_str(&format!("<{tag}>{}</{tag}>", inner(part)));
         } else if i % 2 == 1 {
             out.push_str(mark);
             out.push_str(mark);
         } else {
-            out.push_str(part);
+            out.push_str(&inner(part));
         }
     }
     out
@@ -554,7 +575,7 @@ pub async fn staff_delete(
 
 #[cfg(test)]
 mod tests {
-    use super::markup;
+    use super::{MAX_BODY_CHARS, markup, xml_escape};
 
     #[test]
     fn markup_escapes_everything_but_its_own_marks() {
@@ -588,9 +609,39 @@ mod tests {
                 "<p><a href=\"https://example.org\" rel=\"nofollow\">&lt;b&gt;</a></p>\n",
             ),
             ("\n\n  \n", ""),
+            // Bold and italic at once nest properly.
+            ("***x***", "<p><strong>*x</strong>*</p>\n"),
+            ("**a *b* c**", "<p><strong>a <em>b</em> c</strong></p>\n"),
+            // A label ends at its line; an URL at a space.
+            (
+                "[a\nb](https://example.org)",
+                "<p>[a<br>\nb](https://example.org)</p>\n",
+            ),
+            (
+                "[a](https://example.org x)",
+                "<p>[a](https://example.org x)</p>\n",
+            ),
+            (
+                "[[a](https://example.org)",
+                "<p>[<a href=\"https://example.org\" rel=\"nofollow\">a</a></p>\n",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(markup(input), *want, "markup of {input:?}");
         }
+    }
+
+    #[test]
+    fn markup_of_a_hostile_text_is_linear_and_escaped() {
+        // 8 000 `[`s, and as many unfinished links: each `[` looks ahead
+        // only to the next one.
+        for text in [
+            "[".repeat(MAX_BODY_CHARS),
+            "[a](".repeat(MAX_BODY_CHARS / 4),
+        ] {
+            let html = markup(&text);
+            assert!(!html.contains("<a "), "{}", &html[..80]);
+        }
+        assert_eq!(xml_escape("a\u{FFFE}b\u{1}c\u{FFFF}"), "abc");
     }
 }

@@ -67,7 +67,8 @@ pub async fn home(
         .collect();
     let global = zone_row(&zone_tree::lookup("@").ok_or(AppError::NotFound)?, &counts);
     let news = super::news::front_page(&state).await?;
-    let ctx = ctx! { continents, global, news };
+    let min_score = crate::control::db::servers::MIN_DNS_SCORE as i64;
+    let ctx = ctx! { continents, global, news, min_score };
     html(StatusCode::OK, "home.html", state.page(&user, &csrf, ctx))
 }
 

@@ -31,12 +31,22 @@ pub const NETSPEEDS: &[i64] = &[
 /// of its listed steps; we keep the pool's choice and accept it as a value.
 pub const DEFAULT_NETSPEED: i64 = 10_000;
 
-fn netspeed_label(kbit: i64) -> String {
+/// A netspeed as the picker and the server list show it: "1,5 Gbit" in
+/// German. The units are symbols, the same in every language.
+pub fn netspeed_label(kbit: i64) -> String {
+    let language = i18n::current();
+    let scaled = |value: i64, unit: i64| {
+        if value % unit == 0 {
+            language.integer(value / unit)
+        } else {
+            language.fixed(value as f64 / unit as f64, 1)
+        }
+    };
     match kbit {
         0 => tr("Monitor only (not in DNS)").to_string(),
-        k if k >= 1_000_000 => format!("{} Gbit", k as f64 / 1_000_000.0),
-        k if k >= 1000 => format!("{} Mbit", k as f64 / 1000.0),
-        k => format!("{k} kbit"),
+        k if k >= 1_000_000 => format!("{} Gbit", scaled(k, 1_000_000)),
+        k if k >= 1000 => format!("{} Mbit", scaled(k, 1000)),
+        k => format!("{} kbit", language.integer(k)),
     }
 }
 

@@ -134,6 +134,9 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         v.map(|v| i18n::current().fixed(v, digits.unwrap_or(1)))
             .unwrap_or_default()
     });
+    env.add_filter("netspeed", |v: Option<i64>| {
+        v.map(super::servers::netspeed_label).unwrap_or_default()
+    });
     env.add_filter("ms", |v: Option<f64>| {
         v.map(|v| format!("{} ms", i18n::current().fixed(v * 1000.0, 3)))
             .unwrap_or_default()
@@ -174,9 +177,11 @@ pub fn render_error(status: u16, title: &str, message: &str) -> String {
 }
 
 /// `_("text with {name}", name=value)` in templates: the message in the
-/// request's language. Messages of templates are HTML of our own; the
-/// values are escaped (unless already safe, like `url()`), and integers
-/// are written the language's way.
+/// request's language. Messages of templates are HTML of our own (the
+/// catalogue check holds translations to the English tags, and to no more
+/// `"` than the English has: some are used in attributes); the values are
+/// escaped (unless marked `|safe`), and integers are written the
+/// language's way.
 fn translate(msgid: &str, kwargs: Kwargs) -> Result<Value, Error> {
     let language = i18n::current();
     let text = language.translate(msgid);
