@@ -426,6 +426,20 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     );
     browser.screenshot(&shots, "03-my-servers.png");
 
+    // A 300-character address is refused, shown, and wrapped: the page
+    // stays as wide as the window.
+    let long = "a".repeat(300);
+    let add_long = HashMap::from([("#f-address", long.as_str()), ("#f-zone", "de")]);
+    browser.fill_and_submit(&add_long, "form.card button[type=submit]");
+    browser.wait_for("/manage");
+    assert!(browser.text().contains("neither an IP address"));
+    let widths = browser.eval("[document.documentElement.scrollWidth, window.innerWidth]");
+    let (page_width, window_width) = (widths[0].as_u64(), widths[1].as_u64());
+    assert!(
+        page_width.is_some() && page_width <= window_width,
+        "page {page_width:?} px wide in a {window_width:?} px window"
+    );
+
     // The same page on a phone-sized screen.
     browser.call(
         "Emulation.setDeviceMetricsOverride",

@@ -332,6 +332,15 @@ async fn add_servers_with_validation() {
         .assert(StatusCode::UNPROCESSABLE_ENTITY, &["choose its country"]);
 
         // Good ones: IPv4 and IPv6, the latter written in a long form.
+        // Listed by address as a number: 9.9.9.9 before 9.9.9.10.
+        c.add_server("9.9.9.10", "de").await;
+        c.add_server("9.9.9.9", "de").await;
+        let list = c.get("/manage").await.body;
+        let (nine, ten) = (
+            list.find("9.9.9.9<").expect("9.9.9.9"),
+            list.find("9.9.9.10<").expect("9.9.9.10"),
+        );
+        assert!(nine < ten, "9.9.9.10 listed before 9.9.9.9");
         let v4 = c.add_server("8.8.4.4", "de").await;
         let v6 = c.add_server("2a01:04f8:0000::0001", "GB").await;
         let list = c.get("/manage").await;
@@ -521,6 +530,16 @@ async fn operators_cannot_reach_other_accounts() {
         bob.post(&format!("/manage/invites/{invite_id}/revoke"), &[])
             .await
             .assert(StatusCode::NOT_FOUND, &[]);
+        // An id that is no number is the same not-found page, not axum's
+        // "Invalid URL: Cannot parse".
+        for bad in ["abc", "0", "-1", "99999999999999999999", "1.5"] {
+            let r = bob.get(&format!("/manage/servers/{bad}")).await;
+            r.assert(StatusCode::NOT_FOUND, &["There is no page at this address"]);
+            assert!(!r.body.contains("Cannot parse"), "{bad}");
+            bob.post(&format!("/manage/servers/{bad}/delete"), &[("on", &far)])
+                .await
+                .assert(StatusCode::NOT_FOUND, &["There is no page at this address"]);
+        }
         let bob_users = bob.get("/manage/users").await;
         assert!(!bob_users.body.contains("alice@") && !bob_users.body.contains("carol@"));
         assert!(!bob.get("/manage").await.body.contains("1.1.1.1"));

@@ -99,15 +99,20 @@ impl Db {
 
 /// The SQLite file's directory exists (made owner-only when new) and the
 /// file, which holds password hashes, is readable by its owner alone: an
-/// older file left readable by others is tightened, with a warning.
+/// older file left readable by others is tightened, with a warning. A
+/// file that does not exist yet is made (owner-only) unless the URL asks
+/// for another `mode=` than `rwc`: sqlx opens `sqlite://path` read-write
+/// without creating it, which `--help`'s form of the URL would not expect.
 fn prepare_sqlite_path(url: &str) -> Result<(), DbError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let path = url
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let rest = url
         .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or("");
+        .trim_start_matches("sqlite:");
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let mode = params
+        .split('&')
+        .find_map(|p| p.strip_prefix("mode="))
+        .unwrap_or("rwc");
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
@@ -121,6 +126,23 @@ fn prepare_sqlite_path(url: &str) -> Result<(), DbError> {
             .map_err(|e| {
                 DbError::Configuration(format!("cannot create {}: {e}", parent.display()).into())
             })?;
+    }
+    if mode == "rwc" && !Path::new(path).exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => tracing::info!(path, "created a new database file"),
+            // Made by another process meanwhile: fine, it is there.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(DbError::Configuration(
+                    format!("cannot create the database file {path}: {e}").into(),
+                ));
+            }
+        }
     }
     for suffix in ["", "-wal", "-shm"] {
         let file = format!("{path}{suffix}");
@@ -170,5 +192,32 @@ pub fn is_unique_violation(err: &DbError) -> bool {
     match err {
         DbError::Database(e) => e.is_unique_violation(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Db;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn a_sqlite_url_without_mode_makes_its_file_owner_only() {
+        let dir = std::env::temp_dir().join(format!("timepool-db-new-{}", std::process::id()));
+        let file = dir.join("sub/new.db");
+        let db = Db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .expect("a new file is made");
+        db.pool.close().await;
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Read-only asks not to create: a missing file is an error.
+        let missing = dir.join("missing.db");
+        assert!(
+            Db::connect(&format!("sqlite://{}?mode=ro", missing.display()))
+                .await
+                .is_err()
+        );
+        assert!(!missing.exists());
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

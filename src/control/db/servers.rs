@@ -198,6 +198,9 @@ pub async fn list_for_account(db: &Db, account_id: i64) -> Result<Vec<Server>, D
         .iter()
         .map(|r| Server::from_row(r, ts))
         .collect::<Result<Vec<_>, _>>()?;
+    // By address as a number (127.0.0.2 before 127.0.0.10), IPv4 first:
+    // text order in SQL would not do it on either engine.
+    servers.sort_by_key(|s| s.address.parse::<std::net::IpAddr>().ok());
     attach_zones(db, &mut servers).await?;
     Ok(servers)
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::csrf::{self, CsrfToken};
 use super::error::AppError;
-use super::form::{FieldErrors, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, check_email, check_new_password};
+use super::form::{
+    FieldErrors, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, RowId, check_email, check_new_password,
+};
 use super::i18n::{self, tr, trf};
 use super::session::{self, CurrentUser, LoginLimit, MaybeUser};
 use super::{AppState, client_addr, html};
@@ -366,7 +368,7 @@ pub async fn invite_revoke(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
@@ -390,7 +392,7 @@ pub async fn user_remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;

@@ -33,10 +33,18 @@ pub struct Resolved {
     pub addresses: Vec<IpAddr>,
 }
 
-/// A hostname as DNS allows it: letters, digits and hyphens, dots between.
+/// A hostname as DNS allows it: letters, digits and hyphens, dots between,
+/// and a last label that is not all digits (RFC 3696 2: no top-level
+/// domain is). So `127.000.000.041` or `999.1.1.1` is a bad address, never
+/// a name for the resolver, which would read leading zeros as octal.
 fn is_hostname(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
+    let numeric_tld = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()));
     !name.is_empty()
+        && !numeric_tld
         && name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
@@ -151,5 +159,29 @@ mod tests {
         assert!(!is_hostname("-bad.example"));
         assert!(!is_hostname("a..b"));
         assert!(!is_hostname("x y"));
+        // What looks like an address but is not one is not a name either.
+        for numeric in [
+            "127.000.000.041",
+            "999.1.1.1",
+            "1.2.3",
+            "0x7f.1",
+            "10",
+            "1.2.3.4.",
+        ] {
+            assert!(!is_hostname(numeric), "{numeric}");
+        }
+        assert!(is_hostname("123.example"));
+        assert!(is_hostname("ntp.1a"));
+    }
+
+    #[tokio::test]
+    async fn address_lookalikes_are_refused_without_a_lookup() {
+        for input in ["127.000.000.041", "999.1.1.1", "[::1::2]"] {
+            let error = resolve(input).await.expect_err(input);
+            assert!(
+                error.contains("neither an IP address nor a valid hostname"),
+                "{input}: {error}"
+            );
+        }
     }
 }

@@ -1,7 +1,31 @@
-//! Form helpers: per-field error messages and shared field rules.
+//! Form helpers: per-field error messages and shared field rules, and the
+//! row id of a URL.
 
+use super::error::AppError;
 use super::i18n::{tr, trf};
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use std::collections::BTreeMap;
+
+/// The id of a row in the URL (`/manage/servers/{id}`). Anything but a
+/// positive integer is the not-found page, not axum's plain-text
+/// "Invalid URL: Cannot parse" (and says no more than a missing row).
+pub struct RowId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for RowId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<RowId, AppError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        text.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(RowId)
+            .ok_or(AppError::NotFound)
+    }
+}
 
 /// Messages keyed by field name; templates show each next to its field.
 #[derive(Default, Debug, serde::Serialize)]

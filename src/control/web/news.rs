@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::account::actor;
 use super::csrf::CsrfToken;
 use super::error::AppError;
+use super::form::RowId;
 use super::i18n::{self, LANGUAGES};
 use super::session::{MaybeUser, StaffUser};
 use super::{AppState, html};
@@ -457,7 +458,7 @@ pub async fn staff_edit(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
 ) -> Result<Response, AppError> {
     let item = news::get(&state.db, id).await?.ok_or(AppError::NotFound)?;
     let view = StaffView::of(Some(id), NewsForm::from_item(Some(&item)));
@@ -477,7 +478,7 @@ pub async fn staff_update(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     save(&state, user, &csrf, Some(id), &fields).await
@@ -544,7 +545,7 @@ pub async fn staff_delete(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     csrf.check(fields.get("csrf").map_or("", String::as_str))?;

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use super::account::{CsrfOnly, actor};
 use super::address::{self, check_public, zone_for_address};
 use super::csrf::CsrfToken;
 use super::error::AppError;
-use super::form::FieldErrors;
+use super::form::{FieldErrors, RowId};
 use super::i18n::{self, tr, trf};
 use super::session::CurrentUser;
 use super::{AppState, html};
@@ -335,7 +335,7 @@ pub async fn detail(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
 ) -> Result<Response, AppError> {
     detail_page(
         (&state, &user, &csrf),
@@ -350,7 +350,7 @@ pub async fn update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
@@ -404,7 +404,7 @@ pub async fn schedule_deletion(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(form): Form<DeletionForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
@@ -465,7 +465,7 @@ pub async fn cancel_deletion(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;

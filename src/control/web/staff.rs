@@ -2,7 +2,7 @@
 //! Every handler takes `StaffUser`, so operators get 403.
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::account::actor;
 use super::csrf::CsrfToken;
 use super::error::AppError;
-use super::form::FieldErrors;
+use super::form::{FieldErrors, RowId};
 use super::session::StaffUser;
 use super::{AppState, html};
 use crate::control::db::accounts::{self, User};
@@ -162,7 +162,7 @@ pub async fn monitor_state(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(form): Form<StateForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
@@ -212,7 +212,7 @@ pub async fn vendor_decide(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
     csrf: CsrfToken,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
     Form(form): Form<DecideForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
