@@ -372,6 +372,58 @@ async fn every_page_renders_in_every_language_without_english_left() {
                 .and_then(|t| t.split(['"', '<']).next())
                 .expect("an invite link")
                 .to_string();
+            // Two more users: one stays (the confirmation of a removal is
+            // shown for them), one is removed (the no-account page) and
+            // invited again (the invitation of an existing login).
+            let invite_link = |body: &str| {
+                body.split("/invite/")
+                    .nth(1)
+                    .and_then(|t| t.split(['"', '<']).next())
+                    .map(|t| format!("/invite/{t}"))
+                    .expect("an invite link")
+            };
+            let mut users = Vec::new();
+            for email in ["stays@example.org", "leaves@example.org"] {
+                let r = operator
+                    .post("/manage/users/invite", &[("email", email)])
+                    .await;
+                let mut client = app.client();
+                let password = "their password 1";
+                let r = client
+                    .post(
+                        &invite_link(&r.body),
+                        &[("password", password), ("password2", password)],
+                    )
+                    .await;
+                assert_eq!(r.location(), "/manage", "{}", r.body);
+                let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+                    .bind(email)
+                    .fetch_one(&app.db.pool)
+                    .await
+                    .expect("user id");
+                users.push((client, id));
+            }
+            let (mut leaver, leaver_id) = users.pop().expect("leaver");
+            let (_, stayer_id) = users.pop().expect("stayer");
+            operator
+                .post(
+                    &format!("/manage/users/{leaver_id}/remove"),
+                    &[("confirm", "yes")],
+                )
+                .await;
+            leaver
+                .post(
+                    "/login",
+                    &[
+                        ("email", "leaves@example.org"),
+                        ("password", "their password 1"),
+                    ],
+                )
+                .await;
+            let r = operator
+                .post("/manage/users/invite", &[("email", "leaves@example.org")])
+                .await;
+            let invite_again = invite_link(&r.body);
             let public = [
                 "/".to_string(),
                 "/zone/@".into(),
@@ -386,12 +438,18 @@ async fn every_page_renders_in_every_language_without_english_left() {
                 "/login".into(),
                 "/signup".into(),
                 format!("/invite/{invite}"),
+                invite_again,
             ];
             let operator_pages = [
                 "/manage".to_string(),
                 format!("/manage/servers/{server}"),
                 "/manage/users".into(),
                 "/manage/vendor".into(),
+                // The notices after actions.
+                format!("/manage/servers/{server}?done=saved"),
+                "/manage/users?done=user-removed".into(),
+                "/manage/users?done=invite-withdrawn".into(),
+                "/manage/vendor?done=vendor-applied".into(),
             ];
             for language in LANGUAGES {
                 let code = language.code;
@@ -414,6 +472,24 @@ async fn every_page_renders_in_every_language_without_english_left() {
                         &leftovers,
                     )
                     .await;
+                }
+                check_page(
+                    &mut leaver,
+                    &format!("/{code}/manage/no-account"),
+                    language,
+                    &leftovers,
+                )
+                .await;
+                // The confirmation of a removal (removes nobody).
+                let r = operator
+                    .post(&format!("/{code}/manage/users/{stayer_id}/remove"), &[])
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                for (english, place) in &leftovers {
+                    assert!(
+                        !r.body.contains(english.as_str()),
+                        "removal confirmation in {code}: {english:?} ({place})"
+                    );
                 }
                 // Errors and form messages too.
                 let r = anonymous.get(&format!("/{code}/no-such-page")).await;

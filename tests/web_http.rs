@@ -400,6 +400,9 @@ async fn add_servers_with_validation() {
             );
         let saved = c.post(&path, &[("zone", "fr"), ("netspeed", "0")]).await;
         assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+        c.get(saved.location())
+            .await
+            .assert(StatusCode::OK, &["Saved."]);
         c.get("/manage")
             .await
             .assert(StatusCode::OK, &["fr, europe, @", "monitor only"]);
@@ -467,25 +470,27 @@ async fn deletion_is_scheduled_and_cancelled() {
             .await
             .assert(StatusCode::UNPROCESSABLE_ENTITY, &["YYYY-MM-DD"]);
         let later = timepool::control::timefmt::date(now() + 5 * 86_400);
-        assert_eq!(
-            c.post(&path, &[("on", &later)]).await.status,
-            StatusCode::SEE_OTHER
-        );
+        let scheduled = c.post(&path, &[("on", &later)]).await;
+        assert_eq!(scheduled.status, StatusCode::SEE_OTHER);
         // The list writes the day the language's way.
         let later_day = timepool::control::timefmt::parse_date(&later).expect("date");
         let written = timepool::control::web::i18n::english().date(later_day);
+        // The page says what was done, with the day.
+        c.get(scheduled.location()).await.assert(
+            StatusCode::OK,
+            &[&format!("Deletion scheduled for {written}.")],
+        );
         c.get("/manage")
             .await
             .assert(StatusCode::OK, &["deletion scheduled", &written]);
         c.get(&format!("/manage/servers/{id}"))
             .await
             .assert(StatusCode::OK, &["Cancel the deletion"]);
-        assert_eq!(
-            c.post(&format!("/manage/servers/{id}/undelete"), &[])
-                .await
-                .status,
-            StatusCode::SEE_OTHER
-        );
+        let cancelled = c.post(&format!("/manage/servers/{id}/undelete"), &[]).await;
+        assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+        c.get(cancelled.location())
+            .await
+            .assert(StatusCode::OK, &["The deletion is cancelled."]);
         let list = c.get("/manage").await;
         assert!(!list.body.contains("deletion scheduled"), "{}", list.body);
     })
@@ -656,23 +661,84 @@ async fn invites_add_users_once_and_users_can_be_removed() {
             .post(&format!("/manage/users/{alice_id}/remove"), &[])
             .await
             .assert(StatusCode::BAD_REQUEST, &["cannot remove yourself"]);
+        // "Remove" asks first; nothing changes until it is confirmed.
+        let path = format!("/manage/users/{dave_id}/remove");
+        alice.post(&path, &[]).await.assert(
+            StatusCode::OK,
+            &[
+                "Remove <strong>dave@example.net</strong> from this account?",
+                "Keep this user",
+            ],
+        );
+        assert_eq!(dave.get("/manage").await.status, StatusCode::OK);
+        let removed = alice.post(&path, &[("confirm", "yes")]).await;
+        assert_eq!(removed.status, StatusCode::SEE_OTHER);
+        alice
+            .get(removed.location())
+            .await
+            .assert(StatusCode::OK, &["The user is removed from this account."]);
+        assert!(!alice.get("/manage/users").await.body.contains("is removed"));
+        assert_eq!(dave.get("/manage").await.location(), "/login");
+        // Dave can still log in, to no account: the account's pages send
+        // him to the page that says so.
+        let dave_login = [
+            ("email", "dave@example.net"),
+            ("password", "daves password"),
+        ];
         assert_eq!(
-            alice
-                .post(&format!("/manage/users/{dave_id}/remove"), &[])
-                .await
-                .status,
+            dave.post("/login", &dave_login).await.status,
             StatusCode::SEE_OTHER
         );
-        assert_eq!(dave.get("/manage").await.location(), "/login");
-        dave.post(
-            "/login",
-            &[
-                ("email", "dave@example.net"),
-                ("password", "daves password"),
-            ],
-        )
-        .await
-        .assert(StatusCode::UNAUTHORIZED, &[]);
+        for path in [
+            "/manage",
+            "/manage/users",
+            "/manage/servers/1",
+            "/manage/vendor",
+        ] {
+            assert_eq!(
+                dave.get(path).await.location(),
+                "/manage/no-account",
+                "{path}"
+            );
+        }
+        dave.get("/manage/no-account")
+            .await
+            .assert(StatusCode::OK, &["not part of any account now"]);
+        // Alice can invite him again; he joins with the password he has.
+        let again = alice
+            .post("/manage/users/invite", &[("email", "dave@example.net")])
+            .await;
+        again.assert(StatusCode::OK, &["/invite/"]);
+        let link = between(&again.body, "id=\"invite-link\" href=\"", "\"").expect("link");
+        dave.get(&link).await.assert(
+            StatusCode::OK,
+            &["which already has a login", "Join the account"],
+        );
+        dave.post(&link, &[("password", "not his password")])
+            .await
+            .assert(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &["The password is wrong."],
+            );
+        assert_eq!(dave.get("/manage").await.location(), "/manage/no-account");
+        let joined = dave.post(&link, &[("password", "daves password")]).await;
+        assert_eq!(joined.location(), "/manage", "{}", joined.body);
+        dave.get("/manage/users")
+            .await
+            .assert(StatusCode::OK, &["alice@example.net", "dave@example.net"]);
+        // Removed once more, he starts an account of his own instead.
+        alice.post(&path, &[("confirm", "yes")]).await;
+        dave.post("/login", &dave_login).await;
+        let own = dave.post("/manage/no-account", &[]).await;
+        assert_eq!(own.location(), "/manage");
+        let users = dave.get("/manage/users").await;
+        users.assert(StatusCode::OK, &["dave@example.net"]);
+        assert!(!users.body.contains("alice@example.net"));
+        // The invitation of a login that is in an account is refused.
+        alice
+            .post("/manage/users/invite", &[("email", "dave@example.net")])
+            .await
+            .assert(StatusCode::UNPROCESSABLE_ENTITY, &["already has a login"]);
 
         // Withdrawing an open invite.
         alice
@@ -680,12 +746,20 @@ async fn invites_add_users_once_and_users_can_be_removed() {
             .await;
         let users = alice.get("/manage/users").await;
         let invite_id = between(&users.body, "/manage/invites/", "/revoke").expect("invite");
-        assert_eq!(
-            alice
-                .post(&format!("/manage/invites/{invite_id}/revoke"), &[])
-                .await
-                .status,
-            StatusCode::SEE_OTHER
+        let withdrawn = alice
+            .post(&format!("/manage/invites/{invite_id}/revoke"), &[])
+            .await;
+        assert_eq!(withdrawn.status, StatusCode::SEE_OTHER);
+        alice
+            .get(withdrawn.location())
+            .await
+            .assert(StatusCode::OK, &["The invitation is withdrawn."]);
+        // A made-up notice name shows nothing.
+        let page = alice.get("/manage/users?done=%3Cb%3Eowned").await;
+        assert!(
+            !page.raw.contains("class=\"notice\" role=\"status\""),
+            "{}",
+            page.raw
         );
     })
     .await;
@@ -981,6 +1055,10 @@ async fn staff_monitors_vendor_zones_accounts_audit() {
             )
             .await;
         assert_eq!(ok.status, StatusCode::SEE_OTHER);
+        op.get(ok.location()).await.assert(
+            StatusCode::OK,
+            &["Your application is sent; staff will review it.", "acme-os"],
+        );
         op.post(
             "/manage/vendor",
             &[

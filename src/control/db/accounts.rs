@@ -9,9 +9,13 @@ use super::{Db, DbError, Tx, new_token, now, token_hash};
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct User {
     pub id: i64,
+    /// The account; meaningless while `in_account` is false.
     pub account_id: i64,
     pub email: String,
     pub role: String,
+    /// False for a user removed from their account: they can log in, but
+    /// see no account until one invites them again or they start one.
+    pub in_account: bool,
 }
 
 impl User {
@@ -25,6 +29,7 @@ impl User {
             account_id: row.try_get("account_id")?,
             email: row.try_get("email")?,
             role: row.try_get("role")?,
+            in_account: row.try_get::<Option<i64>, _>("removed_at")?.is_none(),
         })
     }
 }
@@ -39,14 +44,7 @@ pub async fn create_account_with_user(
     password_hash: &str,
     role: &str,
 ) -> Result<User, DbError> {
-    let ts = now();
-    let account_id: i64 =
-        sqlx::query("INSERT INTO accounts (name, created_at) VALUES ($1, $2) RETURNING id")
-            .bind(email)
-            .bind(ts)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("id")?;
+    let account_id = insert_account(tx, email).await?;
     insert_user(tx, account_id, email, password_hash, role).await
 }
 
@@ -74,14 +72,16 @@ pub async fn insert_user(
         account_id,
         email: email.to_string(),
         role: role.to_string(),
+        in_account: true,
     })
 }
 
-/// The user and the stored password hash, for login. Removed users are absent.
+/// The user and the stored password hash, for login (removed users too:
+/// they log in to no account).
 pub async fn find_login(db: &Db, email: &str) -> Result<Option<(User, String)>, DbError> {
     let row = sqlx::query(
-        "SELECT id, account_id, email, role, password_hash FROM users
-         WHERE email = $1 AND removed_at IS NULL",
+        "SELECT id, account_id, email, role, removed_at, password_hash FROM users
+         WHERE email = $1",
     )
     .bind(email)
     .fetch_optional(&db.pool)
@@ -98,6 +98,11 @@ pub async fn email_exists(db: &Db, email: &str) -> Result<bool, DbError> {
         .fetch_optional(&db.pool)
         .await?;
     Ok(row.is_some())
+}
+
+/// The login of an email, if any (removed users too).
+pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, DbError> {
+    Ok(find_login(db, email).await?.map(|(user, _)| user))
 }
 
 /// Starts a session; returns the cookie value (only its hash is stored).
@@ -123,9 +128,9 @@ pub async fn create_session(db: &Db, user_id: i64) -> Result<String, DbError> {
 
 pub async fn session_user(db: &Db, token: &str) -> Result<Option<User>, DbError> {
     let row = sqlx::query(
-        "SELECT u.id, u.account_id, u.email, u.role FROM sessions s
+        "SELECT u.id, u.account_id, u.email, u.role, u.removed_at FROM sessions s
          JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.removed_at IS NULL",
+         WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
     .bind(token_hash(token))
     .bind(now())
@@ -144,13 +149,37 @@ pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
 
 pub async fn list_users(db: &Db, account_id: i64) -> Result<Vec<User>, DbError> {
     let rows = sqlx::query(
-        "SELECT id, account_id, email, role FROM users
+        "SELECT id, account_id, email, role, removed_at FROM users
          WHERE account_id = $1 AND removed_at IS NULL ORDER BY email",
     )
     .bind(account_id)
     .fetch_all(&db.pool)
     .await?;
     rows.iter().map(User::from_row).collect()
+}
+
+/// Puts a user who is in no account into `account_id` (an invitation
+/// accepted, or an account of their own); false if they are in one.
+pub async fn join_account(tx: &mut Tx, user_id: i64, account_id: i64) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE users SET account_id = $1, removed_at = NULL
+         WHERE id = $2 AND removed_at IS NOT NULL",
+    )
+    .bind(account_id)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A new, empty account named `name`; its id.
+pub async fn insert_account(tx: &mut Tx, name: &str) -> Result<i64, DbError> {
+    let row = sqlx::query("INSERT INTO accounts (name, created_at) VALUES ($1, $2) RETURNING id")
+        .bind(name)
+        .bind(now())
+        .fetch_one(&mut **tx)
+        .await?;
+    row.try_get("id")
 }
 
 /// Removes a user of `account_id`; false when there is no such user there.

@@ -12,6 +12,7 @@ use super::form::{
     FieldErrors, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, RowId, check_email, check_new_password,
 };
 use super::i18n::{self, tr, trf};
+use super::notice::{self, Notice};
 use super::session::{self, CurrentUser, LoginLimit, MaybeUser};
 use super::{AppState, client_addr, html};
 use crate::control::db::accounts::{self, User};
@@ -321,7 +322,13 @@ pub async fn invite_create(
             String::new()
         }
     };
-    if errors.is_empty() && accounts::email_exists(&state.db, &email).await? {
+    // A login removed from its account may be invited again; one in an
+    // account may not (one login belongs to one account).
+    if errors.is_empty()
+        && accounts::find_by_email(&state.db, &email)
+            .await?
+            .is_some_and(|u| u.in_account)
+    {
         errors.add(
             "email",
             tr("This address already has a login; one login belongs to one account."),
@@ -385,7 +392,15 @@ pub async fn invite_revoke(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&i18n::url("/manage/users")).into_response())
+    Ok(notice::redirect("/manage/users", Notice::InviteWithdrawn))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RemoveForm {
+    pub csrf: String,
+    /// "yes" from the confirmation page; without it, that page is shown.
+    pub confirm: String,
 }
 
 pub async fn user_remove(
@@ -393,13 +408,25 @@ pub async fn user_remove(
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
     RowId(id): RowId,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<RemoveForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
     if id == user.id {
         return Err(AppError::BadRequest(
             tr("You cannot remove yourself; ask another user of the account.").into(),
         ));
+    }
+    if form.confirm != "yes" {
+        let users = accounts::list_users(&state.db, user.account_id).await?;
+        let removed = users
+            .into_iter()
+            .find(|u| u.id == id)
+            .ok_or(AppError::NotFound)?;
+        return html(
+            StatusCode::OK,
+            "user_remove.html",
+            state.page(&Some(user), &csrf, ctx! { removed }),
+        );
     }
     let mut tx = state.db.begin().await?;
     if !accounts::remove_user(&mut tx, user.account_id, id).await? {
@@ -414,7 +441,7 @@ pub async fn user_remove(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&i18n::url("/manage/users")).into_response())
+    Ok(notice::redirect("/manage/users", Notice::UserRemoved))
 }
 
 #[derive(Deserialize, Default)]
@@ -434,7 +461,10 @@ pub async fn invite_form(
     let invite = accounts::find_open_invite(&state.db, &token)
         .await?
         .ok_or(AppError::NotFound)?;
-    let ctx = ctx! { invite, token, errors => FieldErrors::default() };
+    let existing = accounts::find_by_email(&state.db, &invite.email)
+        .await?
+        .is_some();
+    let ctx = ctx! { invite, token, existing, errors => FieldErrors::default() };
     html(StatusCode::OK, "invite.html", state.page(&user, &csrf, ctx))
 }
 
@@ -450,12 +480,50 @@ pub async fn invite_accept(
         .await?
         .ok_or(AppError::NotFound)?;
     let mut errors = FieldErrors::default();
-    check_new_password(&form.password, &form.password2, &mut errors);
-    if errors.is_empty() && accounts::email_exists(&state.db, &invite.email).await? {
-        errors.add("password", tr("This email address already has a login."));
+    // An invited email that has a login (a user removed from an account):
+    // its owner proves it with their password, which stays as it is.
+    let existing = accounts::find_login(&state.db, &invite.email).await?;
+    if let Some((existing_user, hash)) = existing {
+        if existing_user.in_account {
+            errors.add("password", tr("This email address already has a login."));
+        } else if form.password.len() > MAX_PASSWORD_LEN
+            || !session::verify_password_bounded(&state, form.password.clone(), Some(hash)).await?
+        {
+            errors.add("password", tr("The password is wrong."));
+        }
+        if errors.is_empty() {
+            let mut tx = state.db.begin().await?;
+            if !accounts::use_invite(&mut tx, invite.id).await?
+                || !accounts::join_account(&mut tx, existing_user.id, invite.account_id).await?
+            {
+                return Err(AppError::NotFound);
+            }
+            audit::record(
+                &mut tx,
+                &actor(&existing_user),
+                "invite.accept",
+                &format!("invite:{}", invite.id),
+                &invite.email,
+            )
+            .await?;
+            tx.commit().await?;
+            let joined = accounts::User {
+                account_id: invite.account_id,
+                in_account: true,
+                ..existing_user
+            };
+            return start_session(&state, &joined, "/manage").await;
+        }
+        let ctx = ctx! { invite, token, errors, existing => true };
+        return html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invite.html",
+            state.page(&user, &csrf, ctx),
+        );
     }
+    check_new_password(&form.password, &form.password2, &mut errors);
     if !errors.is_empty() {
-        let ctx = ctx! { invite, token, errors };
+        let ctx = ctx! { invite, token, errors, existing => false };
         return html(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invite.html",
@@ -479,4 +547,51 @@ pub async fn invite_accept(
     .await?;
     tx.commit().await?;
     start_session(&state, &created, "/manage").await
+}
+
+/// What a user removed from their account sees instead of its pages.
+pub async fn no_account(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    match &user {
+        None => Err(AppError::LoginRequired),
+        Some(u) if u.in_account => Ok(Redirect::to(&i18n::url("/manage")).into_response()),
+        Some(_) => html(
+            StatusCode::OK,
+            "no_account.html",
+            state.page(&user, &csrf, ctx! {}),
+        ),
+    }
+}
+
+/// A user in no account starts one of their own.
+pub async fn start_account(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    csrf: CsrfToken,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let user = user.ok_or(AppError::LoginRequired)?;
+    if user.in_account {
+        return Ok(Redirect::to(&i18n::url("/manage")).into_response());
+    }
+    let mut tx = state.db.begin().await?;
+    let account_id = accounts::insert_account(&mut tx, &user.email).await?;
+    if !accounts::join_account(&mut tx, user.id, account_id).await? {
+        // Invited into one meanwhile: nothing to start.
+        return Ok(Redirect::to(&i18n::url("/manage")).into_response());
+    }
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "account.create",
+        &format!("account:{account_id}"),
+        &user.email,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&i18n::url("/manage")).into_response())
 }

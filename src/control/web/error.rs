@@ -14,6 +14,9 @@ pub enum AppError {
     Forbidden,
     /// A page that needs a login; sends the browser to the login form.
     LoginRequired,
+    /// A page of an account, for a user removed from theirs: sends the
+    /// browser to the page that says so.
+    NoAccount,
     /// The form's CSRF token did not match the cookie.
     Csrf,
     /// A request we cannot act on, with a message for the person.
@@ -46,6 +49,9 @@ impl IntoResponse for AppError {
                 tr("This page needs staff rights.").to_string(),
             ),
             AppError::LoginRequired => return Redirect::to(&i18n::url("/login")).into_response(),
+            AppError::NoAccount => {
+                return Redirect::to(&i18n::url("/manage/no-account")).into_response();
+            }
             AppError::Csrf => (
                 StatusCode::FORBIDDEN,
                 tr("Form expired"),

@@ -12,7 +12,8 @@
 //! `nodes` where each DNS node stands; `api` the JSON API; `admin` the CLI;
 //! `session`/`csrf` who is asking and form protection, `client_addr` from
 //! where, `hashing` the bounded password hasher; `error` the one place
-//! errors become responses; `templates`/`graph` rendering.
+//! errors become responses; `notice` the line a page shows after an
+//! action; `templates`/`graph` rendering.
 
 /// `minijinja::context!` for serde values: `ctx! { servers, form => f }`.
 macro_rules! ctx {
@@ -39,6 +40,7 @@ pub mod listener;
 pub mod metrics;
 pub mod news;
 pub mod nodes;
+pub mod notice;
 pub mod public;
 pub mod servers;
 pub mod session;
@@ -693,6 +695,10 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         .route("/manage/invites/{id}/revoke", post(account::invite_revoke))
         // An operator's servers.
         .route("/manage", get(servers::list))
+        .route(
+            "/manage/no-account",
+            get(account::no_account).post(account::start_account),
+        )
         .route("/manage/servers", post(servers::add))
         .route(
             "/manage/servers/{id}",
@@ -746,7 +752,8 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             csrf::ensure_token,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(notice::read));
     let router = guarded(router, &state);
     let router = if with_internal {
         router.route("/metrics", get(metrics::scrape))

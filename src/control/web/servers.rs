@@ -14,6 +14,7 @@ use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::{FieldErrors, RowId};
 use super::i18n::{self, tr, trf};
+use super::notice::{self, Notice};
 use super::session::CurrentUser;
 use super::{AppState, html};
 use crate::control::db::accounts::User;
@@ -397,7 +398,10 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&i18n::url(&format!("/manage/servers/{id}"))).into_response())
+    Ok(notice::redirect(
+        &format!("/manage/servers/{id}"),
+        Notice::Saved,
+    ))
 }
 
 pub async fn schedule_deletion(
@@ -458,7 +462,10 @@ pub async fn schedule_deletion(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&i18n::url(&format!("/manage/servers/{id}"))).into_response())
+    Ok(notice::redirect(
+        &format!("/manage/servers/{id}"),
+        Notice::DeletionScheduled,
+    ))
 }
 
 pub async fn cancel_deletion(
@@ -485,5 +492,8 @@ pub async fn cancel_deletion(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&i18n::url(&format!("/manage/servers/{id}"))).into_response())
+    Ok(notice::redirect(
+        &format!("/manage/servers/{id}"),
+        Notice::DeletionCancelled,
+    ))
 }

@@ -147,7 +147,8 @@ pub fn cookie_header(name: &str, value: &str, max_age: Option<i64>, secure: bool
 /// The visitor, logged in or not.
 pub struct MaybeUser(pub Option<User>);
 
-/// A logged-in user (operator or staff); others are sent to /login.
+/// A logged-in user (operator or staff) of an account; others are sent to
+/// /login, and a user removed from their account to the page that says so.
 pub struct CurrentUser(pub User);
 
 /// A logged-in staff user; operators get 403.
@@ -177,7 +178,8 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         match MaybeUser::from_request_parts(parts, state).await? {
-            MaybeUser(Some(user)) => Ok(CurrentUser(user)),
+            MaybeUser(Some(user)) if user.in_account => Ok(CurrentUser(user)),
+            MaybeUser(Some(_)) => Err(AppError::NoAccount),
             MaybeUser(None) => Err(AppError::LoginRequired),
         }
     }

@@ -65,6 +65,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../web/templates/users.html"),
     ),
     (
+        "no_account.html",
+        include_str!("../../../web/templates/no_account.html"),
+    ),
+    (
+        "user_remove.html",
+        include_str!("../../../web/templates/user_remove.html"),
+    ),
+    (
         "vendor.html",
         include_str!("../../../web/templates/vendor.html"),
     ),
@@ -152,6 +160,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         Value::from(minijinja::value::Serde(i18n::alternates()))
     });
     env.add_function("default_page", i18n::default_page);
+    env.add_function("action_notice", super::notice::current);
     env.add_function("lang", || {
         let l = i18n::current();
         minijinja::context! { code => l.code, tag => l.tag, dir => l.dir, english => l.is_english() }

@@ -4,14 +4,15 @@
 use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::account::actor;
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::FieldErrors;
-use super::i18n::{self, tr};
+use super::i18n::tr;
+use super::notice::{self, Notice};
 use super::session::CurrentUser;
 use super::{AppState, html};
 use crate::control::db::accounts::User;
@@ -142,5 +143,5 @@ pub async fn vendor_apply(
     )
     .await?;
     tx.commit().await?;
-    Ok(Redirect::to(&i18n::url("/manage/vendor")).into_response())
+    Ok(notice::redirect("/manage/vendor", Notice::VendorApplied))
 }
