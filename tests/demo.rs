@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use support::{Ask, parse_reply, query, udp_exchange};
 use timepool::demo::{Demo, DemoConfig};
-use timepool::monitor::ntp::responder::Behaviour;
+use timepool::shared::ntp::responder::Behaviour;
 
 /// Every address in the answers of `name` (A and AAAA, asked a few times so
 /// the weighted sampling shows every server of a small zone), located in

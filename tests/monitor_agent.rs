@@ -19,8 +19,8 @@ use sqlx::Row;
 use timepool::control::db::Db;
 use timepool::control::web::{AppState, router};
 use timepool::monitor::agent::MonitorArgs;
-use timepool::monitor::ntp::KissCode;
-use timepool::monitor::ntp::responder::{Behaviour, Responder};
+use timepool::shared::ntp::KissCode;
+use timepool::shared::ntp::responder::{Behaviour, Responder};
 
 const HEALTHY: &str = "127.0.0.2";
 const RATE_LIMITED: &str = "127.0.0.3";
@@ -102,7 +102,7 @@ impl Chronyd {
 
     /// Wait (up to 20 s) until it answers an SNTP request.
     async fn wait_until_answering(&self, ip: &str, port: u16) {
-        use timepool::monitor::ntp::client::{CheckConfig, check};
+        use timepool::shared::ntp::client::{CheckConfig, check};
         let server = SocketAddr::new(ip.parse().expect("ip"), port);
         let config = CheckConfig {
             samples: 1,

@@ -371,7 +371,7 @@ fn the_checker_finds_what_it_should() {
         ("dns::zone", "use crate::{dns::{wire, answer}};", false),
         (
             "dns::zone",
-            "fn f() { crate::monitor::ntp::check(); }",
+            "fn f() { crate::monitor::agent::run(); }",
             false,
         ),
         ("dns::zone", "use crate::dns::answer::respond;", false),

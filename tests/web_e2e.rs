@@ -378,12 +378,33 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     std::fs::create_dir_all(&shots).expect("screenshot dir");
 
     let data_dir = work.join("data").to_string_lossy().to_string();
+    // The NTP server the operator adds: the web app asks it the time
+    // before it joins (the join check).
+    // (A worker thread: the responder answers while the test drives the
+    // browser.)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ntp = runtime
+        .block_on(timepool::shared::ntp::responder::Responder::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            timepool::shared::ntp::responder::Behaviour::Offset {
+                offset: 0.001,
+                stratum: 2,
+            },
+        ))
+        .expect("NTP responder");
+    let ntp_port = ntp.local_addr().port().to_string();
     let (server, port) = start_web(
         &[
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
             &data_dir,
+            "--join-check-port",
+            &ntp_port,
             "--allow-loopback",
             "--origin",
             "pool.example.org",

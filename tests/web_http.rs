@@ -1233,3 +1233,114 @@ async fn geoip_places_new_servers() {
     })
     .await;
 }
+
+/// Simulated NTP servers on loopback addresses, all on one UDP port (the
+/// join check asks every server on the same port).
+async fn responders_on_one_port(
+    servers: &[(&str, timepool::shared::ntp::responder::Behaviour)],
+) -> (Vec<timepool::shared::ntp::responder::Responder>, u16) {
+    use timepool::shared::ntp::responder::Responder;
+    for _ in 0..100 {
+        let first_addr = std::net::SocketAddr::new(servers[0].0.parse().expect("ip"), 0);
+        let Ok(first) = Responder::start(first_addr, servers[0].1).await else {
+            continue;
+        };
+        let port = first.local_addr().port();
+        let mut started = vec![first];
+        for (address, behaviour) in &servers[1..] {
+            let addr = std::net::SocketAddr::new(address.parse().expect("ip"), port);
+            match Responder::start(addr, *behaviour).await {
+                Ok(responder) => started.push(responder),
+                Err(_) => break,
+            }
+        }
+        if started.len() == servers.len() {
+            return (started, port);
+        }
+    }
+    panic!("no UDP port free on all test addresses");
+}
+
+#[tokio::test]
+async fn a_server_must_answer_the_time_before_it_joins() {
+    use timepool::shared::ntp::responder::Behaviour;
+    let good = Behaviour::Offset {
+        offset: 0.002,
+        stratum: 2,
+    };
+    let (responders, port) = responders_on_one_port(&[
+        ("127.0.0.61", good),
+        ("127.0.0.62", Behaviour::Silent),
+        (
+            "127.0.0.63",
+            Behaviour::Offset {
+                offset: 0.0,
+                stratum: 0,
+            },
+        ),
+        (
+            "127.0.0.64",
+            Behaviour::Offset {
+                offset: 0.0,
+                stratum: 6,
+            },
+        ),
+        (
+            "127.0.0.65",
+            Behaviour::Offset {
+                offset: 30.0,
+                stratum: 2,
+            },
+        ),
+    ])
+    .await;
+    let responders = std::sync::Arc::new(responders);
+    web_support::for_each_engine_configured(
+        move |settings| {
+            settings.allow_loopback = true;
+            settings.join_check = Some(timepool::control::web::join_check::JoinCheck {
+                port,
+                samples: 1,
+                timeout: std::time::Duration::from_millis(500),
+            });
+        },
+        |app| {
+            let responders = responders.clone();
+            async move {
+                let mut c = app.client();
+                c.signup("joins@example.net").await;
+                let add = |address: &'static str| {
+                    vec![("address", address), ("zone", "de"), ("netspeed", "10000")]
+                };
+                for (address, reason) in [
+                    ("127.0.0.62", "did not answer an NTP query"),
+                    ("127.0.0.63", "answered with stratum 0"),
+                    ("127.0.0.64", "answered with stratum 6"),
+                    ("127.0.0.65", "is 30.0 seconds off"),
+                ] {
+                    let r = c.post("/manage/servers", &add(address)).await;
+                    r.assert(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &[reason, &format!("value=\"{address}\"")],
+                    );
+                    assert!(
+                        servers::get_by_address(&app.db, address)
+                            .await
+                            .expect("db")
+                            .is_none(),
+                        "{address} was added"
+                    );
+                }
+                let r = c.post("/manage/servers", &add("127.0.0.61")).await;
+                assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+                // The silent one fixed: trying again works.
+                responders[1].set_behaviour(good);
+                let r = c.post("/manage/servers", &add("127.0.0.62")).await;
+                assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+                // Both engines run this test: the next one starts afresh.
+                responders[1].set_behaviour(Behaviour::Silent);
+            }
+        },
+    )
+    .await;
+}

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 
 use crate::control::web::BoxError;
-use crate::monitor::ntp::packet::KissCode;
-use crate::monitor::ntp::responder::Behaviour;
+use crate::shared::ntp::packet::KissCode;
+use crate::shared::ntp::responder::Behaviour;
 
 /// One simulated NTP server.
 #[derive(Clone, Copy, Debug)]

@@ -36,7 +36,7 @@ use crate::dns::server::{
     DnsConfig, DnsServer, PullClient, SnapshotSource, SnapshotTrust, TcpSettings, UdpSettings,
 };
 use crate::monitor::agent::MonitorArgs;
-use crate::monitor::ntp::responder::{Behaviour, Responder};
+use crate::shared::ntp::responder::{Behaviour, Responder};
 
 mod banner;
 mod fixtures;
@@ -220,6 +220,12 @@ impl Demo {
             origin: ORIGIN.to_string(),
             community_url: "https://community.ntppool.org/".to_string(),
             allow_loopback: true,
+            // A server added in the demo is asked the time where the
+            // demo's simulated servers answer.
+            join_check: Some(crate::control::web::join_check::JoinCheck {
+                port: ntp_port,
+                ..Default::default()
+            }),
             secure_cookies: false,
             counts_cache_secs: 2,
             geoip: Some(geoip.clone()),

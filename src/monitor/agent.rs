@@ -1,5 +1,5 @@
 //! `timepool monitor`: the monitoring agent. It asks the control plane for a
-//! batch of servers, checks each with SNTP (`crate::monitor::ntp`), and submits the
+//! batch of servers, checks each with SNTP (`crate::shared::ntp`), and submits the
 //! results with the batch id, in a loop.
 //!
 //! - Checks run concurrently, at most `concurrency` at a time.
@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
 
-use crate::monitor::ntp::{CheckConfig, check};
+use crate::shared::ntp::{CheckConfig, check};
 
 /// `timepool monitor` flags.
 #[derive(clap::Args, Debug, Clone)]

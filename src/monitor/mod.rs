@@ -1,10 +1,9 @@
-//! The monitor wing: the monitoring agent (`timepool monitor`) and the
-//! SNTP it checks servers with.
+//! The monitor wing: the monitoring agent (`timepool monitor`); the SNTP
+//! it checks servers with is `shared::ntp`.
 //!
 //! In dependency order, each module using only those above it (and the
 //! shared floor):
 //!
-//! - `ntp`: SNTP: the packet, the client check, the test responder;
 //! - `agent`: asks the control plane for servers, checks them, submits
 //!   the results in the monitor protocol (`shared::monitor_protocol`).
 //!
@@ -12,4 +11,3 @@
 //! to the control plane only over its HTTP API, never through its code.
 
 pub mod agent;
-pub mod ntp;

@@ -20,6 +20,8 @@
 //! - `snapshot`: the snapshot format, parsed and validated into a spec,
 //!   and its Ed25519 signatures;
 //! - `monitor_protocol`: the monitor protocol's results and error texts;
+//! - `ntp`: SNTP: the packet, the client check (the monitor's checks and
+//!   the web app's check of a server before it joins), the test responder;
 //! - `http_client`: the TLS client of the DNS node and the monitor (only
 //!   in builds with one of them).
 //!
@@ -35,6 +37,8 @@ pub mod geo;
 pub mod http_client;
 pub mod monitor_protocol;
 pub mod netaddr;
+#[cfg(any(feature = "control", feature = "monitor"))]
+pub mod ntp;
 pub mod process;
 pub mod prometheus;
 pub mod signals;

@@ -69,6 +69,9 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         origin: "pool.example.org".to_string(),
         community_url: "https://community.example.org/".to_string(),
         allow_loopback,
+        // Tests add documentation and public addresses: nothing is sent
+        // to them (tests/web_join_check.rs turns the check on).
+        join_check: None,
         secure_cookies: false,
         // Tests read counts right after changing servers.
         counts_cache_secs: 0,

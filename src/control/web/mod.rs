@@ -8,7 +8,8 @@
 //! request timeout, headers); `listener` the accept loop (TLS via `tls`,
 //! connection cap, header timeout); `public` pages anyone can see;
 //! `account` sign-up, login, users and invites; `servers` an operator's
-//! servers; `vendor` vendor zone applications; `staff` staff pages;
+//! servers (`address` what may be added, `join_check` the NTP query a new
+//! server must answer); `vendor` vendor zone applications; `staff` staff pages;
 //! `nodes` where each DNS node stands; `api` the JSON API; `admin` the CLI;
 //! `session`/`csrf` who is asking and form protection, `client_addr` from
 //! where, `hashing` the bounded password hasher; `error` the one place
@@ -36,6 +37,7 @@ pub mod graph;
 pub mod hashing;
 pub mod i18n;
 pub mod ingest;
+pub mod join_check;
 pub mod listener;
 pub mod metrics;
 pub mod news;
@@ -93,6 +95,13 @@ pub struct WebArgs {
     /// Accept loopback addresses as servers (tests and demos only).
     #[arg(long, env = "TIMEPOOL_ALLOW_LOOPBACK")]
     pub allow_loopback: bool,
+    /// Add servers without first asking them the time (instances that
+    /// cannot send NTP; tests).
+    #[arg(long, env = "TIMEPOOL_NO_JOIN_CHECK")]
+    pub no_join_check: bool,
+    /// The UDP port a new server is asked the time on [default: 123].
+    #[arg(long, env = "TIMEPOOL_JOIN_CHECK_PORT")]
+    pub join_check_port: Option<u16>,
     /// Mark cookies Secure (when served over HTTPS).
     #[arg(long, env = "TIMEPOOL_SECURE_COOKIES")]
     pub secure_cookies: bool,
@@ -197,6 +206,8 @@ pub struct FileConfig {
     pub origin: Option<String>,
     pub community_url: Option<String>,
     pub allow_loopback: Option<bool>,
+    pub join_check: Option<bool>,
+    pub join_check_port: Option<u16>,
     pub secure_cookies: Option<bool>,
     pub counts_cache_secs: Option<u64>,
     pub geoip: Option<PathBuf>,
@@ -262,6 +273,8 @@ pub struct Settings {
     /// The pages' "Community" link.
     pub community_url: String,
     pub allow_loopback: bool,
+    /// How a server is checked before it joins; `None`: not at all.
+    pub join_check: Option<join_check::JoinCheck>,
     pub secure_cookies: bool,
     /// How long zone counts (home, zone pages, API) are reused; 0 = always fresh.
     pub counts_cache_secs: u64,
@@ -468,6 +481,12 @@ impl Settings {
             origin,
             community_url,
             allow_loopback: args.allow_loopback || file.allow_loopback.unwrap_or(false),
+            join_check: (!args.no_join_check && file.join_check.unwrap_or(true)).then(|| {
+                join_check::JoinCheck {
+                    port: args.join_check_port.or(file.join_check_port).unwrap_or(123),
+                    ..join_check::JoinCheck::default()
+                }
+            }),
             // Over HTTPS cookies are Secure whatever the setting says.
             secure_cookies: args.secure_cookies
                 || file.secure_cookies.unwrap_or(false)

@@ -14,6 +14,7 @@ use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::{FieldErrors, RowId};
 use super::i18n::{self, tr, trf};
+use super::join_check;
 use super::notice::{self, Notice};
 use super::session::CurrentUser;
 use super::{AppState, html};
@@ -199,6 +200,28 @@ pub async fn add(
             "zone",
             tr("We cannot tell where this server is; choose its country."),
         );
+    }
+    if errors.is_empty() && planned.len() > join_check::MAX_ADDRESSES {
+        errors.add(
+            "address",
+            trf(
+                "This hostname has {count} addresses; add at most {max} at once, by address.",
+                &[
+                    ("count", planned.len().to_string()),
+                    ("max", join_check::MAX_ADDRESSES.to_string()),
+                ],
+            ),
+        );
+    }
+    // Last, when all else is right: the server must answer (outside any
+    // transaction: this waits on the network).
+    if errors.is_empty()
+        && let Some(settings) = &state.settings.join_check
+    {
+        let addresses: Vec<IpAddr> = planned.iter().map(|(addr, _)| *addr).collect();
+        if let Err(message) = join_check::check_all(settings, &addresses).await {
+            errors.add("address", message);
+        }
     }
     if !errors.is_empty() {
         return list_page(

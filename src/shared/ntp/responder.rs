@@ -116,7 +116,7 @@ async fn serve(socket: UdpSocket, behaviour: Arc<Mutex<Behaviour>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::ntp::client::{CheckConfig, CheckError, check};
+    use crate::shared::ntp::client::{CheckConfig, CheckError, check};
     use std::time::Duration;
 
     fn fast() -> CheckConfig {

@@ -1,8 +1,9 @@
-//! SNTP for the monitor: the packet header, the client check, and the test
+//! SNTP: the packet header, the client check (the monitor's checks, and
+//! the control plane's check of a server before it joins), and the test
 //! responder.
 //!
 //! Architecture invariant: no web, database or DNS types; tokio UDP only.
-//! The DNS path never imports this module.
+//! The DNS path never imports this module (it is not in a DNS-only build).
 
 pub mod client;
 pub mod packet;
