@@ -25,6 +25,8 @@ need chromium command -v chromium
 # The browser test's Chinese and Japanese screenshots need CJK glyphs.
 need fonts-noto-cjk test -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 need chrony command -v chronyd
+# A real SMTP server for the mail tests (Debian's, run with /usr/bin/python3).
+need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
 # ip: the DNS edge tests make network namespaces with addresses of their own.
 need iproute2 command -v ip
 install_needed
@@ -56,7 +58,7 @@ echo "PostgreSQL at $TIMEPOOL_TEST_PG_URL"
 
 step "cargo test (unit, integration on SQLite and PostgreSQL, browser, chronyd, corpus replay, benchmark smoke runs)"
 # --all-targets also runs every criterion benchmark once, as a smoke test.
-TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 cargo test --all-targets
+TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 TIMEPOOL_SMTP_REQUIRED=1 cargo test --all-targets
 cargo test --doc
 
 step "snapshot check"

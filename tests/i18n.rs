@@ -437,6 +437,8 @@ async fn every_page_renders_in_every_language_without_english_left() {
                 "/scores/127.0.0.5".into(),
                 "/login".into(),
                 "/signup".into(),
+                "/reset".into(),
+                "/login?done=password-changed".into(),
                 format!("/invite/{invite}"),
                 invite_again,
             ];

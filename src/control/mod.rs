@@ -12,6 +12,7 @@
 //!   forms;
 //! - `db`: the database (SQLite or PostgreSQL), one module per table
 //!   family; all the SQL of the control plane is here;
+//! - `mail`: the mail sender (the queue in `db::mail` to SMTP);
 //! - `zone_builder`: reads the database, applies the zone rules, checks
 //!   and publishes the snapshot (file and `GET /api/v1/snapshot`);
 //! - `web`: the axum app, the ingest API and the `admin` command.
@@ -21,6 +22,7 @@
 //! through the monitor protocol; it never answers DNS.
 
 pub mod db;
+pub mod mail;
 pub mod scoring;
 pub mod timefmt;
 pub mod web;

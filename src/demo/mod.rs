@@ -220,6 +220,11 @@ impl Demo {
             origin: ORIGIN.to_string(),
             community_url: "https://community.ntppool.org/".to_string(),
             allow_loopback: true,
+            // No SMTP server: the demo's mails wait in the queue, where
+            // staff read them on /staff/mail.
+            smtp_url: None,
+            mail_from: format!("timepool demo <noreply@{ORIGIN}>"),
+            site_url: format!("http://{web_address}"),
             // A server added in the demo is asked the time where the
             // demo's simulated servers answer.
             join_check: Some(crate::control::web::join_check::JoinCheck {

@@ -73,6 +73,9 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         // to them (tests/web_join_check.rs turns the check on).
         join_check: None,
         secure_cookies: false,
+        smtp_url: None,
+        mail_from: "timepool test <noreply@pool.example.org>".to_string(),
+        site_url: "http://timepool.test".to_string(),
         // Tests read counts right after changing servers.
         counts_cache_secs: 0,
         geoip: None,

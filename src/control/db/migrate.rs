@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/0003_trust.sql"),
     ),
     (4, "news", include_str!("../../../migrations/0004_news.sql")),
+    (5, "mail", include_str!("../../../migrations/0005_mail.sql")),
 ];
 
 fn expand(sql: &str, engine: Engine) -> String {

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod ingest;
 pub mod leases;
 pub mod login_failures;
+pub mod mail;
 pub mod migrate;
 pub mod monitors;
 pub mod news;

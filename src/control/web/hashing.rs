@@ -119,6 +119,17 @@ mod tests {
         assert_eq!(hasher.refused.load(Ordering::Relaxed), 1);
         release.send(()).unwrap();
         assert_eq!(holding.await.unwrap(), Ok(1));
-        assert_eq!(hasher.run(|| 2).await, Ok(2));
+        // Freed, it takes jobs again: once the thread has also taken the
+        // queued one (which may come a moment after the first's reply).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match hasher.run(|| 2).await {
+                Ok(value) => break assert_eq!(value, 2),
+                Err(Busy) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(Busy) => panic!("still busy 10 s after the queue was freed"),
+            }
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! Code map: `mod.rs` settings, the router and its guards (body limits,
 //! request timeout, headers); `listener` the accept loop (TLS via `tls`,
 //! connection cap, header timeout); `public` pages anyone can see;
-//! `account` sign-up, login, users and invites; `servers` an operator's
+//! `account` sign-up, login, users and invites; `reset` password reset
+//! by mail; `servers` an operator's
 //! servers (`address` what may be added, `join_check` the NTP query a new
 //! server must answer); `vendor` vendor zone applications; `staff` staff pages;
 //! `nodes` where each DNS node stands; `api` the JSON API; `admin` the CLI;
@@ -44,6 +45,7 @@ pub mod news;
 pub mod nodes;
 pub mod notice;
 pub mod public;
+pub mod reset;
 pub mod servers;
 pub mod session;
 pub mod staff;
@@ -105,6 +107,18 @@ pub struct WebArgs {
     /// Mark cookies Secure (when served over HTTPS).
     #[arg(long, env = "TIMEPOOL_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// The SMTP server mail goes through: smtp://[user:pass@]host[:port]
+    /// (add ?tls=required for STARTTLS) or smtps://... [default: none:
+    /// mail stays queued, for staff to read on /staff/mail].
+    #[arg(long, env = "TIMEPOOL_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The From of every mail [default: timepool <noreply@ORIGIN>].
+    #[arg(long, env = "TIMEPOOL_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// The site's address as its users reach it, for links in mails
+    /// [default: http://LISTEN, or https:// with --tls-cert].
+    #[arg(long, env = "TIMEPOOL_SITE_URL")]
+    pub site_url: Option<String>,
     /// Seconds the zone counts are reused between page views [default: 10].
     #[arg(long, env = "TIMEPOOL_COUNTS_CACHE_SECS")]
     pub counts_cache_secs: Option<u64>,
@@ -209,6 +223,9 @@ pub struct FileConfig {
     pub join_check: Option<bool>,
     pub join_check_port: Option<u16>,
     pub secure_cookies: Option<bool>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub site_url: Option<String>,
     pub counts_cache_secs: Option<u64>,
     pub geoip: Option<PathBuf>,
     pub snapshot_out: Option<PathBuf>,
@@ -276,6 +293,11 @@ pub struct Settings {
     /// How a server is checked before it joins; `None`: not at all.
     pub join_check: Option<join_check::JoinCheck>,
     pub secure_cookies: bool,
+    /// Mail: the SMTP server (`None`: mail stays queued) and the From.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    /// The site's address for links in mails, without a trailing `/`.
+    pub site_url: String,
     /// How long zone counts (home, zone pages, API) are reused; 0 = always fresh.
     pub counts_cache_secs: u64,
     /// The GeoIP database, if any.
@@ -475,7 +497,24 @@ impl Settings {
                 .or(file.hash_queue)
                 .unwrap_or(8 * hash_threads),
         };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let site_url = args
+            .site_url
+            .clone()
+            .or(file.site_url)
+            .unwrap_or_else(|| format!("{scheme}://{listen}"));
+        if !(site_url.starts_with("https://") || site_url.starts_with("http://")) {
+            return Err(format!("--site-url {site_url:?}: want http:// or https://").into());
+        }
+        let mail_from = args
+            .mail_from
+            .clone()
+            .or(file.mail_from)
+            .unwrap_or_else(|| format!("timepool <noreply@{origin}>"));
         Ok(Settings {
+            smtp_url: args.smtp_url.clone().or(file.smtp_url),
+            mail_from,
+            site_url: site_url.trim_end_matches('/').to_string(),
             listen,
             database_url,
             origin,
@@ -703,6 +742,11 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         // Accounts.
         .route("/signup", get(account::signup_form).post(account::signup))
         .route("/login", get(account::login_form).post(account::login))
+        .route("/reset", get(reset::request_form).post(reset::request))
+        .route(
+            "/reset/{token}",
+            get(reset::password_form).post(reset::set_password),
+        )
         .route("/logout", post(account::logout))
         .route(
             "/invite/{token}",
@@ -749,6 +793,7 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
             post(staff::vendor_decide),
         )
         .route("/staff/audit", get(staff::audit))
+        .route("/staff/mail", get(staff::mail))
         .route(
             "/staff/news",
             get(news::staff_page)
@@ -975,6 +1020,15 @@ pub async fn serve(
         max_connections: settings.limits.max_connections,
         header_timeout: settings.limits.header_timeout,
     };
+    let mail_sender = match &settings.smtp_url {
+        Some(url) => Some(crate::control::mail::Sender::new(url, &settings.mail_from)?),
+        None => {
+            tracing::warn!(
+                "mail is off (no --smtp-url): mails stay queued; staff read them on /staff/mail"
+            );
+            None
+        }
+    };
     let state = AppState::new(db.clone(), settings).with_geo(geo);
     let builder = tokio::spawn(zone_builder::run(
         db.clone(),
@@ -987,6 +1041,13 @@ pub async fn serve(
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
+    });
+    let mailer = mail_sender.map(|sender| {
+        tokio::spawn(crate::control::mail::run(
+            db.clone(),
+            sender,
+            stopping.clone(),
+        ))
     });
     let main = listener::serve(
         listener,
@@ -1010,6 +1071,11 @@ pub async fn serve(
     }
     builder.abort();
     let _ = builder.await;
+    if let Some(mailer) = mailer {
+        // A mail being handed over finishes (it stops at its next pass);
+        // one not sent stays queued for the next start.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(35), mailer).await;
+    }
     if let Err(error) = crate::control::db::leases::release(
         &db,
         crate::control::db::leases::ZONE_BUILDER,

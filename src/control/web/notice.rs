@@ -19,16 +19,18 @@ pub enum Notice {
     VendorApplied,
     UserRemoved,
     InviteWithdrawn,
+    PasswordChanged,
 }
 
 impl Notice {
-    const ALL: [Notice; 6] = [
+    const ALL: [Notice; 7] = [
         Notice::Saved,
         Notice::DeletionScheduled,
         Notice::DeletionCancelled,
         Notice::VendorApplied,
         Notice::UserRemoved,
         Notice::InviteWithdrawn,
+        Notice::PasswordChanged,
     ];
 
     /// The name in the URL and in the templates.
@@ -40,6 +42,7 @@ impl Notice {
             Notice::VendorApplied => "vendor-applied",
             Notice::UserRemoved => "user-removed",
             Notice::InviteWithdrawn => "invite-withdrawn",
+            Notice::PasswordChanged => "password-changed",
         }
     }
 

@@ -253,3 +253,20 @@ pub async fn audit(
         state.page(&Some(user), &csrf, ctx! { entries }),
     )
 }
+
+/// The mail queue: what was sent, what waits and why (and, with mail
+/// off, the mails themselves).
+pub async fn mail(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+) -> Result<Response, AppError> {
+    let mails = crate::control::db::mail::recent(&state.db, 200).await?;
+    let waiting = crate::control::db::mail::waiting(&state.db).await?;
+    let smtp = state.settings.smtp_url.is_some();
+    html(
+        StatusCode::OK,
+        "staff_mail.html",
+        state.page(&Some(user), &csrf, ctx! { mails, waiting, smtp }),
+    )
+}

@@ -109,6 +109,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../web/templates/terms.html"),
     ),
     (
+        "staff_mail.html",
+        include_str!("../../../web/templates/staff_mail.html"),
+    ),
+    (
+        "reset_request.html",
+        include_str!("../../../web/templates/reset_request.html"),
+    ),
+    (
+        "reset_password.html",
+        include_str!("../../../web/templates/reset_password.html"),
+    ),
+    (
         "staff_news.html",
         include_str!("../../../web/templates/staff_news.html"),
     ),

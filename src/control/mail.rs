@@ -1,0 +1,139 @@
+//! The mail sender: takes due mails from the queue (`db::mail`) and hands
+//! them to the SMTP server of `--smtp-url`, retrying with backoff. Pages
+//! only queue mails, in the transaction of what the mail tells of; this
+//! task is the only place that talks SMTP.
+//!
+//! Without `--smtp-url`, mail is off: the mails stay queued and staff
+//! read them on `/staff/mail` (the demo's way of showing them).
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::control::db::{self, Db, DbError, mail};
+
+/// Mails handed to the SMTP server per pass.
+const BATCH: i64 = 50;
+/// How often the queue is looked at.
+pub const POLL: Duration = Duration::from_secs(5);
+/// How long a mail taken by one instance is left alone by the others.
+const CLAIM_SECS: i64 = 300;
+/// The longest wait between two attempts of one mail.
+const MAX_BACKOFF_SECS: i64 = 6 * 3600;
+
+/// What the sender needs: where to send and as whom.
+pub struct Sender {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Sender {
+    /// `smtp://[user:pass@]host[:port][?tls=required]` (STARTTLS when
+    /// `tls=required`) or `smtps://...` (TLS from the start); `from` as
+    /// `Name <address>` or a bare address.
+    pub fn new(smtp_url: &str, from: &str) -> Result<Sender, String> {
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| format!("--mail-from {from:?}: {e}"))?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+            .map_err(|e| format!("--smtp-url: {e}"))?
+            .timeout(Some(Duration::from_secs(30)))
+            .build();
+        Ok(Sender { transport, from })
+    }
+}
+
+/// Seconds until the next attempt after `attempts` failed ones: a minute,
+/// doubling, at most six hours.
+pub fn backoff_secs(attempts: i64) -> i64 {
+    let doublings = attempts.clamp(0, 20) as u32;
+    (60i64 << doublings).min(MAX_BACKOFF_SECS)
+}
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub sent: usize,
+    pub failed: usize,
+}
+
+/// Sends the mails due at `at` (a test passes a later time to skip the
+/// backoff). A mail the server refuses for good (5xx, a bad address) is
+/// not tried again; any other failure is, later.
+pub async fn send_due(db: &Db, sender: &Sender, at: i64) -> Result<Pass, DbError> {
+    let mut pass = Pass::default();
+    for queued in mail::due(db, at, BATCH).await? {
+        // Another instance may be sending the same queue.
+        if !mail::claim(db, &queued, db::now() + CLAIM_SECS).await? {
+            continue;
+        }
+        match send_one(sender, &queued).await {
+            Ok(()) => {
+                mail::mark_sent(db, queued.id).await?;
+                pass.sent += 1;
+            }
+            Err((error, permanent)) => {
+                tracing::warn!(id = queued.id, kind = %queued.kind, %error, permanent, "mail not sent");
+                let next = db::now() + backoff_secs(queued.attempts);
+                mail::mark_failed(db, queued.id, &error, next, permanent).await?;
+                pass.failed += 1;
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// One mail; the error text and whether it is permanent.
+async fn send_one(sender: &Sender, queued: &mail::QueuedMail) -> Result<(), (String, bool)> {
+    let to: Mailbox = queued
+        .recipient
+        .parse()
+        .map_err(|e| (format!("recipient {:?}: {e}", queued.recipient), true))?;
+    let message = Message::builder()
+        .from(sender.from.clone())
+        .to(to)
+        .subject(queued.subject.as_str())
+        .header(ContentType::TEXT_PLAIN)
+        .body(queued.body.clone())
+        .map_err(|e| (format!("message: {e}"), true))?;
+    sender
+        .transport
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| (e.to_string(), e.is_permanent()))
+}
+
+/// The sender task of `timepool web`: a pass every `POLL` until `stop`.
+pub async fn run(db: Db, sender: Sender, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match send_due(&db, &sender, db::now()).await {
+            Ok(pass) if pass.sent + pass.failed > 0 => {
+                tracing::info!(sent = pass.sent, failed = pass.failed, "mail pass");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "mail queue unreadable; trying again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_from_a_minute_to_six_hours() {
+        assert_eq!(backoff_secs(0), 60);
+        assert_eq!(backoff_secs(1), 120);
+        assert_eq!(backoff_secs(5), 1920);
+        assert_eq!(backoff_secs(9), 6 * 3600);
+        assert_eq!(backoff_secs(1_000), 6 * 3600);
+        assert_eq!(backoff_secs(-3), 60);
+    }
+}

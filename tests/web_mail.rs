@@ -1,0 +1,266 @@
+//! Mail through a real SMTP server (Debian's python3-aiosmtpd, started
+//! here on loopback, writing a Maildir): the password reset mail arrives
+//! and its link works; with the SMTP server down, mails wait in the queue
+//! and go out when it is back.
+
+mod web_support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use timepool::control::db::{mail, now};
+use timepool::control::mail::{Sender, send_due};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// aiosmtpd on 127.0.0.1:`port`, delivering into the Maildir `dir`.
+struct SmtpServer {
+    child: Child,
+}
+
+impl SmtpServer {
+    fn start(port: u16, dir: &Path) -> SmtpServer {
+        let child = Command::new(PYTHON)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpServer { child }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        // Our own child, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp_available() -> bool {
+    Command::new(PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The messages in the Maildir, as text with quoted-printable undone.
+fn mailbox(dir: &Path) -> Vec<String> {
+    let mut mails = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let raw = std::fs::read_to_string(entry.path()).expect("mail file");
+            mails.push(unquote_printable(&raw));
+        }
+    }
+    mails
+}
+
+/// Enough quoted-printable for ASCII mails: soft breaks and `=XX`.
+fn unquote_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(value) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(value);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn wait_for_mails(dir: &Path, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mails = mailbox(dir);
+        if mails.len() >= count || Instant::now() > deadline {
+            return mails;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn a_reset_mail_arrives_and_its_link_sets_a_new_password() {
+    if !smtp_available() {
+        assert!(
+            std::env::var("TIMEPOOL_SMTP_REQUIRED").is_err(),
+            "python3-aiosmtpd is required but not installed"
+        );
+        eprintln!("SKIPPED: python3-aiosmtpd not installed (apt-get install python3-aiosmtpd)");
+        return;
+    }
+    let port = free_port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let dir: PathBuf = std::env::temp_dir().join(format!("timepool-mail-{}", std::process::id()));
+    let configured = url.clone();
+    web_support::for_each_engine_configured(
+        move |settings| settings.smtp_url = Some(configured.clone()),
+        |app| {
+            let (url, dir) = (url.clone(), dir.clone());
+            async move {
+                let _ = std::fs::remove_dir_all(&dir);
+                let smtp = SmtpServer::start(port, &dir);
+                let sender =
+                    Sender::new(&url, "timepool test <noreply@pool.example.org>").expect("sender");
+                let mut user = app.client();
+                user.signup("forgot@example.net").await;
+                // Unknown or known, the page says the same.
+                for email in ["nobody@example.net", "forgot@example.net"] {
+                    user.post("/reset", &[("email", email)]).await.assert(
+                        StatusCode::OK,
+                        &["a mail with a link to choose a new password is on its way"],
+                    );
+                }
+                // Asking again at once sends no second mail.
+                user.post("/reset", &[("email", "forgot@example.net")])
+                    .await;
+                let pass = send_due(&app.db, &sender, now()).await.expect("send");
+                assert_eq!((pass.sent, pass.failed), (1, 0));
+                let mails = wait_for_mails(&dir, 1);
+                assert_eq!(mails.len(), 1, "{mails:?}");
+                let text = &mails[0];
+                assert!(text.contains("To: forgot@example.net"), "{text}");
+                assert!(
+                    text.contains("pool.example.org: choose a new password"),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("http://timepool.test/"),
+                    "no link back: {text}"
+                );
+                let link = text
+                    .split("http://timepool.test")
+                    .find(|rest| rest.starts_with("/reset/"))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .expect("a reset link")
+                    .to_string();
+                // The text of a sent mail is not kept (it held the link).
+                let kept = mail::recent(&app.db, 10).await.expect("queue");
+                assert!(kept[0].sent_at.is_some() && kept[0].body.is_empty());
+
+                // The link: a new password, every session ended.
+                user.get(&link)
+                    .await
+                    .assert(StatusCode::OK, &["Choose a new password"]);
+                user.post(&link, &[("password", "short"), ("password2", "short")])
+                    .await
+                    .assert(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &["at least 10 characters"],
+                    );
+                let new_password = "a brand new password";
+                let done = user
+                    .post(
+                        &link,
+                        &[("password", new_password), ("password2", new_password)],
+                    )
+                    .await;
+                assert_eq!(done.location(), "/login?done=password-changed");
+                user.get(done.location())
+                    .await
+                    .assert(StatusCode::OK, &["Your password is changed"]);
+                assert_eq!(user.get("/manage").await.location(), "/login");
+                assert_eq!(
+                    user.get(&link).await.status,
+                    StatusCode::NOT_FOUND,
+                    "used twice"
+                );
+                let login = |password: &'static str| {
+                    vec![("email", "forgot@example.net"), ("password", password)]
+                };
+                assert_eq!(
+                    app.client()
+                        .post("/login", &login("correct horse battery"))
+                        .await
+                        .status,
+                    StatusCode::UNAUTHORIZED
+                );
+                assert_eq!(
+                    app.client()
+                        .post("/login", &login(new_password))
+                        .await
+                        .status,
+                    StatusCode::SEE_OTHER
+                );
+
+                // The SMTP server down: the mail waits, and goes when it is back.
+                drop(smtp);
+                let mut other = app.client();
+                other.signup("later@example.net").await;
+                other
+                    .post("/reset", &[("email", "later@example.net")])
+                    .await;
+                let pass = send_due(&app.db, &sender, now()).await.expect("send");
+                assert_eq!((pass.sent, pass.failed), (0, 1));
+                let waiting = mail::recent(&app.db, 1).await.expect("queue");
+                assert!(waiting[0].sent_at.is_none() && waiting[0].failed_at.is_none());
+                assert_eq!(waiting[0].attempts, 1);
+                assert!(waiting[0].last_error.is_some());
+                assert!(waiting[0].next_attempt_at > now(), "tried again later");
+                let _smtp = SmtpServer::start(port, &dir);
+                // Not before its time...
+                assert_eq!(
+                    send_due(&app.db, &sender, now()).await.expect("send").sent,
+                    0
+                );
+                // ...and then it goes.
+                let pass = send_due(&app.db, &sender, now() + 3600)
+                    .await
+                    .expect("send");
+                assert_eq!((pass.sent, pass.failed), (1, 0));
+                let mails = wait_for_mails(&dir, 2);
+                assert!(
+                    mails.iter().any(|m| m.contains("To: later@example.net")),
+                    "{mails:?}"
+                );
+                // Staff see the queue.
+                let mut staff = web_support::staff_client(&app, "mailstaff@example.org").await;
+                staff.get("/staff/mail").await.assert(
+                    StatusCode::OK,
+                    &[
+                        "forgot@example.net",
+                        "later@example.net",
+                        "password_reset",
+                        "0 waiting",
+                    ],
+                );
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        },
+    )
+    .await;
+}
