@@ -362,36 +362,23 @@ async fn every_page_renders_in_every_language_without_english_left() {
             let mut operator = app.client();
             operator.signup("op@example.org").await;
             let server = operator.add_server("127.0.0.5", "de").await;
-            let r = operator
+            operator
                 .post("/manage/users/invite", &[("email", "friend@example.org")])
                 .await;
-            let invite = r
-                .body
-                .split("/invite/")
-                .nth(1)
-                .and_then(|t| t.split(['"', '<']).next())
-                .expect("an invite link")
-                .to_string();
+            let invite = web_support::mailed_link(&app.db, "friend@example.org", "/invite/").await;
             // Two more users: one stays (the confirmation of a removal is
             // shown for them), one is removed (the no-account page) and
             // invited again (the invitation of an existing login).
-            let invite_link = |body: &str| {
-                body.split("/invite/")
-                    .nth(1)
-                    .and_then(|t| t.split(['"', '<']).next())
-                    .map(|t| format!("/invite/{t}"))
-                    .expect("an invite link")
-            };
             let mut users = Vec::new();
             for email in ["stays@example.org", "leaves@example.org"] {
-                let r = operator
+                operator
                     .post("/manage/users/invite", &[("email", email)])
                     .await;
                 let mut client = app.client();
                 let password = "their password 1";
                 let r = client
                     .post(
-                        &invite_link(&r.body),
+                        &web_support::mailed_link(&app.db, email, "/invite/").await,
                         &[("password", password), ("password2", password)],
                     )
                     .await;
@@ -420,10 +407,11 @@ async fn every_page_renders_in_every_language_without_english_left() {
                     ],
                 )
                 .await;
-            let r = operator
+            operator
                 .post("/manage/users/invite", &[("email", "leaves@example.org")])
                 .await;
-            let invite_again = invite_link(&r.body);
+            let invite_again =
+                web_support::mailed_link(&app.db, "leaves@example.org", "/invite/").await;
             let public = [
                 "/".to_string(),
                 "/zone/@".into(),
@@ -439,7 +427,7 @@ async fn every_page_renders_in_every_language_without_english_left() {
                 "/signup".into(),
                 "/reset".into(),
                 "/login?done=password-changed".into(),
-                format!("/invite/{invite}"),
+                invite,
                 invite_again,
             ];
             let operator_pages = [

@@ -506,7 +506,10 @@ async fn operators_cannot_reach_other_accounts() {
         alice
             .post("/manage/users/invite", &[("email", "carol@example.net")])
             .await
-            .assert(StatusCode::OK, &["/invite/"]);
+            .assert(
+                StatusCode::OK,
+                &["An invitation is mailed to carol@example.net."],
+            );
         let users = alice.get("/manage/users").await;
         let invite_id = between(&users.body, "/manage/invites/", "/revoke").expect("invite id");
 
@@ -609,12 +612,26 @@ async fn invites_add_users_once_and_users_can_be_removed() {
             .await;
         page.assert(
             StatusCode::OK,
-            &["dave@example.net", "will not be shown again"],
+            &["An invitation is mailed to dave@example.net."],
         );
-        let link = format!(
-            "/invite/{}",
-            between(&page.body, "href=\"/invite/", "\"").expect("link")
+        // The link is in the mail only, absolute, with the inviter's name.
+        assert!(!page.body.contains("/invite/"), "the page shows the link");
+        let mail = timepool::control::db::mail::recent(&app.db, 1)
+            .await
+            .expect("queue");
+        assert_eq!(mail[0].recipient, "dave@example.net");
+        assert_eq!(mail[0].kind, "invite");
+        assert!(
+            mail[0].body.contains("alice@example.net invites you"),
+            "{}",
+            mail[0].body
         );
+        assert!(
+            mail[0].body.contains("http://timepool.test/invite/"),
+            "{}",
+            mail[0].body
+        );
+        let link = web_support::mailed_link(&app.db, "dave@example.net", "/invite/").await;
 
         let mut dave = app.client();
         dave.get(&link)
@@ -708,8 +725,11 @@ async fn invites_add_users_once_and_users_can_be_removed() {
         let again = alice
             .post("/manage/users/invite", &[("email", "dave@example.net")])
             .await;
-        again.assert(StatusCode::OK, &["/invite/"]);
-        let link = between(&again.body, "id=\"invite-link\" href=\"", "\"").expect("link");
+        again.assert(
+            StatusCode::OK,
+            &["An invitation is mailed to dave@example.net."],
+        );
+        let link = web_support::mailed_link(&app.db, "dave@example.net", "/invite/").await;
         dave.get(&link).await.assert(
             StatusCode::OK,
             &["which already has a login", "Join the account"],
@@ -1155,13 +1175,9 @@ async fn expired_invites_and_past_deletions() {
     for_each_engine(false, |app| async move {
         let mut c = app.client();
         c.signup("old@example.net").await;
-        let page = c
-            .post("/manage/users/invite", &[("email", "late@example.net")])
+        c.post("/manage/users/invite", &[("email", "late@example.net")])
             .await;
-        let link = format!(
-            "/invite/{}",
-            between(&page.body, "href=\"/invite/", "\"").expect("link")
-        );
+        let link = web_support::mailed_link(&app.db, "late@example.net", "/invite/").await;
         sqlx::query("UPDATE invites SET expires_at = $1")
             .bind(now() - 1)
             .execute(&app.db.pool)

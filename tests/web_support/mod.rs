@@ -684,3 +684,21 @@ impl Browser {
         self.send("POST", path, Some(&body))
     }
 }
+
+/// The path of the link in the latest mail to `recipient` that starts
+/// with `prefix` (`/invite/`), the tests' site URL taken off: mail is off
+/// in the tests, so the mail waits in the queue with its text.
+pub async fn mailed_link(db: &Db, recipient: &str, prefix: &str) -> String {
+    let body: String = sqlx::query_scalar(
+        "SELECT body FROM mail_queue WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(recipient)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_or_else(|e| panic!("no mail to {recipient}: {e}"));
+    body.split("http://timepool.test")
+        .find(|rest| rest.starts_with(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {prefix} link in the mail to {recipient}: {body}"))
+        .to_string()
+}

@@ -278,11 +278,11 @@ async fn users_page(
     status: StatusCode,
     form: InviteForm,
     errors: FieldErrors,
-    new_invite_link: Option<String>,
+    invited: Option<String>,
 ) -> Result<Response, AppError> {
     let users = accounts::list_users(&state.db, user.account_id).await?;
     let invites = accounts::list_invites(&state.db, user.account_id).await?;
-    let ctx = ctx! { users, invites, form, errors, new_invite_link, now => db::now() };
+    let ctx = ctx! { users, invites, form, errors, invited, now => db::now() };
     html(
         status,
         "users.html",
@@ -356,9 +356,11 @@ pub async fn invite_create(
         &email,
     )
     .await?;
+    // The link goes to the invited address only (only its hash is
+    // stored), in the same transaction as the invitation.
+    let (subject, body) = invite_mail(&state, &user.email, &token);
+    crate::control::db::mail::enqueue(&mut tx, &email, "invite", &subject, &body).await?;
     tx.commit().await?;
-    // The link is shown once, here; only its hash is stored.
-    let link = format!("/invite/{token}");
     users_page(
         &state,
         &user,
@@ -366,9 +368,35 @@ pub async fn invite_create(
         StatusCode::OK,
         InviteForm::default(),
         FieldErrors::default(),
-        Some(link),
+        Some(email),
     )
     .await
+}
+
+/// The invitation mail: plain text in the inviter's language, the
+/// absolute link, the site's name and a link back.
+fn invite_mail(state: &AppState, inviter: &str, token: &str) -> (String, String) {
+    let site = state.settings.origin.clone();
+    let base = &state.settings.site_url;
+    let link = format!("{base}{}", i18n::url(&format!("/invite/{token}")));
+    let subject = trf(
+        "{site}: an invitation to run NTP servers with {inviter}",
+        &[("site", site.clone()), ("inviter", inviter.to_string())],
+    );
+    let body = format!(
+        "{}\n\n{}\n{link}\n\n{}\n\n-- \n{site}\n{base}{}\n",
+        trf(
+            "{inviter} invites you to their account on {site}, where its users run NTP servers of the pool together.",
+            &[("inviter", inviter.to_string()), ("site", site.clone())],
+        ),
+        tr("To accept, open this link within 7 days. It works once:"),
+        trf(
+            "If you do not know {inviter}, ignore this mail.",
+            &[("inviter", inviter.to_string())],
+        ),
+        i18n::url("/"),
+    );
+    (subject, body)
 }
 
 pub async fn invite_revoke(
