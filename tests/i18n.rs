@@ -440,6 +440,8 @@ async fn every_page_renders_in_every_language_without_english_left() {
                 "/manage/users?done=user-removed".into(),
                 "/manage/users?done=invite-withdrawn".into(),
                 "/manage/vendor?done=vendor-applied".into(),
+                "/manage?done=email-verified".into(),
+                "/manage?done=verification-sent".into(),
             ];
             for language in LANGUAGES {
                 let code = language.code;
@@ -466,6 +468,18 @@ async fn every_page_renders_in_every_language_without_english_left() {
                 check_page(
                     &mut leaver,
                     &format!("/{code}/manage/no-account"),
+                    language,
+                    &leftovers,
+                )
+                .await;
+                // A login whose address is not confirmed yet.
+                let mut unconfirmed = app.client();
+                unconfirmed
+                    .signup_unconfirmed(&format!("unconfirmed-{code}@example.org"))
+                    .await;
+                check_page(
+                    &mut unconfirmed,
+                    &format!("/{code}/manage"),
                     language,
                     &leftovers,
                 )

@@ -308,6 +308,34 @@ fn base64_decode(text: &str) -> Vec<u8> {
 
 /// Writes a monitor's checks every 15 minutes over two days, and the
 /// server's overall score, straight into the database the server uses.
+/// The path of the `prefix` link in the latest mail to `recipient` (mail
+/// is off here: it waits in the queue, as staff see it on /staff/mail).
+fn mailed_path(url: &str, recipient: &str, prefix: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let db = timepool::control::db::Db::connect(url)
+            .await
+            .expect("connect");
+        let mails = timepool::control::db::mail::recent(&db, 10)
+            .await
+            .expect("queue");
+        db.pool.close().await;
+        let mail = mails
+            .iter()
+            .find(|m| m.recipient == recipient)
+            .expect("a mail");
+        let at = mail
+            .body
+            .find(prefix)
+            .unwrap_or_else(|| panic!("no {prefix} link in {}", mail.body));
+        mail.body[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    })
+}
+
 fn seed_history(url: &str, address: &str) {
     use timepool::control::db::scores::{self, Check};
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -434,7 +462,20 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     fields.insert("#f-password2", "e2e password 123");
     browser.fill_and_submit(&fields, "form.card button[type=submit]");
     browser.wait_for("/manage");
-    assert!(browser.text().contains("No servers yet"));
+    let page = browser.text();
+    assert!(page.contains("No servers yet"), "{page}");
+    assert!(page.contains("Confirm your address"), "{page}");
+
+    // Follow the link of the confirmation mail (waiting in the queue:
+    // this instance has no SMTP server).
+    let database = format!("sqlite://{data_dir}/timepool.db");
+    let link = mailed_path(&database, "e2e@example.net", "/verify/");
+    browser.leave();
+    browser.call("Page.navigate", json!({ "url": format!("{base}{link}") }));
+    browser.wait_for("/manage?done=email-verified");
+    let page = browser.text();
+    assert!(page.contains("Your address is confirmed."), "{page}");
+    browser.screenshot(&shots, "02b-address-confirmed.png");
 
     // Add a server: loopback is allowed on this instance.
     let add = HashMap::from([("#f-address", "127.0.0.1"), ("#f-zone", "de")]);

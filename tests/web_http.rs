@@ -1360,3 +1360,68 @@ async fn a_server_must_answer_the_time_before_it_joins() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_unconfirmed_address_adds_no_servers_until_its_link_is_opened() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup_unconfirmed("new@example.net").await;
+        c.get("/manage").await.assert(
+            StatusCode::OK,
+            &[
+                "Confirm your address <strong>new@example.net</strong>",
+                "Send the mail again",
+            ],
+        );
+        c.post(
+            "/manage/servers",
+            &[
+                ("address", "9.9.9.9"),
+                ("zone", "de"),
+                ("netspeed", "10000"),
+            ],
+        )
+        .await
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["Confirm your address first", "value=\"9.9.9.9\""],
+        );
+        assert!(
+            servers::get_by_address(&app.db, "9.9.9.9")
+                .await
+                .expect("db")
+                .is_none()
+        );
+        // The mail of the sign-up is queued; asking again within five
+        // minutes queues no second one.
+        let queued = || async {
+            timepool::control::db::mail::recent(&app.db, 10)
+                .await
+                .expect("queue")
+                .iter()
+                .filter(|m| m.kind == "verify")
+                .count()
+        };
+        assert_eq!(queued().await, 1);
+        let again = c.post("/manage/verify", &[]).await;
+        assert_eq!(again.location(), "/manage?done=verification-sent");
+        assert_eq!(queued().await, 1);
+        // The link confirms the address, once.
+        let link = web_support::mailed_link(&app.db, "new@example.net", "/verify/").await;
+        let opened = c.get(&link).await;
+        assert_eq!(opened.location(), "/manage?done=email-verified");
+        let page = c.get(opened.location()).await;
+        page.assert(StatusCode::OK, &["Your address is confirmed."]);
+        assert!(!page.body.contains("Send the mail again"));
+        assert_eq!(c.get(&link).await.status, StatusCode::NOT_FOUND);
+        c.add_server("9.9.9.9", "de").await;
+        // Opened without a login, it leads to the login page.
+        let mut other = app.client();
+        other.signup_unconfirmed("other@example.net").await;
+        let link = web_support::mailed_link(&app.db, "other@example.net", "/verify/").await;
+        let opened = app.client().get(&link).await;
+        assert_eq!(opened.location(), "/login?done=email-verified");
+        other.add_server("9.9.9.10", "de").await;
+    })
+    .await;
+}

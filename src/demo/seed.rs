@@ -149,6 +149,8 @@ async fn create_logins_and_monitors(db: &Db) -> Result<DemoState, BoxError> {
             crate::control::db::accounts::create_account_with_user(&mut tx, email, &hash, role)
                 .await
                 .map_err(|e| format!("creating {email}: {e} (start over with --reset)"))?;
+        // The demo's logins are made here, not by sign-up: confirmed.
+        crate::control::db::accounts::mark_verified(&mut tx, user.id).await?;
         audit::record(
             &mut tx,
             &actor,

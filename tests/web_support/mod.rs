@@ -99,6 +99,7 @@ pub struct TestApp {
 impl TestApp {
     pub fn client(&self) -> Client {
         Client {
+            db: self.db.clone(),
             router: self.router.clone(),
             cookies: HashMap::new(),
         }
@@ -229,6 +230,8 @@ impl Response {
 
 /// A browser-like client: keeps cookies, fills the CSRF field.
 pub struct Client {
+    /// The app's database: the mails a test follows wait in its queue.
+    db: Db,
     router: Router,
     pub cookies: HashMap<String, String>,
 }
@@ -359,8 +362,21 @@ impl Client {
         self.request("POST", path, Some(form_encode(fields))).await
     }
 
-    /// Signs up a new operator and stays logged in.
+    /// Signs up a new operator, confirms the address by the mailed link
+    /// and stays logged in.
     pub async fn signup(&mut self, email: &str) {
+        self.signup_unconfirmed(email).await;
+        let link = mailed_link(&self.db, email, "/verify/").await;
+        let r = self.get(&link).await;
+        assert_eq!(
+            r.location(),
+            "/manage?done=email-verified",
+            "verify {email}"
+        );
+    }
+
+    /// Signs up a new operator (the address not confirmed yet).
+    pub async fn signup_unconfirmed(&mut self, email: &str) {
         let r = self
             .post(
                 "/signup",
@@ -435,9 +451,13 @@ pub fn server_id_in(body: &str, address: &str) -> Option<i64> {
 pub async fn staff_client(app: &TestApp, email: &str) -> Client {
     let hash = timepool::control::web::session::hash_password("staff password 123").expect("hash");
     let mut tx = app.db.begin().await.expect("begin");
-    timepool::control::db::accounts::create_account_with_user(&mut tx, email, &hash, "staff")
+    let staff =
+        timepool::control::db::accounts::create_account_with_user(&mut tx, email, &hash, "staff")
+            .await
+            .expect("staff");
+    timepool::control::db::accounts::mark_verified(&mut tx, staff.id)
         .await
-        .expect("staff");
+        .expect("verified");
     tx.commit().await.expect("commit");
     let mut client = app.client();
     let r = client
@@ -692,7 +712,7 @@ pub async fn mailed_link(db: &Db, recipient: &str, prefix: &str) -> String {
     let body: String = sqlx::query_scalar(
         "SELECT body FROM mail_queue WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
     )
-    .bind(recipient)
+    .bind(recipient.to_ascii_lowercase())
     .fetch_one(&db.pool)
     .await
     .unwrap_or_else(|e| panic!("no mail to {recipient}: {e}"));

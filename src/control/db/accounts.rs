@@ -16,6 +16,9 @@ pub struct User {
     /// False for a user removed from their account: they can log in, but
     /// see no account until one invites them again or they start one.
     pub in_account: bool,
+    /// The user confirmed their address (a mailed link); until then the
+    /// account cannot add servers.
+    pub email_verified: bool,
 }
 
 impl User {
@@ -30,6 +33,9 @@ impl User {
             email: row.try_get("email")?,
             role: row.try_get("role")?,
             in_account: row.try_get::<Option<i64>, _>("removed_at")?.is_none(),
+            email_verified: row
+                .try_get::<Option<i64>, _>("email_verified_at")?
+                .is_some(),
         })
     }
 }
@@ -73,6 +79,7 @@ pub async fn insert_user(
         email: email.to_string(),
         role: role.to_string(),
         in_account: true,
+        email_verified: false,
     })
 }
 
@@ -80,7 +87,7 @@ pub async fn insert_user(
 /// they log in to no account).
 pub async fn find_login(db: &Db, email: &str) -> Result<Option<(User, String)>, DbError> {
     let row = sqlx::query(
-        "SELECT id, account_id, email, role, removed_at, password_hash FROM users
+        "SELECT id, account_id, email, role, removed_at, email_verified_at, password_hash FROM users
          WHERE email = $1",
     )
     .bind(email)
@@ -128,7 +135,8 @@ pub async fn create_session(db: &Db, user_id: i64) -> Result<String, DbError> {
 
 pub async fn session_user(db: &Db, token: &str) -> Result<Option<User>, DbError> {
     let row = sqlx::query(
-        "SELECT u.id, u.account_id, u.email, u.role, u.removed_at FROM sessions s
+        "SELECT u.id, u.account_id, u.email, u.role, u.removed_at, u.email_verified_at
+         FROM sessions s
          JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
@@ -149,7 +157,7 @@ pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
 
 pub async fn list_users(db: &Db, account_id: i64) -> Result<Vec<User>, DbError> {
     let rows = sqlx::query(
-        "SELECT id, account_id, email, role, removed_at FROM users
+        "SELECT id, account_id, email, role, removed_at, email_verified_at FROM users
          WHERE account_id = $1 AND removed_at IS NULL ORDER BY email",
     )
     .bind(account_id)
@@ -365,4 +373,80 @@ pub async fn language_of(db: &Db, user_id: i64) -> Result<Option<String>, DbErro
         Some(row) => row.try_get("language")?,
         None => None,
     })
+}
+
+/// How long an address confirmation link works.
+pub const VERIFY_TTL_SECS: i64 = 7 * 86_400;
+/// One confirmation mail per user in this long.
+pub const VERIFY_INTERVAL_SECS: i64 = 300;
+
+/// Marks a user's address confirmed (a link opened, an invitation mailed
+/// to it accepted, a login made by staff).
+pub async fn mark_verified(tx: &mut Tx, user_id: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
+    )
+    .bind(now())
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A new confirmation link's token for the user's address, or `None`
+/// when one was made less than `VERIFY_INTERVAL_SECS` ago.
+pub async fn create_verification(
+    tx: &mut Tx,
+    user_id: i64,
+    email: &str,
+) -> Result<Option<String>, DbError> {
+    let ts = now();
+    let recent = sqlx::query(
+        "SELECT COUNT(*) AS n FROM email_verifications WHERE user_id = $1 AND created_at > $2",
+    )
+    .bind(user_id)
+    .bind(ts - VERIFY_INTERVAL_SECS)
+    .fetch_one(&mut **tx)
+    .await?;
+    if recent.try_get::<i64, _>("n")? > 0 {
+        return Ok(None);
+    }
+    let token = new_token();
+    sqlx::query(
+        "INSERT INTO email_verifications (token_hash, user_id, email, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash(&token))
+    .bind(user_id)
+    .bind(email)
+    .bind(ts)
+    .bind(ts + VERIFY_TTL_SECS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(token))
+}
+
+/// Uses a confirmation link: the user whose address it confirms, if the
+/// link is open and the address is still theirs.
+pub async fn use_verification(tx: &mut Tx, token: &str) -> Result<Option<i64>, DbError> {
+    let ts = now();
+    let Some(row) = sqlx::query(
+        "SELECT v.user_id FROM email_verifications v JOIN users u ON u.id = v.user_id
+         WHERE v.token_hash = $1 AND v.used_at IS NULL AND v.expires_at > $2 AND u.email = v.email",
+    )
+    .bind(token_hash(token))
+    .bind(ts)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let user_id: i64 = row.try_get("user_id")?;
+    sqlx::query("UPDATE email_verifications SET used_at = $1 WHERE token_hash = $2")
+        .bind(ts)
+        .bind(token_hash(token))
+        .execute(&mut **tx)
+        .await?;
+    mark_verified(tx, user_id).await?;
+    Ok(Some(user_id))
 }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (4, "news", include_str!("../../../migrations/0004_news.sql")),
     (5, "mail", include_str!("../../../migrations/0005_mail.sql")),
+    (
+        6,
+        "verify",
+        include_str!("../../../migrations/0006_verify.sql"),
+    ),
 ];
 
 fn expand(sql: &str, engine: Engine) -> String {

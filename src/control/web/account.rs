@@ -132,8 +132,79 @@ pub async fn signup(
         &email,
     )
     .await?;
+    // The address is confirmed by a mailed link before servers are added.
+    if let Some(token) = accounts::create_verification(&mut tx, created.id, &email).await? {
+        let (subject, body) = verification_mail(&state, &email, &token);
+        crate::control::db::mail::enqueue(&mut tx, &email, "verify", &subject, &body).await?;
+    }
     tx.commit().await?;
     start_session(&state, &created, "/manage").await
+}
+
+/// The address confirmation mail: plain text in the page's language, the
+/// absolute link, the site's name and a link back.
+fn verification_mail(state: &AppState, email: &str, token: &str) -> (String, String) {
+    let site = state.settings.origin.clone();
+    let base = &state.settings.site_url;
+    let link = format!("{base}{}", i18n::url(&format!("/verify/{token}")));
+    let subject = trf("{site}: confirm your address", &[("site", site.clone())]);
+    let body = format!(
+        "{}\n\n{}\n{link}\n\n{}\n\n-- \n{site}\n{base}{}\n",
+        trf(
+            "Welcome to {site}. To confirm that {email} is your address, open this link within 7 days:",
+            &[("site", site.clone()), ("email", email.to_string())],
+        ),
+        tr("Until then your account cannot add servers."),
+        tr("If you did not sign up, ignore this mail."),
+        i18n::url("/"),
+    );
+    (subject, body)
+}
+
+/// `/verify/{token}`: the link of the confirmation mail.
+pub async fn verify(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    Path(token): Path<String>,
+) -> Result<Response, AppError> {
+    let mut tx = state.db.begin().await?;
+    let Some(user_id) = accounts::use_verification(&mut tx, &token).await? else {
+        return Err(AppError::NotFound);
+    };
+    audit::record(
+        &mut tx,
+        &audit::Actor {
+            user_id: Some(user_id),
+            name: format!("user:{user_id}"),
+        },
+        "user.verify",
+        &format!("user:{user_id}"),
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    let to = if user.is_some() { "/manage" } else { "/login" };
+    Ok(notice::redirect(to, Notice::EmailVerified))
+}
+
+/// Sends the confirmation mail again (at most one in five minutes).
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    csrf: CsrfToken,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    if user.email_verified {
+        return Ok(Redirect::to(&i18n::url("/manage")).into_response());
+    }
+    let mut tx = state.db.begin().await?;
+    if let Some(token) = accounts::create_verification(&mut tx, user.id, &user.email).await? {
+        let (subject, body) = verification_mail(&state, &user.email, &token);
+        crate::control::db::mail::enqueue(&mut tx, &user.email, "verify", &subject, &body).await?;
+    }
+    tx.commit().await?;
+    Ok(notice::redirect("/manage", Notice::VerificationSent))
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -526,6 +597,8 @@ pub async fn invite_accept(
             {
                 return Err(AppError::NotFound);
             }
+            // The invitation came by mail to this address.
+            accounts::mark_verified(&mut tx, existing_user.id).await?;
             audit::record(
                 &mut tx,
                 &actor(&existing_user),
@@ -563,8 +636,11 @@ pub async fn invite_accept(
     if !accounts::use_invite(&mut tx, invite.id).await? {
         return Err(AppError::NotFound);
     }
-    let created =
+    let mut created =
         accounts::insert_user(&mut tx, invite.account_id, &invite.email, &hash, "operator").await?;
+    // The invitation came by mail to this address.
+    accounts::mark_verified(&mut tx, created.id).await?;
+    created.email_verified = true;
     audit::record(
         &mut tx,
         &actor(&created),

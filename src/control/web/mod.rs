@@ -743,6 +743,8 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         .route("/signup", get(account::signup_form).post(account::signup))
         .route("/login", get(account::login_form).post(account::login))
         .route("/reset", get(reset::request_form).post(reset::request))
+        .route("/verify/{token}", get(account::verify))
+        .route("/manage/verify", post(account::resend_verification))
         .route(
             "/reset/{token}",
             get(reset::password_form).post(reset::set_password),

@@ -20,10 +20,12 @@ pub enum Notice {
     UserRemoved,
     InviteWithdrawn,
     PasswordChanged,
+    EmailVerified,
+    VerificationSent,
 }
 
 impl Notice {
-    const ALL: [Notice; 7] = [
+    const ALL: [Notice; 9] = [
         Notice::Saved,
         Notice::DeletionScheduled,
         Notice::DeletionCancelled,
@@ -31,6 +33,8 @@ impl Notice {
         Notice::UserRemoved,
         Notice::InviteWithdrawn,
         Notice::PasswordChanged,
+        Notice::EmailVerified,
+        Notice::VerificationSent,
     ];
 
     /// The name in the URL and in the templates.
@@ -43,6 +47,8 @@ impl Notice {
             Notice::UserRemoved => "user-removed",
             Notice::InviteWithdrawn => "invite-withdrawn",
             Notice::PasswordChanged => "password-changed",
+            Notice::EmailVerified => "email-verified",
+            Notice::VerificationSent => "verification-sent",
         }
     }
 

@@ -159,6 +159,27 @@ pub async fn add(
     let netspeed = parse_netspeed(&form.netspeed, &mut errors);
     let zone_override = parse_zone(&form.zone, &mut errors);
 
+    // An account whose user has not confirmed their address adds nothing
+    // (nothing is resolved or asked either).
+    if !user.email_verified {
+        errors.add(
+            "address",
+            trf(
+                "Confirm your address first: open the link in the mail we sent to {email}.",
+                &[("email", user.email.clone())],
+            ),
+        );
+        return list_page(
+            &state,
+            &user,
+            &csrf,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form,
+            errors,
+            None,
+        )
+        .await;
+    }
     let resolved = match address::resolve(&form.address).await {
         Ok(r) => Some(r),
         Err(msg) => {
