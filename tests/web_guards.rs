@@ -303,6 +303,23 @@ async fn the_login_limit_counts_networks_and_believes_only_trusted_proxies() {
                 StatusCode::TOO_MANY_REQUESTS,
                 "same /24 as the peer, whatever the header says"
             );
+            // Each failure is in the audit log, and the one that started
+            // the lockout once (not the refused try after it).
+            let count = |action: &'static str| {
+                let db = app.db.clone();
+                async move {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM audit_log WHERE action = $1 AND target = 'login:limit@example.net'",
+                    )
+                    .bind(action)
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("audit");
+                    n
+                }
+            };
+            assert_eq!(count("login.failed").await, 5);
+            assert_eq!(count("login.lockout").await, 1);
             // Through the trusted proxy the forwarded address counts.
             assert_eq!(
                 attempt(

@@ -260,7 +260,8 @@ pub async fn login(
     let peer = connect.map(|Extension(c)| c.0);
     let ip = client_addr::client_ip(peer, &headers, &state.settings.trusted_proxies);
     let email = form.email.trim().to_ascii_lowercase();
-    let limit = LoginLimit::new(&email, &client_addr::client_network(ip));
+    let network = client_addr::client_network(ip);
+    let limit = LoginLimit::new(&email, &network);
     let now = db::now();
     if !limit.allows(&state, now).await? {
         errors.add(
@@ -292,6 +293,26 @@ pub async fn login(
         }
         None => {
             limit.record_failure(&state, now).await?;
+            // In the audit log: each failure, and the one that starts a
+            // lockout (not every refused try after it: the limit bounds
+            // what a guesser can write here).
+            let locked = !limit.allows(&state, now).await?;
+            let mut tx = state.db.begin().await?;
+            let who = Actor {
+                user_id: None,
+                name: email.clone(),
+            };
+            let target = format!("login:{email}");
+            let details = format!("from {network}");
+            audit::record(&mut tx, &who, "login.failed", &target, &details).await?;
+            if locked {
+                let details = format!(
+                    "from {network}; logins refused for {} minutes",
+                    LoginLimit::WINDOW_SECS / 60
+                );
+                audit::record(&mut tx, &who, "login.lockout", &target, &details).await?;
+            }
+            tx.commit().await?;
             errors.add(
                 "password",
                 tr("The email address or the password is wrong."),
