@@ -1425,3 +1425,137 @@ async fn an_unconfirmed_address_adds_no_servers_until_its_link_is_opened() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_user_changes_their_password_and_their_address() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("me@example.net").await;
+        let mut elsewhere = app.client();
+        elsewhere
+            .post(
+                "/login",
+                &[
+                    ("email", "me@example.net"),
+                    ("password", "correct horse battery"),
+                ],
+            )
+            .await;
+        assert_eq!(elsewhere.get("/manage").await.status, StatusCode::OK);
+        c.get("/manage/login").await.assert(
+            StatusCode::OK,
+            &[
+                "Change the password",
+                "Now: <strong>me@example.net</strong>.",
+            ],
+        );
+        // The password: the current one first.
+        let new = "another good password";
+        c.post(
+            "/manage/login/password",
+            &[
+                ("current", "not it at all"),
+                ("password", new),
+                ("password2", new),
+            ],
+        )
+        .await
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["The password is wrong."],
+        );
+        let saved = c
+            .post(
+                "/manage/login/password",
+                &[
+                    ("current", "correct horse battery"),
+                    ("password", new),
+                    ("password2", new),
+                ],
+            )
+            .await;
+        assert_eq!(saved.location(), "/manage/login?done=saved");
+        // This browser stays, the other session ended.
+        assert_eq!(c.get("/manage").await.status, StatusCode::OK);
+        assert_eq!(elsewhere.get("/manage").await.location(), "/login");
+        let login = |email: &'static str, password: &'static str| {
+            vec![("email", email), ("password", password)]
+        };
+        assert_eq!(
+            app.client()
+                .post("/login", &login("me@example.net", new))
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+        // The address: not one with a login, the password first, and it
+        // changes only when the link mailed to the new address is opened.
+        app.client().signup("taken@example.net").await;
+        c.post(
+            "/manage/login/email",
+            &[("email", "taken@example.net"), ("current", new)],
+        )
+        .await
+        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["already has a login"]);
+        c.post(
+            "/manage/login/email",
+            &[("email", "new@example.net"), ("current", "wrong one!")],
+        )
+        .await
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["The password is wrong.", "value=\"new@example.net\""],
+        );
+        c.post(
+            "/manage/login/email",
+            &[("email", "New@Example.net"), ("current", new)],
+        )
+        .await
+        .assert(
+            StatusCode::OK,
+            &["A confirmation mail is on its way to new@example.net"],
+        );
+        assert_eq!(
+            app.client()
+                .post("/login", &login("me@example.net", new))
+                .await
+                .status,
+            StatusCode::SEE_OTHER,
+            "the old address works until the link is opened"
+        );
+        let link = web_support::mailed_link(&app.db, "new@example.net", "/verify/").await;
+        assert_eq!(c.get(&link).await.location(), "/manage?done=email-verified");
+        c.get("/manage/login")
+            .await
+            .assert(StatusCode::OK, &["Now: <strong>new@example.net</strong>."]);
+        assert_eq!(
+            app.client()
+                .post("/login", &login("new@example.net", new))
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+        assert_eq!(
+            app.client()
+                .post("/login", &login("me@example.net", new))
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        let audit: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY id")
+            .fetch_all(&app.db.pool)
+            .await
+            .expect("audit");
+        for action in [
+            "user.password.change",
+            "user.email.change.request",
+            "user.email.change",
+        ] {
+            assert!(
+                audit.iter().any(|a| a == action),
+                "{action} not in {audit:?}"
+            );
+        }
+    })
+    .await;
+}

@@ -393,8 +393,9 @@ pub async fn mark_verified(tx: &mut Tx, user_id: i64) -> Result<(), DbError> {
     Ok(())
 }
 
-/// A new confirmation link's token for the user's address, or `None`
-/// when one was made less than `VERIFY_INTERVAL_SECS` ago.
+/// A new confirmation link's token for `email` (the user's address, or
+/// the new one they want), or `None` when one for the same address was
+/// made less than `VERIFY_INTERVAL_SECS` ago.
 pub async fn create_verification(
     tx: &mut Tx,
     user_id: i64,
@@ -402,9 +403,11 @@ pub async fn create_verification(
 ) -> Result<Option<String>, DbError> {
     let ts = now();
     let recent = sqlx::query(
-        "SELECT COUNT(*) AS n FROM email_verifications WHERE user_id = $1 AND created_at > $2",
+        "SELECT COUNT(*) AS n FROM email_verifications
+         WHERE user_id = $1 AND email = $2 AND created_at > $3",
     )
     .bind(user_id)
+    .bind(email)
     .bind(ts - VERIFY_INTERVAL_SECS)
     .fetch_one(&mut **tx)
     .await?;
@@ -426,13 +429,29 @@ pub async fn create_verification(
     Ok(Some(token))
 }
 
-/// Uses a confirmation link: the user whose address it confirms, if the
-/// link is open and the address is still theirs.
-pub async fn use_verification(tx: &mut Tx, token: &str) -> Result<Option<i64>, DbError> {
+/// What a confirmation link did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The user's own address is confirmed.
+    Address { user_id: i64 },
+    /// The user's login moved to the new address the link was mailed to.
+    NewAddress {
+        user_id: i64,
+        old: String,
+        new: String,
+    },
+}
+
+/// Uses a confirmation link: confirms the user's address, or makes the
+/// address it was mailed to the user's (a change of address). `None`: the
+/// link is used, expired or unknown. A unique violation means another
+/// login took the new address meanwhile; nothing changes then.
+pub async fn use_verification(tx: &mut Tx, token: &str) -> Result<Option<Confirmed>, DbError> {
     let ts = now();
     let Some(row) = sqlx::query(
-        "SELECT v.user_id FROM email_verifications v JOIN users u ON u.id = v.user_id
-         WHERE v.token_hash = $1 AND v.used_at IS NULL AND v.expires_at > $2 AND u.email = v.email",
+        "SELECT v.user_id, v.email AS new_email, u.email AS old_email
+         FROM email_verifications v JOIN users u ON u.id = v.user_id
+         WHERE v.token_hash = $1 AND v.used_at IS NULL AND v.expires_at > $2",
     )
     .bind(token_hash(token))
     .bind(ts)
@@ -442,11 +461,42 @@ pub async fn use_verification(tx: &mut Tx, token: &str) -> Result<Option<i64>, D
         return Ok(None);
     };
     let user_id: i64 = row.try_get("user_id")?;
+    let new: String = row.try_get("new_email")?;
+    let old: String = row.try_get("old_email")?;
     sqlx::query("UPDATE email_verifications SET used_at = $1 WHERE token_hash = $2")
         .bind(ts)
         .bind(token_hash(token))
         .execute(&mut **tx)
         .await?;
-    mark_verified(tx, user_id).await?;
-    Ok(Some(user_id))
+    if new == old {
+        mark_verified(tx, user_id).await?;
+        return Ok(Some(Confirmed::Address { user_id }));
+    }
+    sqlx::query("UPDATE users SET email = $1, email_verified_at = $2 WHERE id = $3")
+        .bind(&new)
+        .bind(ts)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(Confirmed::NewAddress { user_id, old, new }))
+}
+
+/// A new password; every other session of the user ends.
+pub async fn set_password(
+    tx: &mut Tx,
+    user_id: i64,
+    password_hash: &str,
+    keep_session: &str,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(password_hash)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+        .bind(user_id)
+        .bind(token_hash(keep_session))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

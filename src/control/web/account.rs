@@ -168,8 +168,21 @@ pub async fn verify(
     Path(token): Path<String>,
 ) -> Result<Response, AppError> {
     let mut tx = state.db.begin().await?;
-    let Some(user_id) = accounts::use_verification(&mut tx, &token).await? else {
-        return Err(AppError::NotFound);
+    let confirmed = match accounts::use_verification(&mut tx, &token).await {
+        Ok(Some(confirmed)) => confirmed,
+        Ok(None) => return Err(AppError::NotFound),
+        Err(err) if is_unique_violation(&err) => {
+            return Err(AppError::BadRequest(
+                tr("Another login has this address now; nothing was changed.").into(),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let (user_id, action, details) = match confirmed {
+        accounts::Confirmed::Address { user_id } => (user_id, "user.verify", String::new()),
+        accounts::Confirmed::NewAddress { user_id, old, new } => {
+            (user_id, "user.email.change", format!("{old} -> {new}"))
+        }
     };
     audit::record(
         &mut tx,
@@ -177,9 +190,9 @@ pub async fn verify(
             user_id: Some(user_id),
             name: format!("user:{user_id}"),
         },
-        "user.verify",
+        action,
         &format!("user:{user_id}"),
-        "",
+        &details,
     )
     .await?;
     tx.commit().await?;

@@ -8,7 +8,7 @@
 //! request timeout, headers); `listener` the accept loop (TLS via `tls`,
 //! connection cap, header timeout); `public` pages anyone can see;
 //! `account` sign-up, login, users and invites; `reset` password reset
-//! by mail; `servers` an operator's
+//! by mail; `login_settings` a user's own password and address; `servers` an operator's
 //! servers (`address` what may be added, `join_check` the NTP query a new
 //! server must answer); `vendor` vendor zone applications; `staff` staff pages;
 //! `nodes` where each DNS node stands; `api` the JSON API; `admin` the CLI;
@@ -40,6 +40,7 @@ pub mod i18n;
 pub mod ingest;
 pub mod join_check;
 pub mod listener;
+pub mod login_settings;
 pub mod metrics;
 pub mod news;
 pub mod nodes;
@@ -745,6 +746,12 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         .route("/reset", get(reset::request_form).post(reset::request))
         .route("/verify/{token}", get(account::verify))
         .route("/manage/verify", post(account::resend_verification))
+        .route("/manage/login", get(login_settings::show))
+        .route(
+            "/manage/login/password",
+            post(login_settings::change_password),
+        )
+        .route("/manage/login/email", post(login_settings::change_email))
         .route(
             "/reset/{token}",
             get(reset::password_form).post(reset::set_password),

@@ -65,6 +65,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../web/templates/users.html"),
     ),
     (
+        "login_settings.html",
+        include_str!("../../../web/templates/login_settings.html"),
+    ),
+    (
         "no_account.html",
         include_str!("../../../web/templates/no_account.html"),
     ),
