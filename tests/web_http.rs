@@ -1559,3 +1559,135 @@ async fn a_user_changes_their_password_and_their_address() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_account_is_told_of_changes_each_user_in_their_language() {
+    for_each_engine(false, |app| async move {
+        let mut alice = app.client();
+        alice.signup("alice@example.net").await;
+        // Alice reads the site in German: her choice is stored.
+        alice.get("/de/manage").await;
+        let id = alice.add_server("9.9.9.9", "de").await;
+        alice
+            .post("/manage/users/invite", &[("email", "bob@example.net")])
+            .await;
+        let link = web_support::mailed_link(&app.db, "bob@example.net", "/invite/").await;
+        let mut bob = app.client();
+        let password = "bobs password 1";
+        bob.post(&link, &[("password", password), ("password2", password)])
+            .await;
+        let mails_to = |to: &'static str, kind: &'static str| {
+            let db = app.db.clone();
+            async move {
+                timepool::control::db::mail::recent(&db, 100)
+                    .await
+                    .expect("queue")
+                    .into_iter()
+                    .filter(|m| m.recipient == to && m.kind == kind)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let later = timepool::control::timefmt::date(now() + 5 * 86_400);
+        alice
+            .post(&format!("/manage/servers/{id}/delete"), &[("on", &later)])
+            .await;
+        let (de, en) = (
+            mails_to("alice@example.net", "server_deletion").await,
+            mails_to("bob@example.net", "server_deletion").await,
+        );
+        assert_eq!((de.len(), en.len()), (1, 1));
+        assert!(
+            de[0].subject.contains("9.9.9.9 verlässt den Pool"),
+            "{}",
+            de[0].subject
+        );
+        assert!(
+            de[0]
+                .body
+                .contains(&format!("http://timepool.test/de/manage/servers/{id}")),
+            "{}",
+            de[0].body
+        );
+        assert!(
+            en[0].subject.contains("9.9.9.9 leaves the pool"),
+            "{}",
+            en[0].subject
+        );
+        assert!(
+            en[0]
+                .body
+                .contains("alice@example.net scheduled the deletion")
+        );
+        assert!(
+            en[0]
+                .body
+                .contains(&format!("http://timepool.test/manage/servers/{id}"))
+        );
+        alice
+            .post(&format!("/manage/servers/{id}/undelete"), &[])
+            .await;
+        assert_eq!(
+            mails_to("bob@example.net", "server_deletion_cancelled")
+                .await
+                .len(),
+            1
+        );
+        // A vendor zone applied for, and decided by staff.
+        alice
+            .post(
+                "/manage/vendor",
+                &[
+                    ("name", "acme-os"),
+                    ("client_type", "sntp"),
+                    ("description", "Routers"),
+                ],
+            )
+            .await;
+        let mut staff = web_support::staff_client(&app, "decides@example.org").await;
+        let zone_id: i64 = sqlx::query_scalar("SELECT id FROM vendor_zones WHERE name = 'acme-os'")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("zone");
+        staff
+            .post(
+                &format!("/staff/vendor-zones/{zone_id}/decide"),
+                &[("decision", "approve")],
+            )
+            .await;
+        let vendor = mails_to("bob@example.net", "vendor_zone").await;
+        let subjects: Vec<&str> = vendor.iter().map(|m| m.subject.as_str()).collect();
+        assert!(
+            subjects
+                .iter()
+                .any(|s| s.ends_with("vendor zone acme-os submitted")),
+            "{subjects:?}"
+        );
+        assert!(
+            subjects
+                .iter()
+                .any(|s| s.ends_with("vendor zone acme-os approved")),
+            "{subjects:?}"
+        );
+        // Bob removed: he and Alice are told.
+        let bob_id: i64 =
+            sqlx::query_scalar("SELECT id FROM users WHERE email = 'bob@example.net'")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("bob");
+        alice
+            .post(
+                &format!("/manage/users/{bob_id}/remove"),
+                &[("confirm", "yes")],
+            )
+            .await;
+        let told = mails_to("bob@example.net", "user_removed").await;
+        assert_eq!(told.len(), 1);
+        assert!(
+            told[0]
+                .subject
+                .ends_with("bob@example.net is no longer a user of the account")
+        );
+        assert_eq!(mails_to("alice@example.net", "user_removed").await.len(), 1);
+    })
+    .await;
+}

@@ -500,3 +500,21 @@ pub async fn set_password(
         .await?;
     Ok(())
 }
+
+/// Who is told of a change to an account: its users' addresses and the
+/// language each chose (none: English).
+pub async fn mail_recipients(
+    db: &Db,
+    account_id: i64,
+) -> Result<Vec<(String, Option<String>)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT email, language FROM users
+         WHERE account_id = $1 AND removed_at IS NULL ORDER BY id",
+    )
+    .bind(account_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("email")?, r.try_get("language")?)))
+        .collect()
+}

@@ -99,3 +99,14 @@ pub async fn decide(tx: &mut Tx, id: i64, status: &str, user_id: i64) -> Result<
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// One application by id.
+pub async fn get(db: &Db, id: i64) -> Result<Option<VendorZone>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM vendor_zones WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(VendorZone::from_row).transpose()
+}

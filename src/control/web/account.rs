@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
 
+use super::account_mail;
 use super::csrf::{self, CsrfToken};
 use super::error::AppError;
 use super::form::{
@@ -561,10 +562,39 @@ pub async fn user_remove(
             state.page(&Some(user), &csrf, ctx! { removed }),
         );
     }
+    // Everyone of the account is told, the removed user too.
+    let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
+    let removed_email = accounts::list_users(&state.db, user.account_id)
+        .await?
+        .into_iter()
+        .find(|u| u.id == id)
+        .map(|u| u.email)
+        .ok_or(AppError::NotFound)?;
     let mut tx = state.db.begin().await?;
     if !accounts::remove_user(&mut tx, user.account_id, id).await? {
         return Err(AppError::NotFound);
     }
+    let values = [
+        ("actor", user.email.clone()),
+        ("email", removed_email.clone()),
+    ];
+    account_mail::tell(
+        &mut tx,
+        &state,
+        &recipients,
+        &account_mail::Change {
+            kind: "user_removed",
+            subject: &|| trf("{email} is no longer a user of the account", &values[1..]),
+            text: &|| {
+                trf(
+                    "{actor} removed {email} from the account. {email} can still log in, but sees none of its servers or settings.",
+                    &values,
+                )
+            },
+            link: Some("/manage/users"),
+        },
+    )
+    .await?;
     audit::record(
         &mut tx,
         &actor(&user),

@@ -563,6 +563,19 @@ fn with_request<T>(f: impl FnOnce(Option<&RequestLanguage>) -> T) -> T {
     }
 }
 
+/// Runs `f` in the language `code` (a user's stored choice; English when
+/// unknown), its links prefixed with it: a mail to someone other than
+/// the person asking is written in the recipient's language.
+pub fn in_language<T>(code: Option<&str>, f: impl FnOnce() -> T) -> T {
+    let language = code.and_then(by_code).unwrap_or_else(english);
+    let request = RequestLanguage {
+        language,
+        prefixed: !language.is_english(),
+        page: "/".to_string(),
+    };
+    CURRENT.sync_scope(request, f)
+}
+
 /// A Rust-side message (a form error, an error page) in the request's
 /// language. Plain text: the page escapes it.
 pub fn tr(msgid: &'static str) -> &'static str {

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use super::account::{CsrfOnly, actor};
+use super::account_mail;
 use super::address::{self, check_public, zone_for_address};
 use super::csrf::CsrfToken;
 use super::error::AppError;
@@ -18,7 +19,7 @@ use super::join_check;
 use super::notice::{self, Notice};
 use super::session::CurrentUser;
 use super::{AppState, html};
-use crate::control::db::accounts::User;
+use crate::control::db::accounts::{self, User};
 use crate::control::db::servers::{self, MIN_DELETION_DELAY_SECS, NewServer};
 use crate::control::db::{self, audit, is_unique_violation};
 use crate::control::timefmt;
@@ -493,10 +494,36 @@ pub async fn schedule_deletion(
         )
         .await;
     }
+    let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
     let mut tx = state.db.begin().await?;
     if !servers::set_deletion(&mut tx, user.account_id, id, Some(when)).await? {
         return Err(AppError::NotFound);
     }
+    let page = format!("/manage/servers/{id}");
+    let values = || {
+        [
+            ("actor", user.email.clone()),
+            ("address", server.address.clone()),
+            ("date", i18n::current().date(when)),
+        ]
+    };
+    account_mail::tell(
+        &mut tx,
+        &state,
+        &recipients,
+        &account_mail::Change {
+            kind: "server_deletion",
+            subject: &|| trf("{address} leaves the pool at the end of {date}", &values()[1..]),
+            text: &|| {
+                trf(
+                    "{actor} scheduled the deletion of the server {address}: it leaves the pool at the end of {date} (UTC). To keep it, cancel the deletion on its page:",
+                    &values(),
+                )
+            },
+            link: Some(&page),
+        },
+    )
+    .await?;
     audit::record(
         &mut tx,
         &actor(&user),
@@ -523,10 +550,33 @@ pub async fn cancel_deletion(
     let server = servers::get_for_account(&state.db, user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
     let mut tx = state.db.begin().await?;
     if !servers::set_deletion(&mut tx, user.account_id, id, None).await? {
         return Err(AppError::NotFound);
     }
+    let page = format!("/manage/servers/{id}");
+    let values = [
+        ("actor", user.email.clone()),
+        ("address", server.address.clone()),
+    ];
+    account_mail::tell(
+        &mut tx,
+        &state,
+        &recipients,
+        &account_mail::Change {
+            kind: "server_deletion_cancelled",
+            subject: &|| trf("{address} stays in the pool", &values[1..]),
+            text: &|| {
+                trf(
+                    "{actor} cancelled the deletion of the server {address}; it stays in the pool.",
+                    &values,
+                )
+            },
+            link: Some(&page),
+        },
+    )
+    .await?;
     audit::record(
         &mut tx,
         &actor(&user),

@@ -11,6 +11,7 @@ use super::account::actor;
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::{FieldErrors, RowId};
+use super::i18n::trf;
 use super::session::StaffUser;
 use super::{AppState, html};
 use crate::control::db::accounts::{self, User};
@@ -225,6 +226,11 @@ pub async fn vendor_decide(
             ));
         }
     };
+    let zone = vendor_zones::get(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let recipients =
+        crate::control::db::accounts::mail_recipients(&state.db, zone.account_id).await?;
     let mut tx = state.db.begin().await?;
     if !vendor_zones::decide(&mut tx, id, status, user.id).await? {
         return Err(AppError::NotFound);
@@ -235,6 +241,41 @@ pub async fn vendor_decide(
         "vendor.decide",
         &format!("vendor_zone:{id}"),
         status,
+    )
+    .await?;
+    // The account is told, in each user's language.
+    let values = [("name", zone.name.clone())];
+    let approved = status == "approved";
+    let subject = || {
+        if approved {
+            trf("vendor zone {name} approved", &values)
+        } else {
+            trf("vendor zone {name} not approved", &values)
+        }
+    };
+    let text = || {
+        if approved {
+            trf(
+                "Staff approved the vendor zone {name}: its names are served with the next snapshot.",
+                &values,
+            )
+        } else {
+            trf(
+                "Staff did not approve the vendor zone {name}. Ask the pool's staff if you want to know why.",
+                &values,
+            )
+        }
+    };
+    super::account_mail::tell(
+        &mut tx,
+        &state,
+        &recipients,
+        &super::account_mail::Change {
+            kind: "vendor_zone",
+            subject: &subject,
+            text: &text,
+            link: Some("/manage/vendor"),
+        },
     )
     .await?;
     tx.commit().await?;

@@ -8,14 +8,15 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::account::actor;
+use super::account_mail;
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::FieldErrors;
-use super::i18n::tr;
+use super::i18n::{tr, trf};
 use super::notice::{self, Notice};
 use super::session::CurrentUser;
 use super::{AppState, html};
-use crate::control::db::accounts::User;
+use crate::control::db::accounts::{self, User};
 use crate::control::db::{audit, vendor_zones};
 use crate::control::zone_tree;
 
@@ -110,6 +111,7 @@ pub async fn vendor_apply(
     } else if description.len() > 2000 {
         errors.add("description", tr("Keep it under 2000 characters."));
     }
+    let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
     let mut tx = state.db.begin().await?;
     if errors.is_empty() && vendor_zones::name_taken(&mut tx, &form.name).await? {
         errors.add("name", tr("This name is already taken or applied for."));
@@ -140,6 +142,24 @@ pub async fn vendor_apply(
         "vendor.apply",
         &format!("vendor_zone:{id} {}", form.name),
         &form.client_type,
+    )
+    .await?;
+    let values = [("actor", user.email.clone()), ("name", form.name.clone())];
+    account_mail::tell(
+        &mut tx,
+        &state,
+        &recipients,
+        &account_mail::Change {
+            kind: "vendor_zone",
+            subject: &|| trf("vendor zone {name} submitted", &values[1..]),
+            text: &|| {
+                trf(
+                    "{actor} applied for the vendor zone {name}. Staff will review the application; you get a mail when it is decided.",
+                    &values,
+                )
+            },
+            link: Some("/manage/vendor"),
+        },
     )
     .await?;
     tx.commit().await?;
