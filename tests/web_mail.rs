@@ -271,6 +271,15 @@ async fn a_reset_mail_arrives_and_its_link_sets_a_new_password() {
                         "0 waiting",
                     ],
                 );
+                // Sent mails are kept 90 days for staff, then pruned.
+                let keep_from = now() - mail::KEEP_SECS;
+                assert_eq!(mail::prune(&app.db, keep_from).await.expect("prune"), 0);
+                // 90 days on, everything of this test is old.
+                let gone = mail::prune(&app.db, now() + mail::KEEP_SECS)
+                    .await
+                    .expect("prune");
+                assert!(gone >= 4, "{gone}");
+                assert!(mail::recent(&app.db, 10).await.expect("queue").is_empty());
                 let _ = std::fs::remove_dir_all(&dir);
             }
         },

@@ -106,9 +106,20 @@ async fn send_one(sender: &Sender, queued: &mail::QueuedMail) -> Result<(), (Str
         .map_err(|e| (e.to_string(), e.is_permanent()))
 }
 
-/// The sender task of `timepool web`: a pass every `POLL` until `stop`.
+/// The sender task of `timepool web`: a pass every `POLL` until `stop`,
+/// and once an hour the old rows pruned (`mail::KEEP_SECS`).
 pub async fn run(db: Db, sender: Sender, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut last_prune = 0;
     loop {
+        let now = db::now();
+        if now - last_prune >= 3600 {
+            last_prune = now;
+            match mail::prune(&db, now - mail::KEEP_SECS).await {
+                Ok(0) => {}
+                Ok(gone) => tracing::info!(gone, "old mails and links pruned"),
+                Err(error) => tracing::warn!(%error, "cannot prune old mails"),
+            }
+        }
         match send_due(&db, &sender, db::now()).await {
             Ok(pass) if pass.sent + pass.failed > 0 => {
                 tracing::info!(sent = pass.sent, failed = pass.failed, "mail pass");

@@ -132,6 +132,29 @@ pub async fn mark_failed(
     Ok(())
 }
 
+/// How long a sent or refused mail's row is kept (for /staff/mail), and
+/// a used or expired one-time link's.
+pub const KEEP_SECS: i64 = 90 * 86_400;
+
+/// Forgets what is older than `before`: sent and refused mails, used or
+/// expired reset and confirmation links. Mails still waiting stay.
+pub async fn prune(db: &Db, before: i64) -> Result<u64, DbError> {
+    let mut gone = 0;
+    for sql in [
+        "DELETE FROM mail_queue WHERE (sent_at IS NOT NULL AND sent_at < $1)
+            OR (failed_at IS NOT NULL AND failed_at < $1)",
+        "DELETE FROM password_resets WHERE expires_at < $1",
+        "DELETE FROM email_verifications WHERE expires_at < $1",
+    ] {
+        gone += sqlx::query(sql)
+            .bind(before)
+            .execute(&db.pool)
+            .await?
+            .rows_affected();
+    }
+    Ok(gone)
+}
+
 /// The latest mails, for staff.
 pub async fn recent(db: &Db, limit: i64) -> Result<Vec<QueuedMail>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
