@@ -561,6 +561,42 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     assert!(manage.contains("Meine Server"), "{manage}");
     assert!(!manage.contains("Add a server"), "{manage}");
 
+    // A forgotten password: a new browser state, the link on the login
+    // page, the mail (waiting in the queue), a new password, a login.
+    browser.call("Network.clearBrowserCookies", json!({}));
+    browser.goto(&base, "/login");
+    browser.leave();
+    browser.eval("document.querySelector('a[href=\"/reset\"]').click(); true");
+    browser.wait_for("/reset");
+    let asked = HashMap::from([("#f-email", "e2e@example.net")]);
+    browser.fill_and_submit(&asked, "form.card button[type=submit]");
+    browser.wait_for("/reset");
+    let page = browser.text();
+    assert!(page.contains("is on its way"), "{page}");
+    let link = mailed_path(&database, "e2e@example.net", "/reset/");
+    browser.goto(&base, &link);
+    browser.screenshot(&shots, "13-new-password.png");
+    let new_password = "a new e2e password";
+    let chosen = HashMap::from([
+        ("#f-password", new_password),
+        ("#f-password2", new_password),
+    ]);
+    browser.fill_and_submit(&chosen, "form.card button[type=submit]");
+    browser.wait_for("/login?done=password-changed");
+    let page = browser.text();
+    assert!(page.contains("Your password is changed"), "{page}");
+    let login = HashMap::from([
+        ("#f-email", "e2e@example.net"),
+        ("#f-password", new_password),
+    ]);
+    browser.fill_and_submit(&login, "form.card button[type=submit]");
+    browser.wait_for("/manage");
+    let page = browser.text();
+    assert!(
+        page.contains("127.0.0.1"),
+        "logged in with the new password: {page}"
+    );
+
     drop(browser);
     sigterm_and_wait(server);
     let _ = std::fs::remove_dir_all(&work);
