@@ -1406,6 +1406,24 @@ async fn an_unconfirmed_address_adds_no_servers_until_its_link_is_opened() {
         let again = c.post("/manage/verify", &[]).await;
         assert_eq!(again.location(), "/manage?done=verification-sent");
         assert_eq!(queued().await, 1);
+        // The mail: the link right under the line that asks to open it,
+        // the site's name and a link back at the end.
+        let mails = timepool::control::db::mail::recent(&app.db, 10)
+            .await
+            .expect("queue");
+        let body = &mails
+            .iter()
+            .find(|m| m.kind == "verify")
+            .expect("verify mail")
+            .body;
+        assert!(
+            body.contains("open this link within 7 days:\nhttp://timepool.test/verify/"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with("\n-- \npool.example.org\nhttp://timepool.test/\n"),
+            "{body}"
+        );
         // The link confirms the address, once.
         let link = web_support::mailed_link(&app.db, "new@example.net", "/verify/").await;
         let opened = c.get(&link).await;

@@ -6,13 +6,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use serde::{Deserialize, Serialize};
 
-use super::account_mail;
 use super::csrf::{self, CsrfToken};
 use super::error::AppError;
 use super::form::{
     FieldErrors, MAX_EMAIL_LEN, MAX_PASSWORD_LEN, RowId, check_email, check_new_password,
 };
 use super::i18n::{self, tr, trf};
+use super::mails;
 use super::notice::{self, Notice};
 use super::session::{self, CurrentUser, LoginLimit, MaybeUser};
 use super::{AppState, client_addr, html};
@@ -142,22 +142,23 @@ pub async fn signup(
     start_session(&state, &created, "/manage").await
 }
 
-/// The address confirmation mail: plain text in the page's language, the
-/// absolute link, the site's name and a link back.
+/// The address confirmation mail, in the page's language; the link right
+/// after the paragraph that asks to open it.
 fn verification_mail(state: &AppState, email: &str, token: &str) -> (String, String) {
     let site = state.settings.origin.clone();
-    let base = &state.settings.site_url;
-    let link = format!("{base}{}", i18n::url(&format!("/verify/{token}")));
+    let link = mails::absolute(state, &format!("/verify/{token}"));
     let subject = trf("{site}: confirm your address", &[("site", site.clone())]);
-    let body = format!(
-        "{}\n\n{}\n{link}\n\n{}\n\n-- \n{site}\n{base}{}\n",
-        trf(
-            "Welcome to {site}. To confirm that {email} is your address, open this link within 7 days:",
-            &[("site", site.clone()), ("email", email.to_string())],
-        ),
-        tr("Until then your account cannot add servers."),
-        tr("If you did not sign up, ignore this mail."),
-        i18n::url("/"),
+    let welcome = trf(
+        "Welcome to {site}. To confirm that {email} is your address, open this link within 7 days:",
+        &[("site", site), ("email", email.to_string())],
+    );
+    let body = mails::body(
+        state,
+        &[
+            format!("{welcome}\n{link}"),
+            tr("Until then your account cannot add servers.").to_string(),
+            tr("If you did not sign up, ignore this mail.").to_string(),
+        ],
     );
     (subject, body)
 }
@@ -479,28 +480,30 @@ pub async fn invite_create(
     .await
 }
 
-/// The invitation mail: plain text in the inviter's language, the
-/// absolute link, the site's name and a link back.
+/// The invitation mail, in the inviter's language.
 fn invite_mail(state: &AppState, inviter: &str, token: &str) -> (String, String) {
     let site = state.settings.origin.clone();
-    let base = &state.settings.site_url;
-    let link = format!("{base}{}", i18n::url(&format!("/invite/{token}")));
+    let link = mails::absolute(state, &format!("/invite/{token}"));
     let subject = trf(
         "{site}: an invitation to run NTP servers with {inviter}",
         &[("site", site.clone()), ("inviter", inviter.to_string())],
     );
-    let body = format!(
-        "{}\n\n{}\n{link}\n\n{}\n\n-- \n{site}\n{base}{}\n",
-        trf(
-            "{inviter} invites you to their account on {site}, where its users run NTP servers of the pool together.",
-            &[("inviter", inviter.to_string()), ("site", site.clone())],
-        ),
-        tr("To accept, open this link within 7 days. It works once:"),
-        trf(
-            "If you do not know {inviter}, ignore this mail.",
-            &[("inviter", inviter.to_string())],
-        ),
-        i18n::url("/"),
+    let body = mails::body(
+        state,
+        &[
+            trf(
+                "{inviter} invites you to their account on {site}, where its users run NTP servers of the pool together.",
+                &[("inviter", inviter.to_string()), ("site", site)],
+            ),
+            format!(
+                "{}\n{link}",
+                tr("To accept, open this link within 7 days. It works once:")
+            ),
+            trf(
+                "If you do not know {inviter}, ignore this mail.",
+                &[("inviter", inviter.to_string())],
+            ),
+        ],
     );
     (subject, body)
 }
@@ -578,11 +581,11 @@ pub async fn user_remove(
         ("actor", user.email.clone()),
         ("email", removed_email.clone()),
     ];
-    account_mail::tell(
+    mails::tell(
         &mut tx,
         &state,
         &recipients,
-        &account_mail::Change {
+        &mails::Change {
             kind: "user_removed",
             subject: &|| trf("{email} is no longer a user of the account", &values[1..]),
             text: &|| {

@@ -13,7 +13,8 @@ use super::account::actor;
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::{FieldErrors, MAX_PASSWORD_LEN, check_email, check_new_password};
-use super::i18n::{self, tr, trf};
+use super::i18n::{tr, trf};
+use super::mails;
 use super::notice::{self, Notice};
 use super::session::{self, CurrentUser};
 use super::{AppState, html};
@@ -170,20 +171,21 @@ pub async fn change_email(
     let mut tx = state.db.begin().await?;
     if let Some(token) = accounts::create_verification(&mut tx, user.id, &email).await? {
         let site = state.settings.origin.clone();
-        let base = &state.settings.site_url;
-        let link = format!("{base}{}", i18n::url(&format!("/verify/{token}")));
+        let link = mails::absolute(&state, &format!("/verify/{token}"));
         let subject = trf(
             "{site}: confirm your new address",
             &[("site", site.clone())],
         );
-        let body = format!(
-            "{}\n{link}\n\n{}\n\n-- \n{site}\n{base}{}\n",
-            trf(
-                "To make {email} the address of your login on {site}, open this link within 7 days:",
-                &[("email", email.clone()), ("site", site.clone())],
-            ),
-            tr("If you did not ask for this, ignore this mail: nothing changes."),
-            i18n::url("/"),
+        let ask = trf(
+            "To make {email} the address of your login on {site}, open this link within 7 days:",
+            &[("email", email.clone()), ("site", site)],
+        );
+        let body = mails::body(
+            &state,
+            &[
+                format!("{ask}\n{link}"),
+                tr("If you did not ask for this, ignore this mail: nothing changes.").to_string(),
+            ],
         );
         mail::enqueue(&mut tx, &email, "email_change", &subject, &body).await?;
         audit::record(

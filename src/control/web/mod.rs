@@ -7,8 +7,8 @@
 //! Code map: `mod.rs` settings, the router and its guards (body limits,
 //! request timeout, headers); `listener` the accept loop (TLS via `tls`,
 //! connection cap, header timeout); `public` pages anyone can see;
-//! `account` sign-up, login, users and invites (`account_mail` the mails
-//! that tell an account's users of a change); `reset` password reset
+//! `account` sign-up, login, users and invites (`mails` how mails
+//! are written, and those that tell an account's users of a change); `reset` password reset
 //! by mail; `login_settings` a user's own password and address; `servers` an operator's
 //! servers (`address` what may be added, `join_check` the NTP query a new
 //! server must answer); `vendor` vendor zone applications; `staff` staff pages;
@@ -28,7 +28,6 @@ macro_rules! ctx {
 }
 
 pub mod account;
-pub mod account_mail;
 pub mod address;
 pub mod admin;
 pub mod api;
@@ -43,6 +42,7 @@ pub mod ingest;
 pub mod join_check;
 pub mod listener;
 pub mod login_settings;
+pub mod mails;
 pub mod metrics;
 pub mod news;
 pub mod nodes;

@@ -14,7 +14,8 @@ use super::account::actor;
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::{FieldErrors, MAX_EMAIL_LEN, check_new_password};
-use super::i18n::{self, tr, trf};
+use super::i18n::{tr, trf};
+use super::mails;
 use super::notice::{self, Notice};
 use super::session::{self, MaybeUser};
 use super::{AppState, html};
@@ -65,25 +66,25 @@ pub async fn request(
     if let Some(found) = accounts::find_by_email(&state.db, &email).await? {
         let mut tx = state.db.begin().await?;
         if let Some(token) = mail::create_reset(&mut tx, found.id).await? {
-            let link = format!(
-                "{}{}",
-                state.settings.site_url,
-                i18n::url(&format!("/reset/{token}"))
-            );
+            let link = mails::absolute(&state, &format!("/reset/{token}"));
             let site = state.settings.origin.clone();
             let subject = trf("{site}: choose a new password", &[("site", site.clone())]);
-            // Plain text, a paragraph per message, the site's name and a
-            // link back at the end.
-            let body = format!(
-                "{}\n\n{}\n{link}\n\n{}\n\n-- \n{site}\n{}{}\n",
-                trf(
-                    "Someone, maybe you, asked to reset the password of the login {email} on {site}.",
-                    &[("email", found.email.clone()), ("site", site.clone())],
-                ),
-                tr("To choose a new password, open this link within an hour. It works once:"),
-                tr("If you did not ask, ignore this mail: your password stays as it is."),
-                state.settings.site_url,
-                i18n::url("/"),
+            let body = mails::body(
+                &state,
+                &[
+                    trf(
+                        "Someone, maybe you, asked to reset the password of the login {email} on {site}.",
+                        &[("email", found.email.clone()), ("site", site)],
+                    ),
+                    format!(
+                        "{}\n{link}",
+                        tr(
+                            "To choose a new password, open this link within an hour. It works once:"
+                        )
+                    ),
+                    tr("If you did not ask, ignore this mail: your password stays as it is.")
+                        .to_string(),
+                ],
             );
             mail::enqueue(&mut tx, &found.email, "password_reset", &subject, &body).await?;
             audit::record(

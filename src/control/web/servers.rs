@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use super::account::{CsrfOnly, actor};
-use super::account_mail;
 use super::address::{self, check_public, zone_for_address};
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::{FieldErrors, RowId};
 use super::i18n::{self, tr, trf};
 use super::join_check;
+use super::mails;
 use super::notice::{self, Notice};
 use super::session::CurrentUser;
 use super::{AppState, html};
@@ -507,11 +507,11 @@ pub async fn schedule_deletion(
             ("date", i18n::current().date(when)),
         ]
     };
-    account_mail::tell(
+    mails::tell(
         &mut tx,
         &state,
         &recipients,
-        &account_mail::Change {
+        &mails::Change {
             kind: "server_deletion",
             subject: &|| trf("{address} leaves the pool at the end of {date}", &values()[1..]),
             text: &|| {
@@ -560,11 +560,11 @@ pub async fn cancel_deletion(
         ("actor", user.email.clone()),
         ("address", server.address.clone()),
     ];
-    account_mail::tell(
+    mails::tell(
         &mut tx,
         &state,
         &recipients,
-        &account_mail::Change {
+        &mails::Change {
             kind: "server_deletion_cancelled",
             subject: &|| trf("{address} stays in the pool", &values[1..]),
             text: &|| {

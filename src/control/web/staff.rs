@@ -266,11 +266,11 @@ pub async fn vendor_decide(
             )
         }
     };
-    super::account_mail::tell(
+    super::mails::tell(
         &mut tx,
         &state,
         &recipients,
-        &super::account_mail::Change {
+        &super::mails::Change {
             kind: "vendor_zone",
             subject: &subject,
             text: &text,

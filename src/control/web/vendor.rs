@@ -8,11 +8,11 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::account::actor;
-use super::account_mail;
 use super::csrf::CsrfToken;
 use super::error::AppError;
 use super::form::FieldErrors;
 use super::i18n::{tr, trf};
+use super::mails;
 use super::notice::{self, Notice};
 use super::session::CurrentUser;
 use super::{AppState, html};
@@ -145,11 +145,11 @@ pub async fn vendor_apply(
     )
     .await?;
     let values = [("actor", user.email.clone()), ("name", form.name.clone())];
-    account_mail::tell(
+    mails::tell(
         &mut tx,
         &state,
         &recipients,
-        &account_mail::Change {
+        &mails::Change {
             kind: "vendor_zone",
             subject: &|| trf("vendor zone {name} submitted", &values[1..]),
             text: &|| {
