@@ -78,6 +78,37 @@ fn settings_merge_flags_over_file() {
     })
     .expect_err("unknown key refused");
     assert!(err.to_string().contains("colour"), "{err}");
+
+    // The alert thresholds: the pool's by default, any of them from the
+    // file's [alerts], refused with the key when wrong.
+    assert_eq!(from_file.alerts, Default::default());
+    let alerts = dir.join("alerts.toml");
+    std::fs::write(
+        &alerts,
+        "[alerts]\ninterval_secs = 60\nalert_score = -20.0\n",
+    )
+    .expect("write");
+    let with_alerts = Settings::resolve(&WebArgs {
+        config: Some(alerts.clone()),
+        ..WebArgs::default()
+    })
+    .expect("alerts");
+    assert_eq!(with_alerts.alerts.interval_secs, 60);
+    assert_eq!(with_alerts.alerts.alert_score, -20.0);
+    assert_eq!(with_alerts.alerts.repeat_after_secs, 14 * 86_400);
+    for (text, key) in [
+        ("[alerts]\nrepeat_days = 3\n", "repeat_days"),
+        ("[alerts]\nclear_score = -30.0\n", "clear_score"),
+        ("[alerts]\ninterval_secs = 0\n", "interval_secs"),
+    ] {
+        std::fs::write(&alerts, text).expect("write");
+        let err = Settings::resolve(&WebArgs {
+            config: Some(alerts.clone()),
+            ..WebArgs::default()
+        })
+        .expect_err(text);
+        assert!(err.to_string().contains(key), "{text}: {err}");
+    }
 }
 
 fn http_get(port: u16, path: &str) -> String {

@@ -1,7 +1,9 @@
 //! Mail through a real SMTP server (Debian's python3-aiosmtpd, started
 //! here on loopback, writing a Maildir): the password reset mail arrives
 //! and its link works; with the SMTP server down, mails wait in the queue
-//! and go out when it is back.
+//! and go out when it is back. An account's mails (invitation, deletion
+//! scheduled and cancelled, bad-server alert, automatic removal) reach
+//! every user and their links work.
 
 mod web_support;
 
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use timepool::control::db::{mail, now};
 use timepool::control::mail::{Sender, send_due};
+use timepool::control::web::alerts;
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -52,11 +55,21 @@ impl Drop for SmtpServer {
     }
 }
 
+/// Whether aiosmtpd is installed; without it the tests are skipped, unless
+/// TIMEPOOL_SMTP_REQUIRED says they must run.
 fn smtp_available() -> bool {
-    Command::new(PYTHON)
+    let installed = Command::new(PYTHON)
         .args(["-c", "import aiosmtpd"])
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if !installed {
+        assert!(
+            std::env::var("TIMEPOOL_SMTP_REQUIRED").is_err(),
+            "python3-aiosmtpd is required but not installed"
+        );
+        eprintln!("SKIPPED: python3-aiosmtpd not installed (apt-get install python3-aiosmtpd)");
+    }
+    installed
 }
 
 fn free_port() -> u16 {
@@ -116,11 +129,6 @@ fn wait_for_mails(dir: &Path, count: usize) -> Vec<String> {
 #[tokio::test]
 async fn a_reset_mail_arrives_and_its_link_sets_a_new_password() {
     if !smtp_available() {
-        assert!(
-            std::env::var("TIMEPOOL_SMTP_REQUIRED").is_err(),
-            "python3-aiosmtpd is required but not installed"
-        );
-        eprintln!("SKIPPED: python3-aiosmtpd not installed (apt-get install python3-aiosmtpd)");
         return;
     }
     let port = free_port();
@@ -284,5 +292,140 @@ async fn a_reset_mail_arrives_and_its_link_sets_a_new_password() {
             }
         },
     )
+    .await;
+}
+
+/// The link to this site starting with `prefix` in a delivered mail.
+fn link_in(text: &str, prefix: &str) -> String {
+    text.split("http://timepool.test")
+        .find(|rest| rest.starts_with(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {prefix} link in:\n{text}"))
+        .to_string()
+}
+
+/// The delivered mails to `recipient` whose subject has `subject`.
+fn delivered<'a>(mails: &'a [String], recipient: &str, subject: &str) -> Vec<&'a String> {
+    mails
+        .iter()
+        .filter(|m| m.contains(&format!("To: {recipient}")) && m.contains(subject))
+        .collect()
+}
+
+#[tokio::test]
+async fn account_mails_arrive_at_every_user_and_their_links_work() {
+    if !smtp_available() {
+        return;
+    }
+    let port = free_port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("timepool-mail-account-{}", std::process::id()));
+    web_support::for_each_engine(true, |app| {
+        let (url, dir) = (url.clone(), dir.clone());
+        async move {
+            let _ = std::fs::remove_dir_all(&dir);
+            let _smtp = SmtpServer::start(port, &dir);
+            let sender =
+                Sender::new(&url, "timepool test <noreply@pool.example.org>").expect("sender");
+            let mut expected = 0;
+            let mut deliver = async |count: usize| {
+                expected += count;
+                let pass = send_due(&app.db, &sender, now()).await.expect("send");
+                assert_eq!((pass.sent, pass.failed), (count, 0));
+                let mails = wait_for_mails(&dir, expected);
+                assert_eq!(mails.len(), expected);
+                mails
+            };
+            let mut alice = app.client();
+            alice.signup("alice@example.net").await;
+            // The invitation: its link, followed, makes Bob a user.
+            alice
+                .post("/manage/users/invite", &[("email", "bob@example.net")])
+                .await;
+            let mails = deliver(2).await;
+            let invitation = delivered(&mails, "bob@example.net", "invit");
+            assert_eq!(invitation.len(), 1, "{mails:?}");
+            let link = link_in(invitation[0], "/invite/");
+            let mut bob = app.client();
+            bob.get(&link)
+                .await
+                .assert(StatusCode::OK, &["bob@example.net"]);
+            let joined = bob
+                .post(
+                    &link,
+                    &[
+                        ("password", "bobs password"),
+                        ("password2", "bobs password"),
+                    ],
+                )
+                .await;
+            assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", joined.body);
+
+            // A deletion scheduled: both are told, the link is the server's page.
+            let id = alice.add_server("127.0.0.61", "de").await;
+            let later = timepool::control::timefmt::date(now() + 5 * 86_400);
+            alice
+                .post(&format!("/manage/servers/{id}/delete"), &[("on", &later)])
+                .await;
+            let mails = deliver(2).await;
+            for user in ["alice@example.net", "bob@example.net"] {
+                let told = delivered(&mails, user, "127.0.0.61 leaves the pool");
+                assert_eq!(told.len(), 1, "{user}: {mails:?}");
+                let page = link_in(told[0], "/manage/servers/");
+                assert_eq!(page, format!("/manage/servers/{id}"));
+            }
+            bob.get(&format!("/manage/servers/{id}"))
+                .await
+                .assert(StatusCode::OK, &["Cancel the deletion"]);
+            bob.post(&format!("/manage/servers/{id}/undelete"), &[])
+                .await;
+            let mails = deliver(2).await;
+            assert_eq!(
+                delivered(&mails, "alice@example.net", "stays in the pool").len(),
+                1
+            );
+
+            // The server goes bad: an alert to both, with its score page.
+            sqlx::query("UPDATE servers SET score = -20, score_ts = $1 WHERE id = $2")
+                .bind(now())
+                .bind(id)
+                .execute(&app.db.pool)
+                .await
+                .expect("score");
+            let t = now();
+            alerts::pass(&app.state, t).await.expect("pass");
+            let mails = deliver(2).await;
+            for user in ["alice@example.net", "bob@example.net"] {
+                let alert = delivered(&mails, user, "127.0.0.61 is not working well");
+                assert_eq!(alert.len(), 1, "{user}: {mails:?}");
+                let page = link_in(alert[0], "/scores/");
+                app.client()
+                    .get(&page)
+                    .await
+                    .assert(StatusCode::OK, &["127.0.0.61"]);
+            }
+            // 45 days on and still below 0: removed, both told.
+            sqlx::query("UPDATE servers SET score = -3 WHERE id = $1")
+                .bind(id)
+                .execute(&app.db.pool)
+                .await
+                .expect("score");
+            alerts::pass(&app.state, t + 45 * 86_400 + 1)
+                .await
+                .expect("pass");
+            let mails = deliver(2).await;
+            for user in ["alice@example.net", "bob@example.net"] {
+                let removal = delivered(&mails, user, "127.0.0.61 is removed from the pool");
+                assert_eq!(removal.len(), 1, "{user}: {mails:?}");
+                let page = link_in(removal[0], "/manage/servers/");
+                alice
+                    .get(&page)
+                    .await
+                    .assert(StatusCode::OK, &["Cancel the deletion"]);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    })
     .await;
 }

@@ -6,6 +6,8 @@
 //!
 //! - `timefmt`: dates and times as the pages and snapshots write them;
 //! - `scoring`: the pool's scoring rules, pure functions;
+//! - `alert_rules`: the pool's rules for bad servers (alerts, automatic
+//!   removal), pure functions;
 //! - `zone_rules`: the pool's zone rules (eligible servers -> a snapshot
 //!   document), pure functions;
 //! - `zone_tree`: the pool's zones (continents, countries) for pages and
@@ -21,6 +23,7 @@
 //! reaches the DNS nodes only through the snapshot and the monitors only
 //! through the monitor protocol; it never answers DNS.
 
+pub mod alert_rules;
 pub mod db;
 pub mod mail;
 pub mod scoring;

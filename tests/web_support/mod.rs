@@ -85,6 +85,7 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         trusted_proxies: Vec::new(),
         limits: timepool::control::web::Limits::default(),
         require_node_tokens: false,
+        alerts: Default::default(),
     }
 }
 

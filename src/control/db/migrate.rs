@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "verify",
         include_str!("../../../migrations/0006_verify.sql"),
     ),
+    (
+        7,
+        "alerts",
+        include_str!("../../../migrations/0007_alerts.sql"),
+    ),
 ];
 
 fn expand(sql: &str, engine: Engine) -> String {

@@ -10,6 +10,7 @@
 //! data (it reads the snapshot file).
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod ingest;
 pub mod leases;

@@ -30,6 +30,7 @@ macro_rules! ctx {
 pub mod account;
 pub mod address;
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod client_addr;
 pub mod csrf;
@@ -249,6 +250,8 @@ pub struct FileConfig {
     pub leader_lease_secs: Option<u64>,
     pub require_node_tokens: Option<bool>,
     pub score_ramp: Option<String>,
+    /// `[alerts]`: the bad-server rules' thresholds (`alert_rules`).
+    pub alerts: Option<crate::control::alert_rules::AlertRules>,
 }
 
 /// The certificate and key files of HTTPS.
@@ -317,6 +320,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Pulls of the snapshot need a registered node's token.
     pub require_node_tokens: bool,
+    /// Bad-server alerts and automatic removal (`alerts`).
+    pub alerts: crate::control::alert_rules::AlertRules,
 }
 
 /// The zone builder's settings, resolved like `Settings`.
@@ -559,6 +564,11 @@ impl Settings {
             limits,
             require_node_tokens: args.require_node_tokens
                 || file.require_node_tokens.unwrap_or(false),
+            alerts: file
+                .alerts
+                .unwrap_or_default()
+                .validated()
+                .map_err(|e| format!("config file: {e}"))?,
         })
     }
 }
@@ -1053,6 +1063,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop.send(true);
     });
+    let alert_job = tokio::spawn(alerts::run(state.clone(), stopping.clone()));
     let mailer = mail_sender.map(|sender| {
         tokio::spawn(crate::control::mail::run(
             db.clone(),
@@ -1082,6 +1093,8 @@ pub async fn serve(
     }
     builder.abort();
     let _ = builder.await;
+    alert_job.abort();
+    let _ = alert_job.await;
     if let Some(mailer) = mailer {
         // A mail being handed over finishes (it stops at its next pass);
         // one not sent stays queued for the next start.
