@@ -436,6 +436,7 @@ async fn every_page_renders_in_every_language_without_english_left() {
                 "/manage/users".into(),
                 "/manage/vendor".into(),
                 "/manage/login".into(),
+                "/manage/login/delete".into(),
                 // The notices after actions.
                 format!("/manage/servers/{server}?done=saved"),
                 "/manage/users?done=user-removed".into(),

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alerts",
         include_str!("../../../migrations/0007_alerts.sql"),
     ),
+    (
+        8,
+        "login_deletion",
+        include_str!("../../../migrations/0008_login_deletion.sql"),
+    ),
 ];
 
 fn expand(sql: &str, engine: Engine) -> String {

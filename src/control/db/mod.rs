@@ -25,6 +25,7 @@ pub mod scores;
 pub mod secrets;
 pub mod servers;
 pub mod snapshots;
+pub mod user_data;
 pub mod vendor_zones;
 
 use std::path::Path;

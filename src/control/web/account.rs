@@ -18,7 +18,7 @@ use super::session::{self, CurrentUser, LoginLimit, MaybeUser};
 use super::{AppState, client_addr, html};
 use crate::control::db::accounts::{self, User};
 use crate::control::db::audit::{self, Actor};
-use crate::control::db::{self, is_unique_violation};
+use crate::control::db::{self, is_unique_violation, user_data};
 
 pub fn actor(user: &User) -> Actor {
     Actor {
@@ -304,7 +304,26 @@ pub async fn login(
     match found_user.filter(|_| verified) {
         Some(found_user) => {
             limit.clear(&state).await?;
-            start_session(&state, &found_user, "/manage").await
+            // Logging in cancels a requested deletion of the login.
+            let mut tx = state.db.begin().await?;
+            let cancelled = user_data::cancel_deletion(&mut tx, found_user.id).await?;
+            if cancelled {
+                audit::record(
+                    &mut tx,
+                    &actor(&found_user),
+                    "user.delete.cancel",
+                    &format!("user:{}", found_user.id),
+                    "logged in",
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            let to = if cancelled {
+                "/manage?done=login-deletion-cancelled"
+            } else {
+                "/manage"
+            };
+            start_session(&state, &found_user, to).await
         }
         None => {
             limit.record_failure(&state, now).await?;

@@ -75,7 +75,7 @@ pub async fn show(
 }
 
 /// Whether `password` is the user's current one (bounded like a login).
-async fn is_current_password(
+pub async fn is_current_password(
     state: &AppState,
     user: &User,
     password: &str,

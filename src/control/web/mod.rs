@@ -9,7 +9,9 @@
 //! connection cap, header timeout); `public` pages anyone can see;
 //! `account` sign-up, login, users and invites (`mails` how mails
 //! are written, and those that tell an account's users of a change); `reset` password reset
-//! by mail; `login_settings` a user's own password and address; `servers` an operator's
+//! by mail; `login_settings` a user's own password and address; `user_data`
+//! their data (download) and the deletion of their login; `alerts` the
+//! bad-server rules' background pass; `servers` an operator's
 //! servers (`address` what may be added, `join_check` the NTP query a new
 //! server must answer); `vendor` vendor zone applications; `staff` staff pages;
 //! `nodes` where each DNS node stands; `api` the JSON API; `admin` the CLI;
@@ -55,6 +57,7 @@ pub mod session;
 pub mod staff;
 pub mod templates;
 pub mod tls;
+pub mod user_data;
 pub mod vendor;
 
 use std::collections::HashMap;
@@ -764,6 +767,11 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
             post(login_settings::change_password),
         )
         .route("/manage/login/email", post(login_settings::change_email))
+        .route("/manage/login/data.json", get(user_data::download))
+        .route(
+            "/manage/login/delete",
+            get(user_data::show).post(user_data::request),
+        )
         .route(
             "/reset/{token}",
             get(reset::password_form).post(reset::set_password),
@@ -1064,6 +1072,7 @@ pub async fn serve(
         let _ = stop.send(true);
     });
     let alert_job = tokio::spawn(alerts::run(state.clone(), stopping.clone()));
+    let deletion_job = tokio::spawn(user_data::run(state.clone(), stopping.clone()));
     let mailer = mail_sender.map(|sender| {
         tokio::spawn(crate::control::mail::run(
             db.clone(),
@@ -1093,8 +1102,10 @@ pub async fn serve(
     }
     builder.abort();
     let _ = builder.await;
-    alert_job.abort();
-    let _ = alert_job.await;
+    for job in [alert_job, deletion_job] {
+        job.abort();
+        let _ = job.await;
+    }
     if let Some(mailer) = mailer {
         // A mail being handed over finishes (it stops at its next pass);
         // one not sent stays queued for the next start.

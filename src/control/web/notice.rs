@@ -22,10 +22,12 @@ pub enum Notice {
     PasswordChanged,
     EmailVerified,
     VerificationSent,
+    LoginDeletionRequested,
+    LoginDeletionCancelled,
 }
 
 impl Notice {
-    const ALL: [Notice; 9] = [
+    const ALL: [Notice; 11] = [
         Notice::Saved,
         Notice::DeletionScheduled,
         Notice::DeletionCancelled,
@@ -35,6 +37,8 @@ impl Notice {
         Notice::PasswordChanged,
         Notice::EmailVerified,
         Notice::VerificationSent,
+        Notice::LoginDeletionRequested,
+        Notice::LoginDeletionCancelled,
     ];
 
     /// The name in the URL and in the templates.
@@ -49,6 +53,8 @@ impl Notice {
             Notice::PasswordChanged => "password-changed",
             Notice::EmailVerified => "email-verified",
             Notice::VerificationSent => "verification-sent",
+            Notice::LoginDeletionRequested => "login-deletion-requested",
+            Notice::LoginDeletionCancelled => "login-deletion-cancelled",
         }
     }
 

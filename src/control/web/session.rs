@@ -154,6 +154,10 @@ pub struct CurrentUser(pub User);
 /// A logged-in staff user; operators get 403.
 pub struct StaffUser(pub User);
 
+/// A logged-in user, in an account or not (a removed user still has their
+/// own data and login to look after); others are sent to /login.
+pub struct LoggedIn(pub User);
+
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = AppError;
 
@@ -180,6 +184,17 @@ impl FromRequestParts<AppState> for CurrentUser {
         match MaybeUser::from_request_parts(parts, state).await? {
             MaybeUser(Some(user)) if user.in_account => Ok(CurrentUser(user)),
             MaybeUser(Some(_)) => Err(AppError::NoAccount),
+            MaybeUser(None) => Err(AppError::LoginRequired),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for LoggedIn {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        match MaybeUser::from_request_parts(parts, state).await? {
+            MaybeUser(Some(user)) => Ok(LoggedIn(user)),
             MaybeUser(None) => Err(AppError::LoginRequired),
         }
     }

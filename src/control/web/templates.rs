@@ -65,6 +65,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../web/templates/users.html"),
     ),
     (
+        "delete_login.html",
+        include_str!("../../../web/templates/delete_login.html"),
+    ),
+    (
         "login_settings.html",
         include_str!("../../../web/templates/login_settings.html"),
     ),
