@@ -42,6 +42,9 @@ fn settings_merge_flags_over_file() {
     assert_eq!(from_file.origin, "file.example");
     assert!(from_file.allow_loopback);
     assert_eq!(from_file.counts_cache_secs, 10);
+    // Unverified servers are capped at the pool's default netspeed unless
+    // the rule is turned off.
+    assert_eq!(from_file.unverified_netspeed_max, Some(10_000));
     assert!(from_file.database_url.starts_with("sqlite://data/"));
     let flags = WebArgs {
         config: Some(toml),
@@ -50,6 +53,15 @@ fn settings_merge_flags_over_file() {
         ..WebArgs::default()
     };
     let merged = Settings::resolve(&flags).expect("resolve");
+    assert_eq!(
+        Settings::resolve(&WebArgs {
+            no_server_verification: true,
+            ..WebArgs::default()
+        })
+        .expect("resolve")
+        .unverified_netspeed_max,
+        None
+    );
     assert_eq!(merged.origin, "flag.example");
     assert_eq!(merged.database_url, "postgres://x/y");
 

@@ -488,6 +488,41 @@ fn browser_sign_up_add_server_and_see_its_score_page() {
     );
     browser.screenshot(&shots, "03-my-servers.png");
 
+    // Verify it the pool's way: its page gives a one-time URL, fetched
+    // from the server's own address (127.0.0.1, where this test runs).
+    browser.leave();
+    browser.eval("document.querySelector('a[href^=\"/manage/servers/\"]').click(); true");
+    browser.wait_for("/manage/servers/");
+    let server_page = browser
+        .eval("location.pathname")
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(browser.text().contains("not yet"));
+    browser.leave();
+    browser.eval("document.querySelector('form[action$=\"/verify\"] button').click(); true");
+    browser.wait_for(&format!("{server_page}/verify"));
+    let page = browser.text();
+    browser.screenshot(&shots, "03b-verify-url.png");
+    // (The page names the site by --site-url; the path is what counts.)
+    let token = page
+        .split("/verify-server/")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '\'').next())
+        .unwrap_or_else(|| panic!("no verification URL in:\n{page}"));
+    let path = format!("/verify-server/{token}");
+    let fetched = web_support::http(port, "GET", &path, &[], None);
+    assert_eq!(
+        (
+            fetched.status,
+            String::from_utf8_lossy(&fetched.body).trim()
+        ),
+        (200, "127.0.0.1 is verified.")
+    );
+    browser.goto(&base, &server_page);
+    assert!(!browser.text().contains("not yet"), "{}", browser.text());
+    browser.goto(&base, "/manage");
+
     // A 300-character address is refused, shown, and wrapped: the page
     // stays as wide as the window.
     let long = "a".repeat(300);

@@ -373,7 +373,10 @@ async fn add_servers_with_validation() {
             .await
             .assert(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &["8.8.4.4 is already in the pool"],
+                &[
+                    "8.8.4.4 is registered by another account. If you run it, claim it below.",
+                    "Claim 8.8.4.4",
+                ],
             );
         c.post(
             "/manage/servers",
@@ -384,7 +387,10 @@ async fn add_servers_with_validation() {
             ],
         )
         .await
-        .assert(StatusCode::UNPROCESSABLE_ENTITY, &["already in the pool"]);
+        .assert(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["2a01:4f8::1 is one of your servers already."],
+        );
         assert!(server_id_in(&other.get("/manage").await.body, "8.8.4.4").is_none());
 
         // Settings: zone override and netspeed, with validation.
@@ -674,10 +680,21 @@ async fn invites_add_users_once_and_users_can_be_removed() {
                 .fetch_one(&app.db.pool)
                 .await
                 .expect("alice");
+        // Alice, the account's only owner, can neither leave nor be removed.
         alice
             .post(&format!("/manage/users/{alice_id}/remove"), &[])
             .await
-            .assert(StatusCode::BAD_REQUEST, &["cannot remove yourself"]);
+            .assert(StatusCode::OK, &["Leave this account?"]);
+        alice
+            .post(
+                &format!("/manage/users/{alice_id}/remove"),
+                &[("confirm", "yes")],
+            )
+            .await
+            .assert(
+                StatusCode::CONFLICT,
+                &["The last owner of an account can neither be removed nor leave it"],
+            );
         // "Remove" asks first; nothing changes until it is confirmed.
         let path = format!("/manage/users/{dave_id}/remove");
         alice.post(&path, &[]).await.assert(

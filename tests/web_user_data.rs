@@ -84,7 +84,7 @@ async fn a_user_downloads_everything_stored_about_them() {
             .iter()
             .filter_map(|m| m["kind"].as_str())
             .collect();
-        assert_eq!(kinds, ["verify"]);
+        assert_eq!(kinds, ["verify", "user_invited"]);
         let actions: Vec<&str> = data["audit_log"]
             .as_array()
             .expect("audit")
@@ -209,19 +209,27 @@ async fn the_last_user_of_an_account_with_servers_cannot_delete_their_login() {
                 &["You are the last user of your account"],
             );
 
-        // With Erin in the account Dave may go...
+        // With Erin in the account, as an owner too, Dave may go...
         join(&app, &mut dave, "erin@example.net").await;
+        dave.get("/manage/login/delete")
+            .await
+            .assert(StatusCode::OK, &["You are the only owner of your account"]);
+        let erins_id: i64 =
+            sqlx::query_scalar("SELECT id FROM users WHERE email = 'erin@example.net'")
+                .fetch_one(&db.pool)
+                .await
+                .expect("erin");
+        dave.post(
+            &format!("/manage/users/{erins_id}/role"),
+            &[("role", "owner")],
+        )
+        .await;
         let asked = dave
             .post("/manage/login/delete", &[("current", PASSWORD)])
             .await;
         assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.body);
         // ...but not once Erin is gone: the deletion is refused when due,
         // and Dave is told.
-        let erins_id: i64 =
-            sqlx::query_scalar("SELECT id FROM users WHERE email = 'erin@example.net'")
-                .fetch_one(&db.pool)
-                .await
-                .expect("erin");
         let (mut dave, _) = log_in(&app, "dave@example.net").await;
         dave.post(
             &format!("/manage/users/{erins_id}/remove"),

@@ -231,6 +231,9 @@ impl Demo {
                 port: ntp_port,
                 ..Default::default()
             }),
+            // The pool's rule: a new server stays at 10 Mbit and holds the
+            // account's next one until it is verified.
+            unverified_netspeed_max: Some(crate::control::web::servers::DEFAULT_NETSPEED),
             secure_cookies: false,
             counts_cache_secs: 2,
             geoip: Some(geoip.clone()),

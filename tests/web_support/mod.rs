@@ -72,6 +72,9 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         // Tests add documentation and public addresses: nothing is sent
         // to them (tests/web_join_check.rs turns the check on).
         join_check: None,
+        // Servers are verified in tests/web_ownership.rs; elsewhere an
+        // account adds what it needs at once.
+        unverified_netspeed_max: None,
         secure_cookies: false,
         smtp_url: None,
         mail_from: "timepool test <noreply@pool.example.org>".to_string(),

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, Tx, new_token, now, token_hash};
+use super::{Db, DbError, Engine, Tx, new_token, now, token_hash};
 
 /// A logged-in (or loginable) user.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -13,6 +13,9 @@ pub struct User {
     pub account_id: i64,
     pub email: String,
     pub role: String,
+    /// Their part in the account: "owner" (invites, removes users, changes
+    /// roles) or "member".
+    pub account_role: String,
     /// False for a user removed from their account: they can log in, but
     /// see no account until one invites them again or they start one.
     pub in_account: bool,
@@ -26,12 +29,17 @@ impl User {
         self.role == "staff"
     }
 
+    pub fn is_owner(&self) -> bool {
+        self.account_role == OWNER
+    }
+
     fn from_row(row: &AnyRow) -> Result<User, DbError> {
         Ok(User {
             id: row.try_get("id")?,
             account_id: row.try_get("account_id")?,
             email: row.try_get("email")?,
             role: row.try_get("role")?,
+            account_role: row.try_get("account_role")?,
             in_account: row.try_get::<Option<i64>, _>("removed_at")?.is_none(),
             email_verified: row
                 .try_get::<Option<i64>, _>("email_verified_at")?
@@ -39,6 +47,10 @@ impl User {
         })
     }
 }
+
+/// The roles in an account.
+pub const OWNER: &str = "owner";
+pub const MEMBER: &str = "member";
 
 pub const SESSION_TTL_SECS: i64 = 14 * 86_400;
 pub const INVITE_TTL_SECS: i64 = 7 * 86_400;
@@ -51,7 +63,7 @@ pub async fn create_account_with_user(
     role: &str,
 ) -> Result<User, DbError> {
     let account_id = insert_account(tx, email).await?;
-    insert_user(tx, account_id, email, password_hash, role).await
+    insert_user(tx, account_id, email, password_hash, role, OWNER).await
 }
 
 pub async fn insert_user(
@@ -60,15 +72,17 @@ pub async fn insert_user(
     email: &str,
     password_hash: &str,
     role: &str,
+    account_role: &str,
 ) -> Result<User, DbError> {
     let id: i64 = sqlx::query(
-        "INSERT INTO users (account_id, email, password_hash, role, created_at)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO users (account_id, email, password_hash, role, account_role, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(account_id)
     .bind(email)
     .bind(password_hash)
     .bind(role)
+    .bind(account_role)
     .bind(now())
     .fetch_one(&mut **tx)
     .await?
@@ -78,6 +92,7 @@ pub async fn insert_user(
         account_id,
         email: email.to_string(),
         role: role.to_string(),
+        account_role: account_role.to_string(),
         in_account: true,
         email_verified: false,
     })
@@ -87,7 +102,7 @@ pub async fn insert_user(
 /// they log in to no account).
 pub async fn find_login(db: &Db, email: &str) -> Result<Option<(User, String)>, DbError> {
     let row = sqlx::query(
-        "SELECT id, account_id, email, role, removed_at, email_verified_at, password_hash FROM users
+        "SELECT id, account_id, email, role, account_role, removed_at, email_verified_at, password_hash FROM users
          WHERE email = $1",
     )
     .bind(email)
@@ -135,7 +150,7 @@ pub async fn create_session(db: &Db, user_id: i64) -> Result<String, DbError> {
 
 pub async fn session_user(db: &Db, token: &str) -> Result<Option<User>, DbError> {
     let row = sqlx::query(
-        "SELECT u.id, u.account_id, u.email, u.role, u.removed_at, u.email_verified_at
+        "SELECT u.id, u.account_id, u.email, u.role, u.account_role, u.removed_at, u.email_verified_at
          FROM sessions s
          JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = $1 AND s.expires_at > $2",
@@ -157,7 +172,7 @@ pub async fn delete_session(db: &Db, token: &str) -> Result<(), DbError> {
 
 pub async fn list_users(db: &Db, account_id: i64) -> Result<Vec<User>, DbError> {
     let rows = sqlx::query(
-        "SELECT id, account_id, email, role, removed_at, email_verified_at FROM users
+        "SELECT id, account_id, email, role, account_role, removed_at, email_verified_at FROM users
          WHERE account_id = $1 AND removed_at IS NULL ORDER BY email",
     )
     .bind(account_id)
@@ -166,14 +181,21 @@ pub async fn list_users(db: &Db, account_id: i64) -> Result<Vec<User>, DbError> 
     rows.iter().map(User::from_row).collect()
 }
 
-/// Puts a user who is in no account into `account_id` (an invitation
-/// accepted, or an account of their own); false if they are in one.
-pub async fn join_account(tx: &mut Tx, user_id: i64, account_id: i64) -> Result<bool, DbError> {
+/// Puts a user who is in no account into `account_id` with `account_role`
+/// (an invitation accepted: member; an account of their own: owner);
+/// false if they are in one.
+pub async fn join_account(
+    tx: &mut Tx,
+    user_id: i64,
+    account_id: i64,
+    account_role: &str,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE users SET account_id = $1, removed_at = NULL
-         WHERE id = $2 AND removed_at IS NOT NULL",
+        "UPDATE users SET account_id = $1, account_role = $2, removed_at = NULL
+         WHERE id = $3 AND removed_at IS NOT NULL",
     )
     .bind(account_id)
+    .bind(account_role)
     .bind(user_id)
     .execute(&mut **tx)
     .await?;
@@ -190,9 +212,69 @@ pub async fn insert_account(tx: &mut Tx, name: &str) -> Result<i64, DbError> {
     row.try_get("id")
 }
 
+/// Holds the account's users still for a change of roles or users, so
+/// "the last owner" is the same at the check and at the write: on
+/// PostgreSQL the account's row is locked until the transaction ends; on
+/// SQLite the write transaction (BEGIN IMMEDIATE) already excludes every
+/// other writer.
+pub async fn lock_account(tx: &mut Tx, engine: Engine, account_id: i64) -> Result<(), DbError> {
+    if engine == Engine::Postgres {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The account's users (not removed) in the transaction, after
+/// `lock_account`: (id, email, account_role).
+pub async fn users_in(tx: &mut Tx, account_id: i64) -> Result<Vec<(i64, String, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, email, account_role FROM users
+         WHERE account_id = $1 AND removed_at IS NULL ORDER BY id",
+    )
+    .bind(account_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("email")?,
+                r.try_get("account_role")?,
+            ))
+        })
+        .collect()
+}
+
+/// Sets a user's role in `account_id`; false when there is no such user.
+pub async fn set_account_role(
+    tx: &mut Tx,
+    account_id: i64,
+    user_id: i64,
+    account_role: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE users SET account_role = $1
+         WHERE id = $2 AND account_id = $3 AND removed_at IS NULL",
+    )
+    .bind(account_role)
+    .bind(user_id)
+    .bind(account_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Removes a user of `account_id`; false when there is no such user there.
-/// Their sessions end at once.
-pub async fn remove_user(tx: &mut Tx, account_id: i64, user_id: i64) -> Result<bool, DbError> {
+/// With `end_sessions` their sessions end at once.
+pub async fn remove_user(
+    tx: &mut Tx,
+    account_id: i64,
+    user_id: i64,
+    end_sessions: bool,
+) -> Result<bool, DbError> {
     let done = sqlx::query(
         "UPDATE users SET removed_at = $1 WHERE id = $2 AND account_id = $3 AND removed_at IS NULL",
     )
@@ -204,10 +286,12 @@ pub async fn remove_user(tx: &mut Tx, account_id: i64, user_id: i64) -> Result<b
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
+    if end_sessions {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(true)
 }
 

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "login_deletion",
         include_str!("../../../migrations/0008_login_deletion.sql"),
     ),
+    (
+        9,
+        "ownership",
+        include_str!("../../../migrations/0009_ownership.sql"),
+    ),
 ];
 
 fn expand(sql: &str, engine: Engine) -> String {

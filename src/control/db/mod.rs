@@ -23,6 +23,7 @@ pub mod nodes;
 pub mod schedule;
 pub mod scores;
 pub mod secrets;
+pub mod server_verification;
 pub mod servers;
 pub mod snapshots;
 pub mod user_data;

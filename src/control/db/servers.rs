@@ -31,6 +31,9 @@ pub struct Server {
     pub score_ts: Option<i64>,
     pub created_at: i64,
     pub deletion_on: Option<i64>,
+    /// When the server was shown to be its account's (`server_verification`);
+    /// None: not yet, and its netspeed is capped.
+    pub verified_at: Option<i64>,
     /// Effective zones, most specific first (filled from server_zones).
     pub zones: Vec<String>,
     /// Derived from the columns above; see `status`.
@@ -38,7 +41,7 @@ pub struct Server {
 }
 
 const COLUMNS: &str = "id, account_id, address, ip_version, hostname, geo_zone, zone_override,
-    netspeed, in_pool, score, score_ts, created_at, deletion_on";
+    netspeed, in_pool, score, score_ts, created_at, deletion_on, verified_at";
 
 impl Server {
     fn from_row(row: &AnyRow, now: i64) -> Result<Server, DbError> {
@@ -56,6 +59,7 @@ impl Server {
             score_ts: row.try_get("score_ts")?,
             created_at: row.try_get("created_at")?,
             deletion_on: row.try_get("deletion_on")?,
+            verified_at: row.try_get("verified_at")?,
             zones: Vec::new(),
             status: "",
         };
@@ -115,6 +119,16 @@ pub async fn address_exists(tx: &mut Tx, address: &str) -> Result<bool, DbError>
         .fetch_optional(&mut **tx)
         .await?;
     Ok(row.is_some())
+}
+
+/// The server registered at `address` and its account: (id, account_id).
+pub async fn registration_of(tx: &mut Tx, address: &str) -> Result<Option<(i64, i64)>, DbError> {
+    let row = sqlx::query("SELECT id, account_id FROM servers WHERE address = $1")
+        .bind(address)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| Ok((r.try_get("id")?, r.try_get("account_id")?)))
+        .transpose()
 }
 
 pub async fn insert(tx: &mut Tx, new: &NewServer<'_>) -> Result<i64, DbError> {

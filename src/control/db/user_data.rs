@@ -14,28 +14,34 @@ use super::{Db, DbError, Tx};
 pub const LOGIN_DELETION_DELAY_SECS: i64 = 7 * 86_400;
 
 /// What keeps a login from being deleted: the account it is the last user
-/// of still has these (counts).
+/// of still has these (counts); or it is the only owner of an account
+/// with other users (an account keeps an owner).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Blockers {
     pub servers: i64,
     pub vendor_zones: i64,
     pub monitors: i64,
+    pub sole_owner: bool,
 }
 
 impl Blockers {
     pub fn any(&self) -> bool {
-        self.servers + self.vendor_zones + self.monitors > 0
+        self.sole_owner || self.servers + self.vendor_zones + self.monitors > 0
     }
 }
 
-/// What blocks deleting `user_id` at `now`: nothing unless the user is
-/// the last user of their account and it has servers (not deleted),
-/// vendor zones (not rejected) or monitors (not deleted).
+/// What blocks deleting `user_id` at `now`: being the only owner of an
+/// account that has other users; or being its last user while it has
+/// servers (not deleted), vendor zones (not rejected) or monitors (not
+/// deleted).
 pub async fn blockers(db: &Db, user_id: i64, now: i64) -> Result<Blockers, DbError> {
     let row = sqlx::query(
-        "SELECT u.account_id, u.removed_at,
+        "SELECT u.account_id, u.removed_at, u.account_role,
                 (SELECT COUNT(*) FROM users o
-                 WHERE o.account_id = u.account_id AND o.removed_at IS NULL AND o.id <> u.id) AS others
+                 WHERE o.account_id = u.account_id AND o.removed_at IS NULL AND o.id <> u.id) AS others,
+                (SELECT COUNT(*) FROM users o
+                 WHERE o.account_id = u.account_id AND o.removed_at IS NULL AND o.id <> u.id
+                   AND o.account_role = 'owner') AS other_owners
          FROM users u WHERE u.id = $1",
     )
     .bind(user_id)
@@ -46,8 +52,16 @@ pub async fn blockers(db: &Db, user_id: i64, now: i64) -> Result<Blockers, DbErr
     };
     let removed: Option<i64> = row.try_get("removed_at")?;
     let others: i64 = row.try_get("others")?;
-    if removed.is_some() || others > 0 {
+    let other_owners: i64 = row.try_get("other_owners")?;
+    let role: String = row.try_get("account_role")?;
+    if removed.is_some() {
         return Ok(Blockers::default());
+    }
+    if others > 0 {
+        return Ok(Blockers {
+            sole_owner: role == "owner" && other_owners == 0,
+            ..Blockers::default()
+        });
     }
     let account_id: i64 = row.try_get("account_id")?;
     let counts = sqlx::query(
@@ -67,6 +81,7 @@ pub async fn blockers(db: &Db, user_id: i64, now: i64) -> Result<Blockers, DbErr
         servers: counts.try_get("servers")?,
         vendor_zones: counts.try_get("vendor_zones")?,
         monitors: counts.try_get("monitors")?,
+        sole_owner: false,
     })
 }
 

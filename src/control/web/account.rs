@@ -440,6 +440,9 @@ pub async fn invite_create(
     Form(form): Form<InviteForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
+    if !user.is_owner() {
+        return Err(AppError::OwnersOnly);
+    }
     let mut errors = FieldErrors::default();
     let email = match check_email(&form.email) {
         Ok(email) => email,
@@ -472,8 +475,27 @@ pub async fn invite_create(
         )
         .await;
     }
+    let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
     let mut tx = state.db.begin().await?;
     let token = accounts::create_invite(&mut tx, user.account_id, &email, user.id).await?;
+    let values = [("actor", user.email.clone()), ("email", email.clone())];
+    mails::tell(
+        &mut tx,
+        &state,
+        &recipients,
+        &mails::Change {
+            kind: "user_invited",
+            subject: &|| trf("{email} is invited to the account", &values[1..]),
+            text: &|| {
+                trf(
+                    "{actor} invited {email} to the account, as a member. The invitation can be withdrawn on the users page:",
+                    &values,
+                )
+            },
+            link: Some("/manage/users"),
+        },
+    )
+    .await?;
     audit::record(
         &mut tx,
         &actor(&user),
@@ -535,6 +557,9 @@ pub async fn invite_revoke(
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
+    if !user.is_owner() {
+        return Err(AppError::OwnersOnly);
+    }
     let mut tx = state.db.begin().await?;
     if !accounts::revoke_invite(&mut tx, user.account_id, id).await? {
         return Err(AppError::NotFound);
@@ -559,6 +584,9 @@ pub struct RemoveForm {
     pub confirm: String,
 }
 
+/// Removes a user from the account (owners only), or, for the user
+/// themselves, leaves it. The last owner can do neither; every user of the
+/// account (the one leaving or removed too) is told.
 pub async fn user_remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -567,10 +595,9 @@ pub async fn user_remove(
     Form(form): Form<RemoveForm>,
 ) -> Result<Response, AppError> {
     csrf.check(&form.csrf)?;
-    if id == user.id {
-        return Err(AppError::BadRequest(
-            tr("You cannot remove yourself; ask another user of the account.").into(),
-        ));
+    let leaving = id == user.id;
+    if !leaving && !user.is_owner() {
+        return Err(AppError::OwnersOnly);
     }
     if form.confirm != "yes" {
         let users = accounts::list_users(&state.db, user.account_id).await?;
@@ -581,38 +608,64 @@ pub async fn user_remove(
         return html(
             StatusCode::OK,
             "user_remove.html",
-            state.page(&Some(user), &csrf, ctx! { removed }),
+            state.page(&Some(user), &csrf, ctx! { removed, leaving }),
         );
     }
-    // Everyone of the account is told, the removed user too.
     let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
-    let removed_email = accounts::list_users(&state.db, user.account_id)
-        .await?
-        .into_iter()
-        .find(|u| u.id == id)
-        .map(|u| u.email)
-        .ok_or(AppError::NotFound)?;
     let mut tx = state.db.begin().await?;
-    if !accounts::remove_user(&mut tx, user.account_id, id).await? {
+    accounts::lock_account(&mut tx, state.db.engine, user.account_id).await?;
+    let users = accounts::users_in(&mut tx, user.account_id).await?;
+    let (_, removed_email, removed_role) = users
+        .iter()
+        .find(|(uid, _, _)| *uid == id)
+        .cloned()
+        .ok_or(AppError::NotFound)?;
+    let owners = users
+        .iter()
+        .filter(|(_, _, r)| r == accounts::OWNER)
+        .count();
+    if removed_role == accounts::OWNER && owners <= 1 {
+        return Err(AppError::Conflict(
+            tr("The last owner of an account can neither be removed nor leave it: make another user an owner first.").to_string(),
+        ));
+    }
+    // A user who leaves keeps their session (it now shows that they are in
+    // no account); a removed user's sessions end.
+    if !accounts::remove_user(&mut tx, user.account_id, id, !leaving).await? {
         return Err(AppError::NotFound);
     }
     let values = [
         ("actor", user.email.clone()),
         ("email", removed_email.clone()),
     ];
+    let subject = || {
+        if leaving {
+            trf("{email} left the account", &values[1..])
+        } else {
+            trf("{email} is no longer a user of the account", &values[1..])
+        }
+    };
+    let text = || {
+        if leaving {
+            trf(
+                "{email} left the account. They can still log in, but see none of its servers or settings.",
+                &values[1..],
+            )
+        } else {
+            trf(
+                "{actor} removed {email} from the account. {email} can still log in, but sees none of its servers or settings.",
+                &values,
+            )
+        }
+    };
     mails::tell(
         &mut tx,
         &state,
         &recipients,
         &mails::Change {
-            kind: "user_removed",
-            subject: &|| trf("{email} is no longer a user of the account", &values[1..]),
-            text: &|| {
-                trf(
-                    "{actor} removed {email} from the account. {email} can still log in, but sees none of its servers or settings.",
-                    &values,
-                )
-            },
+            kind: if leaving { "user_left" } else { "user_removed" },
+            subject: &subject,
+            text: &text,
             link: Some("/manage/users"),
         },
     )
@@ -620,13 +673,107 @@ pub async fn user_remove(
     audit::record(
         &mut tx,
         &actor(&user),
-        "user.remove",
+        if leaving { "user.leave" } else { "user.remove" },
         &format!("user:{id}"),
         "",
     )
     .await?;
     tx.commit().await?;
+    if leaving {
+        return Ok(Redirect::to(&i18n::url("/manage/no-account")).into_response());
+    }
     Ok(notice::redirect("/manage/users", Notice::UserRemoved))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RoleForm {
+    pub csrf: String,
+    /// "owner" or "member".
+    pub role: String,
+}
+
+/// An owner makes a user of the account an owner or a member; the last
+/// owner stays one. Every user of the account is told.
+pub async fn user_role(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    csrf: CsrfToken,
+    RowId(id): RowId,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    if !user.is_owner() {
+        return Err(AppError::OwnersOnly);
+    }
+    let role = match form.role.as_str() {
+        r if r == accounts::OWNER => accounts::OWNER,
+        r if r == accounts::MEMBER => accounts::MEMBER,
+        _ => {
+            return Err(AppError::BadRequest(
+                tr("A user is an owner or a member.").to_string(),
+            ));
+        }
+    };
+    let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
+    let mut tx = state.db.begin().await?;
+    accounts::lock_account(&mut tx, state.db.engine, user.account_id).await?;
+    let users = accounts::users_in(&mut tx, user.account_id).await?;
+    let (_, email, old_role) = users
+        .iter()
+        .find(|(uid, _, _)| *uid == id)
+        .cloned()
+        .ok_or(AppError::NotFound)?;
+    if old_role == role {
+        return Ok(notice::redirect("/manage/users", Notice::Saved));
+    }
+    let owners = users
+        .iter()
+        .filter(|(_, _, r)| r == accounts::OWNER)
+        .count();
+    if old_role == accounts::OWNER && owners <= 1 {
+        return Err(AppError::Conflict(
+            tr("The last owner of an account stays an owner: make another user an owner first.")
+                .to_string(),
+        ));
+    }
+    accounts::set_account_role(&mut tx, user.account_id, id, role).await?;
+    let values = [("actor", user.email.clone()), ("email", email)];
+    let text = || {
+        if role == accounts::OWNER {
+            trf(
+                "{actor} made {email} an owner of the account: owners invite and remove users and change their roles.",
+                &values,
+            )
+        } else {
+            trf(
+                "{actor} made {email} a member of the account: members look after its servers, but do not invite or remove users.",
+                &values,
+            )
+        }
+    };
+    mails::tell(
+        &mut tx,
+        &state,
+        &recipients,
+        &mails::Change {
+            kind: "user_role",
+            subject: &|| trf("{email} has a new role in the account", &values[1..]),
+            text: &text,
+            link: Some("/manage/users"),
+        },
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "user.role",
+        &format!("user:{id}"),
+        role,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(notice::redirect("/manage/users", Notice::Saved))
 }
 
 #[derive(Deserialize, Default)]
@@ -679,7 +826,13 @@ pub async fn invite_accept(
         if errors.is_empty() {
             let mut tx = state.db.begin().await?;
             if !accounts::use_invite(&mut tx, invite.id).await?
-                || !accounts::join_account(&mut tx, existing_user.id, invite.account_id).await?
+                || !accounts::join_account(
+                    &mut tx,
+                    existing_user.id,
+                    invite.account_id,
+                    accounts::MEMBER,
+                )
+                .await?
             {
                 return Err(AppError::NotFound);
             }
@@ -722,8 +875,15 @@ pub async fn invite_accept(
     if !accounts::use_invite(&mut tx, invite.id).await? {
         return Err(AppError::NotFound);
     }
-    let mut created =
-        accounts::insert_user(&mut tx, invite.account_id, &invite.email, &hash, "operator").await?;
+    let mut created = accounts::insert_user(
+        &mut tx,
+        invite.account_id,
+        &invite.email,
+        &hash,
+        "operator",
+        accounts::MEMBER,
+    )
+    .await?;
     // The invitation came by mail to this address.
     accounts::mark_verified(&mut tx, created.id).await?;
     created.email_verified = true;
@@ -770,7 +930,7 @@ pub async fn start_account(
     }
     let mut tx = state.db.begin().await?;
     let account_id = accounts::insert_account(&mut tx, &user.email).await?;
-    if !accounts::join_account(&mut tx, user.id, account_id).await? {
+    if !accounts::join_account(&mut tx, user.id, account_id, accounts::OWNER).await? {
         // Invited into one meanwhile: nothing to start.
         return Ok(Redirect::to(&i18n::url("/manage")).into_response());
     }

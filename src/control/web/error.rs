@@ -12,6 +12,11 @@ pub enum AppError {
     NotFound,
     /// Logged in but lacking the role.
     Forbidden,
+    /// A member of an account asking for what only its owners may do.
+    OwnersOnly,
+    /// Refused because of the state of things, with a message (the last
+    /// owner leaving, say).
+    Conflict(String),
     /// A page that needs a login; sends the browser to the login form.
     LoginRequired,
     /// A page of an account, for a user removed from theirs: sends the
@@ -48,6 +53,12 @@ impl IntoResponse for AppError {
                 tr("Forbidden"),
                 tr("This page needs staff rights.").to_string(),
             ),
+            AppError::OwnersOnly => (
+                StatusCode::FORBIDDEN,
+                tr("Forbidden"),
+                tr("Only an owner of the account can do this.").to_string(),
+            ),
+            AppError::Conflict(msg) => (StatusCode::CONFLICT, tr("Not done"), msg),
             AppError::LoginRequired => return Redirect::to(&i18n::url("/login")).into_response(),
             AppError::NoAccount => {
                 return Redirect::to(&i18n::url("/manage/no-account")).into_response();

@@ -616,6 +616,8 @@ pub const STATUS_WORDS: &[&str] = &[
     n_("rejected"),
     n_("operator"),
     n_("staff"),
+    n_("owner"),
+    n_("member"),
     n_("candidate"),
     n_("testing"),
     n_("paused"),

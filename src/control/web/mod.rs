@@ -59,6 +59,7 @@ pub mod templates;
 pub mod tls;
 pub mod user_data;
 pub mod vendor;
+pub mod verify_server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -108,6 +109,15 @@ pub struct WebArgs {
     /// cannot send NTP; tests).
     #[arg(long, env = "TIMEPOOL_NO_JOIN_CHECK")]
     pub no_join_check: bool,
+    /// A server not yet verified (an HTTP request from its address, or
+    /// staff) has at most this netspeed, in kbit/s; an account with one
+    /// adds no more [default: 10000].
+    #[arg(long, env = "TIMEPOOL_UNVERIFIED_NETSPEED_MAX")]
+    pub unverified_netspeed_max: Option<i64>,
+    /// Neither cap unverified servers nor hold an account's next server
+    /// until they are verified (tests).
+    #[arg(long, env = "TIMEPOOL_NO_SERVER_VERIFICATION")]
+    pub no_server_verification: bool,
     /// The UDP port a new server is asked the time on [default: 123].
     #[arg(long, env = "TIMEPOOL_JOIN_CHECK_PORT")]
     pub join_check_port: Option<u16>,
@@ -229,6 +239,8 @@ pub struct FileConfig {
     pub allow_loopback: Option<bool>,
     pub join_check: Option<bool>,
     pub join_check_port: Option<u16>,
+    pub server_verification: Option<bool>,
+    pub unverified_netspeed_max: Option<i64>,
     pub secure_cookies: Option<bool>,
     pub smtp_url: Option<String>,
     pub mail_from: Option<String>,
@@ -301,6 +313,10 @@ pub struct Settings {
     pub allow_loopback: bool,
     /// How a server is checked before it joins; `None`: not at all.
     pub join_check: Option<join_check::JoinCheck>,
+    /// The netspeed (kbit/s) a server has at most until it is verified,
+    /// and an account with an unverified server adds no more; `None`: no
+    /// such rule (verification is still offered).
+    pub unverified_netspeed_max: Option<i64>,
     pub secure_cookies: bool,
     /// Mail: the SMTP server (`None`: mail stays queued) and the From.
     pub smtp_url: Option<String>,
@@ -537,6 +553,20 @@ impl Settings {
                     ..join_check::JoinCheck::default()
                 }
             }),
+            unverified_netspeed_max: match (
+                args.no_server_verification || file.server_verification == Some(false),
+                args.unverified_netspeed_max
+                    .or(file.unverified_netspeed_max),
+            ) {
+                (true, _) => None,
+                (false, Some(cap)) if cap < 0 => {
+                    return Err(format!(
+                        "--unverified-netspeed-max {cap}: a netspeed in kbit/s, 0 or more"
+                    )
+                    .into());
+                }
+                (false, cap) => Some(cap.unwrap_or(servers::DEFAULT_NETSPEED)),
+            },
             // Over HTTPS cookies are Secure whatever the setting says.
             secure_cookies: args.secure_cookies
                 || file.secure_cookies.unwrap_or(false)
@@ -784,6 +814,7 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         .route("/manage/users", get(account::users))
         .route("/manage/users/invite", post(account::invite_create))
         .route("/manage/users/{id}/remove", post(account::user_remove))
+        .route("/manage/users/{id}/role", post(account::user_role))
         .route("/manage/invites/{id}/revoke", post(account::invite_revoke))
         // An operator's servers.
         .route("/manage", get(servers::list))
@@ -792,6 +823,9 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
             get(account::no_account).post(account::start_account),
         )
         .route("/manage/servers", post(servers::add))
+        .route("/manage/servers/{id}/verify", post(verify_server::start))
+        .route("/manage/claims", post(verify_server::claim))
+        .route("/verify-server/{token}", get(verify_server::finish))
         .route(
             "/manage/servers/{id}",
             get(servers::detail).post(servers::update),
@@ -823,6 +857,11 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
         )
         .route("/staff/audit", get(staff::audit))
         .route("/staff/mail", get(staff::mail))
+        .route("/staff/servers", get(verify_server::staff_list))
+        .route(
+            "/staff/servers/{id}/verify",
+            post(verify_server::staff_verify),
+        )
         .route(
             "/staff/news",
             get(news::staff_page)
@@ -975,11 +1014,18 @@ pub async fn run(args: WebArgs) -> Result<(), BoxError> {
 /// finish and the zone builder's lease is given up. (`timepool web`, and
 /// the demo with its own listener and stop signal.)
 pub async fn serve(
-    settings: Settings,
+    mut settings: Settings,
     publish: PublishSettings,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
+    // `--listen HOST:0` picks a free port; links in mails and pages name
+    // the one it got.
+    if let Ok(bound) = listener.local_addr()
+        && let Some(base) = settings.site_url.strip_suffix(":0")
+    {
+        settings.site_url = format!("{base}:{}", bound.port());
+    }
     let signing_key = zone_builder::read_signing_key(publish.signing_key.as_deref())?;
     let tls = match &settings.tls {
         Some(files) => {

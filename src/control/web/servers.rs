@@ -21,7 +21,7 @@ use super::session::CurrentUser;
 use super::{AppState, html};
 use crate::control::db::accounts::{self, User};
 use crate::control::db::servers::{self, MIN_DELETION_DELAY_SECS, NewServer};
-use crate::control::db::{self, audit, is_unique_violation};
+use crate::control::db::{self, audit, is_unique_violation, server_verification};
 use crate::control::timefmt;
 use crate::control::zone_tree;
 
@@ -66,6 +66,10 @@ pub struct AddForm {
     pub netspeed: String,
     #[serde(skip_serializing)]
     pub csrf: String,
+    /// Set by the handler when the address is another account's: the page
+    /// offers to claim it.
+    #[serde(skip_deserializing)]
+    pub claimable: Option<String>,
 }
 
 impl Default for AddForm {
@@ -75,8 +79,21 @@ impl Default for AddForm {
             zone: String::new(),
             netspeed: DEFAULT_NETSPEED.to_string(),
             csrf: String::new(),
+            claimable: None,
         }
     }
+}
+
+/// The netspeed cap of unverified servers (`--unverified-netspeed-max`)
+/// applied to a chosen netspeed: the message when it is over.
+fn over_unverified_cap(state: &AppState, netspeed: i64) -> Option<String> {
+    let cap = state.settings.unverified_netspeed_max?;
+    (netspeed > cap).then(|| {
+        trf(
+            "Until a server is verified its netspeed is at most {cap}. Choose {cap} or less now; once it is verified from its address, raise it.",
+            &[("cap", netspeed_label(cap))],
+        )
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -160,8 +177,16 @@ pub async fn add(
     let netspeed = parse_netspeed(&form.netspeed, &mut errors);
     let zone_override = parse_zone(&form.zone, &mut errors);
 
-    // An account whose user has not confirmed their address adds nothing
-    // (nothing is resolved or asked either).
+    // An account whose user has not confirmed their address adds nothing,
+    // nor one with a server waiting for verification (nothing is resolved
+    // or asked either).
+    let waiting = match state.settings.unverified_netspeed_max {
+        Some(_) => {
+            server_verification::unverified_of_account(&state.db, user.account_id, db::now())
+                .await?
+        }
+        None => Vec::new(),
+    };
     if !user.email_verified {
         errors.add(
             "address",
@@ -170,6 +195,19 @@ pub async fn add(
                 &[("email", user.email.clone())],
             ),
         );
+    } else if !waiting.is_empty() {
+        errors.add(
+            "address",
+            trf(
+                "Verify or remove your unverified servers first ({addresses}): an account adds servers one verified server at a time.",
+                &[("addresses", waiting.join(", "))],
+            ),
+        );
+    }
+    if let Some(message) = over_unverified_cap(&state, netspeed) {
+        errors.add("netspeed", message);
+    }
+    if !user.email_verified || !waiting.is_empty() {
         return list_page(
             &state,
             &user,
@@ -260,15 +298,36 @@ pub async fn add(
 
     let hostname = resolved.as_ref().and_then(|r| r.hostname.clone());
     let mut tx = state.db.begin().await?;
+    let mut form = form;
     for (addr, geo_zone) in &planned {
         let text = addr.to_string();
         let taken_msg = trf(
             "{address} is already in the pool.",
             &[("address", text.clone())],
         );
-        if servers::address_exists(&mut tx, &text).await? {
-            errors.add("address", taken_msg);
-            break;
+        match servers::registration_of(&mut tx, &text).await? {
+            Some((_, account_id)) if account_id == user.account_id => {
+                errors.add(
+                    "address",
+                    trf(
+                        "{address} is one of your servers already.",
+                        &[("address", text.clone())],
+                    ),
+                );
+                break;
+            }
+            Some(_) => {
+                errors.add(
+                    "address",
+                    trf(
+                        "{address} is registered by another account. If you run it, claim it below.",
+                        &[("address", text.clone())],
+                    ),
+                );
+                form.claimable = Some(text.clone());
+                break;
+            }
+            None => {}
         }
         let new = NewServer {
             account_id: user.account_id,
@@ -411,6 +470,13 @@ pub async fn update(
             "zone",
             tr("We cannot tell where this server is; choose its country."),
         );
+    }
+    // An unverified server may lower its netspeed, not raise it past the cap.
+    if server.verified_at.is_none()
+        && netspeed > server.netspeed
+        && let Some(message) = over_unverified_cap(&state, netspeed)
+    {
+        errors.add("netspeed", message);
     }
     if !errors.is_empty() {
         let forms = DetailForms {

@@ -85,6 +85,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../web/templates/vendor.html"),
     ),
     (
+        "staff_servers.html",
+        include_str!("../../../web/templates/staff_servers.html"),
+    ),
+    (
+        "verify_server.html",
+        include_str!("../../../web/templates/verify_server.html"),
+    ),
+    (
         "staff_accounts.html",
         include_str!("../../../web/templates/staff_accounts.html"),
     ),

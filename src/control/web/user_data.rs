@@ -227,15 +227,20 @@ async fn refused_mail(
             ("monitors", blockers.monitors.to_string()),
         ];
         let subject = trf("{site}: your login was not deleted", &values);
+        let why = if blockers.sole_owner {
+            trf(
+                "Your login {email} was not deleted: you are the only owner of an account that has other users. Make one of them an owner, then ask again:",
+                &values,
+            )
+        } else {
+            trf(
+                "Your login {email} was not deleted: you are the last user of an account that still has {servers} servers, {zones} vendor zones and {monitors} monitors. Delete them or invite another user, then ask again:",
+                &values,
+            )
+        };
         let body = mails::body(
             state,
-            &[
-                trf(
-                    "Your login {email} was not deleted: you are the last user of an account that still has {servers} servers, {zones} vendor zones and {monitors} monitors. Delete them or invite another user, then ask again:",
-                    &values,
-                ),
-                mails::absolute(state, "/manage/login/delete"),
-            ],
+            &[why, mails::absolute(state, "/manage/login/delete")],
         );
         (subject, body)
     });
