@@ -47,6 +47,36 @@ impl SmtpServer {
     }
 }
 
+impl SmtpServer {
+    /// tests/data/smtp_server.py: aiosmtpd with TLS ("starttls" or
+    /// "smtps") and a login, delivering into the Maildir `dir`.
+    fn start_tls(mode: &str, port: u16, cert: &Path, key: &Path, dir: &Path) -> SmtpServer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/smtp_server.py");
+        let child = Command::new(PYTHON)
+            .arg(script)
+            .args([mode, &port.to_string()])
+            .args([cert, key, dir])
+            .args([SMTP_USER, SMTP_PASSWORD])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the TLS SMTP server");
+        let server = SmtpServer { child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{mode} server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+const SMTP_USER: &str = "timepool";
+const SMTP_PASSWORD: &str = "relay secret";
+
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         // Our own child, by its PID.
@@ -142,8 +172,8 @@ async fn a_reset_mail_arrives_and_its_link_sets_a_new_password() {
             async move {
                 let _ = std::fs::remove_dir_all(&dir);
                 let smtp = SmtpServer::start(port, &dir);
-                let sender =
-                    Sender::new(&url, "timepool test <noreply@pool.example.org>").expect("sender");
+                let sender = Sender::new(&url, "timepool test <noreply@pool.example.org>", None)
+                    .expect("sender");
                 let mut user = app.client();
                 user.signup("forgot@example.net").await;
                 // Unknown or known, the page says the same.
@@ -326,8 +356,8 @@ async fn account_mails_arrive_at_every_user_and_their_links_work() {
         async move {
             let _ = std::fs::remove_dir_all(&dir);
             let _smtp = SmtpServer::start(port, &dir);
-            let sender =
-                Sender::new(&url, "timepool test <noreply@pool.example.org>").expect("sender");
+            let sender = Sender::new(&url, "timepool test <noreply@pool.example.org>", None)
+                .expect("sender");
             let mut expected = 0;
             let mut deliver = async |count: usize| {
                 expected += count;
@@ -343,7 +373,13 @@ async fn account_mails_arrive_at_every_user_and_their_links_work() {
             alice
                 .post("/manage/users/invite", &[("email", "bob@example.net")])
                 .await;
-            let mails = deliver(2).await;
+            // Alice's confirmation, Bob's invitation, and the account told.
+            let mails = deliver(3).await;
+            assert_eq!(
+                delivered(&mails, "alice@example.net", "bob@example.net is invited").len(),
+                1,
+                "{mails:?}"
+            );
             let invitation = delivered(&mails, "bob@example.net", "invit");
             assert_eq!(invitation.len(), 1, "{mails:?}");
             let link = link_in(invitation[0], "/invite/");
@@ -428,4 +464,90 @@ async fn account_mails_arrive_at_every_user_and_their_links_work() {
         }
     })
     .await;
+}
+
+/// A CA made here and a certificate for 127.0.0.1 signed by it, written
+/// into `dir`: (CA, certificate, key) paths.
+fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "timepool test mail CA");
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_pem = params.self_signed(&ca_key).expect("CA").pem();
+    let issuer = Issuer::new(params, ca_key);
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("leaf params");
+    let key = KeyPair::generate().expect("key");
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_pem).expect("write CA");
+    std::fs::write(&paths.1, cert.pem()).expect("write certificate");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+#[tokio::test]
+async fn mail_goes_over_starttls_and_smtps_with_a_login_and_waits_when_the_login_is_wrong() {
+    if !smtp_available() {
+        return;
+    }
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("timepool-mail-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (ca, cert, key) = test_certificates(&dir);
+    let from = "timepool test <noreply@pool.example.org>";
+    // The CA needs TLS to check.
+    assert!(Sender::new("smtp://127.0.0.1:25", from, Some(&ca)).is_err());
+    let (_, url) = web_support::database_urls().await.remove(0);
+    let db = timepool::control::db::Db::connect(&url).await.expect("db");
+    for (mode, scheme, query) in [
+        ("starttls", "smtp", "?tls=required"),
+        ("smtps", "smtps", ""),
+    ] {
+        let port = free_port();
+        let maildir = dir.join(mode);
+        let _smtp = SmtpServer::start_tls(mode, port, &cert, &key, &maildir);
+        let recipient = format!("{mode}@example.net");
+        let mut tx = db.begin().await.expect("tx");
+        mail::enqueue(&mut tx, &recipient, "test", "over TLS", "a mail over TLS\n")
+            .await
+            .expect("queue");
+        tx.commit().await.expect("commit");
+        let url = |user: &str, password: &str| {
+            let password = password.replace(' ', "%20");
+            format!("{scheme}://{user}:{password}@127.0.0.1:{port}{query}")
+        };
+        // A wrong password, or a certificate the system does not know:
+        // not sent, and waiting (a setup error drops no mail).
+        let mut at = now();
+        for sender in [
+            Sender::new(&url(SMTP_USER, "wrong"), from, Some(&ca)).expect("sender"),
+            Sender::new(&url(SMTP_USER, SMTP_PASSWORD), from, None).expect("sender"),
+        ] {
+            let pass = send_due(&db, &sender, at).await.expect("send");
+            assert_eq!((pass.sent, pass.failed), (0, 1), "{mode}");
+            let waiting = mail::recent(&db, 1).await.expect("queue");
+            assert!(waiting[0].failed_at.is_none(), "{mode}: {waiting:?}");
+            assert!(waiting[0].last_error.is_some());
+            at += 6 * 3600;
+        }
+        // The right login and CA: it goes.
+        let sender = Sender::new(&url(SMTP_USER, SMTP_PASSWORD), from, Some(&ca)).expect("sender");
+        let pass = send_due(&db, &sender, at).await.expect("send");
+        assert_eq!((pass.sent, pass.failed), (1, 0), "{mode}");
+        let mails = wait_for_mails(&maildir, 1);
+        assert!(
+            mails.len() == 1 && mails[0].contains(&format!("To: {recipient}")),
+            "{mode}: {mails:?}"
+        );
+    }
+    db.pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

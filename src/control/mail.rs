@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::control::db::{self, Db, DbError, mail};
@@ -32,17 +33,71 @@ pub struct Sender {
 impl Sender {
     /// `smtp://[user:pass@]host[:port][?tls=required]` (STARTTLS when
     /// `tls=required`) or `smtps://...` (TLS from the start); `from` as
-    /// `Name <address>` or a bare address.
-    pub fn new(smtp_url: &str, from: &str) -> Result<Sender, String> {
+    /// `Name <address>` or a bare address. With `ca_file` (PEM) the SMTP
+    /// server's certificate is checked against that CA only (a private
+    /// relay); without it, against the system's roots.
+    pub fn new(
+        smtp_url: &str,
+        from: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Sender, String> {
         let from: Mailbox = from
             .parse()
             .map_err(|e| format!("--mail-from {from:?}: {e}"))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
             .map_err(|e| format!("--smtp-url: {e}"))?
-            .timeout(Some(Duration::from_secs(30)))
-            .build();
-        Ok(Sender { transport, from })
+            .timeout(Some(Duration::from_secs(30)));
+        if let Some(path) = ca_file {
+            builder = builder.tls(tls_with_ca(smtp_url, path)?);
+        }
+        Ok(Sender {
+            transport: builder.build(),
+            from,
+        })
     }
+}
+
+/// The TLS of `smtp_url` (STARTTLS or TLS from the start) with the
+/// server's certificate checked against the CA in `path` alone.
+fn tls_with_ca(smtp_url: &str, path: &std::path::Path) -> Result<Tls, String> {
+    use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
+    let pem = std::fs::read(path).map_err(|e| format!("--smtp-ca-file {}: {e}", path.display()))?;
+    let ca = Certificate::from_pem(&pem)
+        .map_err(|e| format!("--smtp-ca-file {}: {e}", path.display()))?;
+    let (scheme, rest) = smtp_url
+        .split_once("://")
+        .ok_or_else(|| format!("--smtp-url {smtp_url:?}: no scheme"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+        None => host_port.split(':').next().unwrap_or(host_port),
+    };
+    let parameters = TlsParameters::builder(host.to_string())
+        .certificate_store(CertificateStore::None)
+        .add_root_certificate(ca)
+        .build()
+        .map_err(|e| format!("--smtp-ca-file {}: {e}", path.display()))?;
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let tls_mode = query.split('&').find_map(|p| p.strip_prefix("tls="));
+    match (scheme, tls_mode) {
+        ("smtps", _) => Ok(Tls::Wrapper(parameters)),
+        ("smtp", Some("required")) => Ok(Tls::Required(parameters)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(parameters)),
+        _ => Err(format!(
+            "--smtp-ca-file needs TLS: smtps://... or smtp://...?tls=required, not {scheme}://"
+        )),
+    }
+}
+
+/// Whether an SMTP error is this mail's own for good (the recipient's
+/// mailbox or address refused), so trying again is pointless. Every other
+/// failure, a refused login or relay included, is the setup's or the
+/// moment's: the mail waits and is tried again, and no mail is dropped
+/// for a wrong password.
+fn refused_for_good(error: &lettre::transport::smtp::Error) -> bool {
+    let code = error.status().map(|code| code.to_string());
+    error.is_permanent() && matches!(code.as_deref(), Some("501" | "550" | "551" | "552" | "553"))
 }
 
 /// Seconds until the next attempt after `attempts` failed ones: a minute,
@@ -103,7 +158,7 @@ async fn send_one(sender: &Sender, queued: &mail::QueuedMail) -> Result<(), (Str
         .send(message)
         .await
         .map(|_| ())
-        .map_err(|e| (e.to_string(), e.is_permanent()))
+        .map_err(|e| (e.to_string(), refused_for_good(&e)))
 }
 
 /// The sender task of `timepool web`: a pass every `POLL` until `stop`,

@@ -223,6 +223,7 @@ impl Demo {
             // No SMTP server: the demo's mails wait in the queue, where
             // staff read them on /staff/mail.
             smtp_url: None,
+            smtp_ca_file: None,
             mail_from: format!("timepool demo <noreply@{ORIGIN}>"),
             site_url: format!("http://{web_address}"),
             // A server added in the demo is asked the time where the

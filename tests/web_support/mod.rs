@@ -77,6 +77,7 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         unverified_netspeed_max: None,
         secure_cookies: false,
         smtp_url: None,
+        smtp_ca_file: None,
         mail_from: "timepool test <noreply@pool.example.org>".to_string(),
         site_url: "http://timepool.test".to_string(),
         // Tests read counts right after changing servers.

@@ -129,6 +129,10 @@ pub struct WebArgs {
     /// mail stays queued, for staff to read on /staff/mail].
     #[arg(long, env = "TIMEPOOL_SMTP_URL")]
     pub smtp_url: Option<String>,
+    /// Check the SMTP server's certificate against this CA (PEM) only,
+    /// not the system's roots (a private mail relay).
+    #[arg(long, env = "TIMEPOOL_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// The From of every mail [default: timepool <noreply@ORIGIN>].
     #[arg(long, env = "TIMEPOOL_MAIL_FROM")]
     pub mail_from: Option<String>,
@@ -243,6 +247,7 @@ pub struct FileConfig {
     pub unverified_netspeed_max: Option<i64>,
     pub secure_cookies: Option<bool>,
     pub smtp_url: Option<String>,
+    pub smtp_ca_file: Option<PathBuf>,
     pub mail_from: Option<String>,
     pub site_url: Option<String>,
     pub counts_cache_secs: Option<u64>,
@@ -320,6 +325,9 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Mail: the SMTP server (`None`: mail stays queued) and the From.
     pub smtp_url: Option<String>,
+    /// The CA the SMTP server's certificate is checked against, instead of
+    /// the system's roots.
+    pub smtp_ca_file: Option<PathBuf>,
     pub mail_from: String,
     /// The site's address for links in mails, without a trailing `/`.
     pub site_url: String,
@@ -540,6 +548,7 @@ impl Settings {
             .unwrap_or_else(|| format!("timepool <noreply@{origin}>"));
         Ok(Settings {
             smtp_url: args.smtp_url.clone().or(file.smtp_url),
+            smtp_ca_file: args.smtp_ca_file.clone().or(file.smtp_ca_file),
             mail_from,
             site_url: site_url.trim_end_matches('/').to_string(),
             listen,
@@ -1096,7 +1105,11 @@ pub async fn serve(
         header_timeout: settings.limits.header_timeout,
     };
     let mail_sender = match &settings.smtp_url {
-        Some(url) => Some(crate::control::mail::Sender::new(url, &settings.mail_from)?),
+        Some(url) => Some(crate::control::mail::Sender::new(
+            url,
+            &settings.mail_from,
+            settings.smtp_ca_file.as_deref(),
+        )?),
         None => {
             tracing::warn!(
                 "mail is off (no --smtp-url): mails stay queued; staff read them on /staff/mail"
