@@ -192,6 +192,15 @@ async fn run_engines<F, Fut>(
         })
         .await;
         db.pool.close().await;
+        // The SQLite file's directory goes with the test (PostgreSQL test
+        // databases go with the throwaway cluster).
+        if let Some(dir) = url
+            .strip_prefix("sqlite://")
+            .and_then(|rest| std::path::Path::new(rest.split('?').next()?).parent())
+            && dir.starts_with(std::env::temp_dir())
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
