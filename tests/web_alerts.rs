@@ -270,11 +270,21 @@ async fn alerts_and_removals_follow_the_rules_at_their_edges() {
             "{}",
             removal.body
         );
-        // The link: the page shows the deletion, which can be cancelled.
+        // The link: the page shows the deletion, which can be cancelled;
+        // cancelled, it stays cancelled (the rules start over).
         alice
             .get(&format!("/manage/servers/{a}"))
             .await
             .assert(StatusCode::OK, &["Cancel the deletion"]);
+        alice
+            .post(&format!("/manage/servers/{a}/undelete"), &[])
+            .await;
+        assert_eq!(deletion_on(db, a).await, None);
+        assert_eq!(
+            pass(&app.state, t3 + 7 * DAY).await.expect("pass"),
+            report(0, 0, 0)
+        );
+        assert_eq!(deletion_on(db, a).await, None);
         let audit: Vec<String> =
             sqlx::query_scalar("SELECT actor FROM audit_log WHERE action = 'server.delete.auto'")
                 .fetch_all(&db.pool)

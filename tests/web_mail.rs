@@ -553,6 +553,26 @@ async fn mail_goes_over_starttls_and_smtps_with_a_login_and_waits_when_the_login
             mails.len() == 1 && mails[0].contains(&format!("To: {recipient}")),
             "{mode}: {mails:?}"
         );
+        // A mail not sent within 5 days is given up, and says so.
+        let mut tx = db.begin().await.expect("tx");
+        mail::enqueue(&mut tx, &recipient, "test", "late", "too late\n")
+            .await
+            .expect("queue");
+        tx.commit().await.expect("commit");
+        let wrong = Sender::new(&url(SMTP_USER, "wrong"), from, Some(&ca)).expect("sender");
+        let pass = send_due(&db, &wrong, now() + timepool::control::mail::GIVE_UP_SECS)
+            .await
+            .expect("send");
+        assert_eq!((pass.sent, pass.failed), (0, 1));
+        let given_up = mail::recent(&db, 1).await.expect("queue");
+        assert!(given_up[0].failed_at.is_some(), "{given_up:?}");
+        assert!(
+            given_up[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("given up")),
+            "{given_up:?}"
+        );
     }
     db.pool.close().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -99,6 +99,18 @@ async fn a_user_downloads_everything_stored_about_them() {
         ] {
             assert!(actions.contains(&action), "{action} not in {actions:?}");
         }
+        // Only what names Alice exactly: a failed login of
+        // "malice@example.net" is not hers.
+        let failed = app
+            .client()
+            .post(
+                "/login",
+                &[("email", "malice@example.net"), ("password", "guess guess")],
+            )
+            .await;
+        assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+        let again = alice.get("/manage/login/data.json").await;
+        assert!(!again.raw.contains("malice@example.net"), "{}", again.raw);
         // No secret is in it: no password hash, no token or its hash.
         let hashes: Vec<String> = sqlx::query_scalar(
             "SELECT token_hash FROM sessions UNION ALL SELECT token_hash FROM invites
@@ -158,6 +170,13 @@ async fn a_login_is_deleted_seven_days_after_it_is_asked_unless_its_user_logs_in
             .assert(StatusCode::OK, &["the deletion of your login is cancelled"]);
         assert_eq!(delete_due(&app.state, t + 8 * DAY).await.expect("due"), report(0, 0));
 
+        // Someone else's records that contain the address are not touched.
+        app.client()
+            .post(
+                "/login",
+                &[("email", "jcarol@example.net"), ("password", "guess guess")],
+            )
+            .await;
         // Asked again: kept for 7 days, then deleted with every row about it.
         carol
             .post("/manage/login/delete", &[("current", PASSWORD)])
@@ -170,13 +189,23 @@ async fn a_login_is_deleted_seven_days_after_it_is_asked_unless_its_user_logs_in
             "SELECT COUNT(*) FROM users WHERE email = $1",
             "SELECT COUNT(*) FROM mail_queue WHERE recipient = $1",
             "SELECT COUNT(*) FROM accounts WHERE name = $1",
-            "SELECT COUNT(*) FROM audit_log WHERE actor = $1 OR target LIKE '%' || $1 || '%' OR details LIKE '%' || $1 || '%'",
+            "SELECT COUNT(*) FROM audit_log WHERE actor = $1 OR target = 'login:' || $1 OR details = $1",
         ] {
             assert_eq!(count(db, sql, email).await, 0, "{sql}");
         }
         assert!(
             count(db, "SELECT COUNT(*) FROM audit_log WHERE actor LIKE $1", "deleted user #%").await > 0,
             "the audit log keeps what was done"
+        );
+        assert_eq!(
+            count(
+                db,
+                "SELECT COUNT(*) FROM audit_log WHERE actor = $1 AND target = 'login:jcarol@example.net'",
+                "jcarol@example.net"
+            )
+            .await,
+            1,
+            "another address's failed login keeps its name"
         );
         assert_eq!(
             app.client()

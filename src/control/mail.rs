@@ -90,15 +90,31 @@ fn tls_with_ca(smtp_url: &str, path: &std::path::Path) -> Result<Tls, String> {
     }
 }
 
-/// Whether an SMTP error is this mail's own for good (the recipient's
-/// mailbox or address refused), so trying again is pointless. Every other
-/// failure, a refused login or relay included, is the setup's or the
-/// moment's: the mail waits and is tried again, and no mail is dropped
-/// for a wrong password.
+/// Whether an SMTP error is this mail's own for good, so trying again is
+/// pointless: only when the server says, by an enhanced status code
+/// (RFC 3463), that the recipient's address or mailbox is refused (5.1.1
+/// bad mailbox, 5.1.2 bad domain, 5.1.3 bad address syntax, 5.1.6 moved,
+/// 5.1.10 null MX, 5.2.1 mailbox disabled). Every other failure, a 5xx
+/// without such a code included (a 550 may mean a refused relay, a 553 a
+/// From the login may not use, a 535 a wrong password), is the setup's
+/// or the moment's: the mail waits, so no mail is dropped for a setup
+/// error; `GIVE_UP_SECS` bounds how long.
 fn refused_for_good(error: &lettre::transport::smtp::Error) -> bool {
-    let code = error.status().map(|code| code.to_string());
-    error.is_permanent() && matches!(code.as_deref(), Some("501" | "550" | "551" | "552" | "553"))
+    error.is_permanent() && recipient_refused(&error.to_string())
 }
+
+/// Whether an SMTP error's text carries an enhanced status code that
+/// refuses the recipient (see `refused_for_good`).
+fn recipient_refused(text: &str) -> bool {
+    const RECIPIENT: [&str; 6] = ["5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"];
+    text.split(|c: char| c.is_whitespace() || c == ':' || c == ',')
+        .any(|word| RECIPIENT.contains(&word))
+}
+
+/// A mail still not sent this long after it was queued is given up (as
+/// mail servers give up after days), and stays on `/staff/mail` with its
+/// last error.
+pub const GIVE_UP_SECS: i64 = 5 * 86_400;
 
 /// Seconds until the next attempt after `attempts` failed ones: a minute,
 /// doubling, at most six hours.
@@ -129,7 +145,17 @@ pub async fn send_due(db: &Db, sender: &Sender, at: i64) -> Result<Pass, DbError
                 mail::mark_sent(db, queued.id).await?;
                 pass.sent += 1;
             }
-            Err((error, permanent)) => {
+            Err((error, refused)) => {
+                let expired = at - queued.created_at >= GIVE_UP_SECS;
+                let permanent = refused || expired;
+                let error = if expired && !refused {
+                    format!(
+                        "{error} (given up: not sent within {} days)",
+                        GIVE_UP_SECS / 86_400
+                    )
+                } else {
+                    error
+                };
                 tracing::warn!(id = queued.id, kind = %queued.kind, %error, permanent, "mail not sent");
                 let next = db::now() + backoff_secs(queued.attempts);
                 mail::mark_failed(db, queued.id, &error, next, permanent).await?;
@@ -192,6 +218,32 @@ pub async fn run(db: Db, sender: Sender, mut stop: tokio::sync::watch::Receiver<
 #[cfg(test)]
 mod tests {
     use super::backoff_secs;
+
+    #[test]
+    fn only_a_refused_recipient_ends_a_mail() {
+        for (text, refused) in [
+            (
+                "permanent error (550): 5.1.1 <x@example.net>: Recipient address rejected",
+                true,
+            ),
+            ("permanent error (553): 5.1.3 bad address syntax", true),
+            ("permanent error (550): 5.2.1 mailbox disabled", true),
+            ("permanent error (550): 5.7.1 Relaying denied", false),
+            (
+                "permanent error (553): 5.7.1 Sender address rejected: not owned by user",
+                false,
+            ),
+            (
+                "permanent error (535): 5.7.8 Authentication credentials invalid",
+                false,
+            ),
+            ("permanent error (550): mailbox unavailable", false),
+            ("permanent error (550): 5.1.10 null MX", true),
+            ("permanent error (550): 5.1.100 odd", false),
+        ] {
+            assert_eq!(super::recipient_refused(text), refused, "{text}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_from_a_minute_to_six_hours() {

@@ -140,3 +140,13 @@ pub async fn schedule_removal(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Forgets a server's alert state (its operator cancelled its automatic
+/// removal: the rules start over, a first alert again if it stays bad).
+pub async fn forget(tx: &mut Tx, server_id: i64) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM server_alerts WHERE server_id = $1")
+        .bind(server_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -167,6 +167,22 @@ pub async fn unverified_of_account(
     rows.iter().map(|r| r.try_get("address")).collect()
 }
 
+/// Whether the account has a server that is not verified (deleted ones
+/// aside), in the caller's transaction.
+pub async fn has_unverified(tx: &mut Tx, account_id: i64, now: i64) -> Result<bool, DbError> {
+    let row = sqlx::query(
+        "SELECT id FROM servers
+         WHERE account_id = $1 AND verified_at IS NULL
+           AND (deletion_on IS NULL OR deletion_on > $2)
+         LIMIT 1",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.is_some())
+}
+
 /// An unverified server, for the staff page.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Unverified {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, Tx};
+use super::{Db, DbError, Engine, Tx};
 
 /// A requested deletion is carried out this long after the request.
 pub const LOGIN_DELETION_DELAY_SECS: i64 = 7 * 86_400;
@@ -34,7 +34,23 @@ impl Blockers {
 /// account that has other users; or being its last user while it has
 /// servers (not deleted), vendor zones (not rejected) or monitors (not
 /// deleted).
-pub async fn blockers(db: &Db, user_id: i64, now: i64) -> Result<Blockers, DbError> {
+///
+/// Read in the caller's transaction with the account locked
+/// (`accounts::lock_account`), so the answer holds until it commits.
+pub async fn blockers(
+    tx: &mut Tx,
+    engine: Engine,
+    user_id: i64,
+    now: i64,
+) -> Result<Blockers, DbError> {
+    let account: Option<i64> = sqlx::query_scalar("SELECT account_id FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(account) = account else {
+        return Ok(Blockers::default());
+    };
+    super::accounts::lock_account(tx, engine, account).await?;
     let row = sqlx::query(
         "SELECT u.account_id, u.removed_at, u.account_role,
                 (SELECT COUNT(*) FROM users o
@@ -45,7 +61,7 @@ pub async fn blockers(db: &Db, user_id: i64, now: i64) -> Result<Blockers, DbErr
          FROM users u WHERE u.id = $1",
     )
     .bind(user_id)
-    .fetch_optional(&db.pool)
+    .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else {
         return Ok(Blockers::default());
@@ -75,7 +91,7 @@ pub async fn blockers(db: &Db, user_id: i64, now: i64) -> Result<Blockers, DbErr
     )
     .bind(account_id)
     .bind(now)
-    .fetch_one(&db.pool)
+    .fetch_one(&mut **tx)
     .await?;
     Ok(Blockers {
         servers: counts.try_get("servers")?,
@@ -139,23 +155,81 @@ pub async fn due_deletions(db: &Db, now: i64) -> Result<Vec<(i64, String)>, DbEr
         .collect()
 }
 
+/// The addresses the user has had: the current one and every one a
+/// confirmation link was made for (an address change), except those that
+/// are another login's now.
+async fn addresses_of(tx: &mut Tx, user_id: i64, email: &str) -> Result<Vec<String>, DbError> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT v.email FROM email_verifications v
+         WHERE v.user_id = $1
+           AND NOT EXISTS (SELECT 1 FROM users o WHERE o.email = v.email AND o.id <> $1)",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut addresses = vec![email.to_string()];
+    for row in rows {
+        let address: String = row.try_get("email")?;
+        if !addresses.contains(&address) {
+            addresses.push(address);
+        }
+    }
+    Ok(addresses)
+}
+
 /// Deletes the login `user_id` (still due for deletion: a login since
 /// cancels it) and every row about it; where a record must stay (the
 /// audit log, an account's name, news and vendor zone decisions) the
-/// address is replaced by "deleted user #ID". False when the deletion is
-/// no longer requested.
+/// user's addresses are replaced by "deleted user #ID", matched exactly,
+/// never as a part of another address. False when the deletion is no
+/// longer requested.
 pub async fn delete_login(tx: &mut Tx, user_id: i64, email: &str) -> Result<bool, DbError> {
+    // A no-op write: on PostgreSQL it locks the row, so a login cancelling
+    // the deletion meanwhile waits for this transaction (or wins before).
     let still = sqlx::query(
-        "SELECT id FROM users WHERE id = $1 AND email = $2 AND deletion_requested_at IS NOT NULL",
+        "UPDATE users SET deletion_requested_at = deletion_requested_at
+         WHERE id = $1 AND email = $2 AND deletion_requested_at IS NOT NULL",
     )
     .bind(user_id)
     .bind(email)
-    .fetch_optional(&mut **tx)
+    .execute(&mut **tx)
     .await?;
-    if still.is_none() {
+    if still.rows_affected() != 1 {
         return Ok(false);
     }
     let pseudonym = format!("deleted user #{user_id}");
+    // What they did: under the pseudonym, no longer linked to the row.
+    sqlx::query("UPDATE audit_log SET actor = $1, user_id = NULL WHERE user_id = $2")
+        .bind(&pseudonym)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    for address in addresses_of(tx, user_id, email).await? {
+        let login_target = format!("login:{address}");
+        for sql in [
+            // Failed logins name the address they tried.
+            "UPDATE audit_log SET actor = $2 WHERE user_id IS NULL AND actor = $1",
+            "UPDATE audit_log SET details = $2 WHERE details = $1",
+            "UPDATE accounts SET name = $2 WHERE name = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(&address)
+                .bind(&pseudonym)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query("UPDATE audit_log SET target = $2 WHERE target = $1")
+            .bind(&login_target)
+            .bind(format!("login:{pseudonym}"))
+            .execute(&mut **tx)
+            .await?;
+        for sql in [
+            "DELETE FROM invites WHERE email = $1",
+            "DELETE FROM mail_queue WHERE recipient = $1",
+        ] {
+            sqlx::query(sql).bind(&address).execute(&mut **tx).await?;
+        }
+    }
     for sql in [
         "DELETE FROM sessions WHERE user_id = $1",
         "DELETE FROM password_resets WHERE user_id = $1",
@@ -163,34 +237,10 @@ pub async fn delete_login(tx: &mut Tx, user_id: i64, email: &str) -> Result<bool
         "DELETE FROM invites WHERE created_by = $1",
         "UPDATE vendor_zones SET decided_by = NULL WHERE decided_by = $1",
         "UPDATE news SET created_by = NULL WHERE created_by = $1",
-        "UPDATE audit_log SET user_id = NULL WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
     ] {
         sqlx::query(sql).bind(user_id).execute(&mut **tx).await?;
     }
-    for sql in [
-        "DELETE FROM invites WHERE email = $1",
-        "DELETE FROM mail_queue WHERE recipient = $1",
-    ] {
-        sqlx::query(sql).bind(email).execute(&mut **tx).await?;
-    }
-    sqlx::query(
-        "UPDATE audit_log SET actor = REPLACE(actor, $1, $2), target = REPLACE(target, $1, $2),
-                details = REPLACE(details, $1, $2)
-         WHERE actor = $1 OR target LIKE '%' || $1 || '%' OR details LIKE '%' || $1 || '%'",
-    )
-    .bind(email)
-    .bind(&pseudonym)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE accounts SET name = $1 WHERE name = $2")
-        .bind(&pseudonym)
-        .bind(email)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
     Ok(true)
 }
 
@@ -303,14 +353,24 @@ async fn rows(
         .map(Value::Array)
 }
 
+/// The most audit rows an export holds (the newest).
+const EXPORT_AUDIT_ROWS: i64 = 10_000;
+
+/// The audit log entries of what the user did, and those naming them
+/// exactly (failed logins with their address, changes to their login,
+/// details that are their address), newest first.
 async fn audit_rows(db: &Db, user_id: i64, email: &str) -> Result<Value, DbError> {
     let rows = sqlx::query(
         "SELECT ts, actor, action, target, details FROM audit_log
-         WHERE user_id = $1 OR actor = $2 OR target LIKE '%' || $2 || '%'
-         ORDER BY id",
+         WHERE user_id = $1 OR (user_id IS NULL AND actor = $2) OR target = $3
+            OR target = $4 OR details = $2
+         ORDER BY id DESC LIMIT $5",
     )
     .bind(user_id)
     .bind(email)
+    .bind(format!("login:{email}"))
+    .bind(format!("user:{user_id}"))
+    .bind(EXPORT_AUDIT_ROWS)
     .fetch_all(&db.pool)
     .await?;
     rows.iter()

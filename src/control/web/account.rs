@@ -477,6 +477,7 @@ pub async fn invite_create(
     }
     let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
     let mut tx = state.db.begin().await?;
+    lock_as_owner(&mut tx, &state, &user).await?;
     let token = accounts::create_invite(&mut tx, user.account_id, &email, user.id).await?;
     let values = [("actor", user.email.clone()), ("email", email.clone())];
     mails::tell(
@@ -561,6 +562,7 @@ pub async fn invite_revoke(
         return Err(AppError::OwnersOnly);
     }
     let mut tx = state.db.begin().await?;
+    lock_as_owner(&mut tx, &state, &user).await?;
     if !accounts::revoke_invite(&mut tx, user.account_id, id).await? {
         return Err(AppError::NotFound);
     }
@@ -582,6 +584,24 @@ pub struct RemoveForm {
     pub csrf: String,
     /// "yes" from the confirmation page; without it, that page is shown.
     pub confirm: String,
+}
+
+/// Locks the account's users for a change and reads them again; the actor
+/// must still be an owner then (a role taken away meanwhile counts).
+async fn lock_as_owner(
+    tx: &mut db::Tx,
+    state: &AppState,
+    user: &User,
+) -> Result<Vec<(i64, String, String)>, AppError> {
+    accounts::lock_account(tx, state.db.engine, user.account_id).await?;
+    let users = accounts::users_in(tx, user.account_id).await?;
+    let still_owner = users
+        .iter()
+        .any(|(id, _, role)| *id == user.id && role == accounts::OWNER);
+    if !still_owner {
+        return Err(AppError::OwnersOnly);
+    }
+    Ok(users)
 }
 
 /// Removes a user from the account (owners only), or, for the user
@@ -613,8 +633,12 @@ pub async fn user_remove(
     }
     let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
     let mut tx = state.db.begin().await?;
-    accounts::lock_account(&mut tx, state.db.engine, user.account_id).await?;
-    let users = accounts::users_in(&mut tx, user.account_id).await?;
+    let users = if leaving {
+        accounts::lock_account(&mut tx, state.db.engine, user.account_id).await?;
+        accounts::users_in(&mut tx, user.account_id).await?
+    } else {
+        lock_as_owner(&mut tx, &state, &user).await?
+    };
     let (_, removed_email, removed_role) = users
         .iter()
         .find(|(uid, _, _)| *uid == id)
@@ -717,8 +741,7 @@ pub async fn user_role(
     };
     let recipients = accounts::mail_recipients(&state.db, user.account_id).await?;
     let mut tx = state.db.begin().await?;
-    accounts::lock_account(&mut tx, state.db.engine, user.account_id).await?;
-    let users = accounts::users_in(&mut tx, user.account_id).await?;
+    let users = lock_as_owner(&mut tx, &state, &user).await?;
     let (_, email, old_role) = users
         .iter()
         .find(|(uid, _, _)| *uid == id)

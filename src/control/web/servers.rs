@@ -21,7 +21,7 @@ use super::session::CurrentUser;
 use super::{AppState, html};
 use crate::control::db::accounts::{self, User};
 use crate::control::db::servers::{self, MIN_DELETION_DELAY_SECS, NewServer};
-use crate::control::db::{self, audit, is_unique_violation, server_verification};
+use crate::control::db::{self, alerts, audit, is_unique_violation, server_verification};
 use crate::control::timefmt;
 use crate::control::zone_tree;
 
@@ -299,6 +299,18 @@ pub async fn add(
     let hostname = resolved.as_ref().and_then(|r| r.hostname.clone());
     let mut tx = state.db.begin().await?;
     let mut form = form;
+    // Checked again with the account locked: two adds at once do not both
+    // get past "one unverified server at a time".
+    if state.settings.unverified_netspeed_max.is_some() {
+        accounts::lock_account(&mut tx, state.db.engine, user.account_id).await?;
+        if server_verification::has_unverified(&mut tx, user.account_id, db::now()).await? {
+            tx.rollback().await?;
+            return Err(AppError::Conflict(
+                tr("Another server of the account was added meanwhile; verify it first.")
+                    .to_string(),
+            ));
+        }
+    }
     for (addr, geo_zone) in &planned {
         let text = addr.to_string();
         let taken_msg = trf(
@@ -621,6 +633,9 @@ pub async fn cancel_deletion(
     if !servers::set_deletion(&mut tx, user.account_id, id, None).await? {
         return Err(AppError::NotFound);
     }
+    // A removal by the pool's rules, cancelled, is not scheduled again at
+    // the next pass: the alert state starts over.
+    alerts::forget(&mut tx, id).await?;
     let page = format!("/manage/servers/{id}");
     let values = [
         ("actor", user.email.clone()),

@@ -88,7 +88,9 @@ async fn page(
     status: StatusCode,
     errors: FieldErrors,
 ) -> Result<Response, AppError> {
-    let blockers = user_data::blockers(&state.db, user.id, db::now()).await?;
+    let mut tx = state.db.pool.begin().await?;
+    let blockers = user_data::blockers(&mut tx, state.db.engine, user.id, db::now()).await?;
+    tx.rollback().await?;
     let days = LOGIN_DELETION_DELAY_SECS / 86_400;
     let ctx = ctx! { blockers, errors, days };
     html(
@@ -118,10 +120,6 @@ pub async fn request(
     csrf.check(&form.csrf)?;
     let now = db::now();
     let mut errors = FieldErrors::default();
-    if user_data::blockers(&state.db, user.id, now).await?.any() {
-        // The page says why; nothing to check.
-        return page(&state, &user, &csrf, StatusCode::CONFLICT, errors).await;
-    }
     if !is_current_password(&state, &user, &form.current).await? {
         errors.add("current", tr("The password is wrong."));
         return page(
@@ -136,6 +134,14 @@ pub async fn request(
     let due = now + LOGIN_DELETION_DELAY_SECS;
     let language = accounts::language_of(&state.db, user.id).await?;
     let mut tx = state.db.begin().await?;
+    if user_data::blockers(&mut tx, state.db.engine, user.id, now)
+        .await?
+        .any()
+    {
+        // The page says why.
+        tx.rollback().await?;
+        return page(&state, &user, &csrf, StatusCode::CONFLICT, errors).await;
+    }
     user_data::request_deletion(&mut tx, user.id, now).await?;
     let (subject, body) = i18n::in_language(language.as_deref(), || {
         let values = [
@@ -186,9 +192,9 @@ pub async fn delete_due(state: &AppState, now: i64) -> Result<DeletionReport, Db
         name: "login deletion".to_string(),
     };
     for (user_id, email) in user_data::due_deletions(&state.db, now).await? {
-        let blockers = user_data::blockers(&state.db, user_id, now).await?;
         let language = accounts::language_of(&state.db, user_id).await?;
         let mut tx = state.db.begin().await?;
+        let blockers = user_data::blockers(&mut tx, state.db.engine, user_id, now).await?;
         if blockers.any() {
             if user_data::cancel_deletion(&mut tx, user_id).await? {
                 refused_mail(&mut tx, state, &email, language.as_deref(), &blockers).await?;
