@@ -58,7 +58,10 @@ echo "PostgreSQL at $TIMEPOOL_TEST_PG_URL"
 
 step "cargo test (unit, integration on SQLite and PostgreSQL, browser, chronyd, corpus replay, benchmark smoke runs)"
 # --all-targets also runs every criterion benchmark once, as a smoke test.
-TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 TIMEPOOL_SMTP_REQUIRED=1 cargo test --all-targets
+# Every TIMEPOOL_*_REQUIRED=1: a missing component fails its test instead
+# of skipping it (PostgreSQL above included).
+TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 TIMEPOOL_SMTP_REQUIRED=1 \
+    TIMEPOOL_PG_REQUIRED=1 cargo test --all-targets
 cargo test --doc
 
 step "snapshot check"

@@ -393,7 +393,7 @@ fn base64_round_trip() {
 fn browser_sign_up_add_server_and_see_its_score_page() {
     let Some(chromium) = find_chromium() else {
         assert!(
-            std::env::var("TIMEPOOL_E2E_REQUIRED").is_err(),
+            !web_support::required("TIMEPOOL_E2E_REQUIRED"),
             "chromium is required but not installed"
         );
         eprintln!("SKIPPED: chromium not installed (apt-get install chromium)");

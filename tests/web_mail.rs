@@ -94,7 +94,7 @@ fn smtp_available() -> bool {
         .is_ok_and(|s| s.success());
     if !installed {
         assert!(
-            std::env::var("TIMEPOOL_SMTP_REQUIRED").is_err(),
+            !web_support::required("TIMEPOOL_SMTP_REQUIRED"),
             "python3-aiosmtpd is required but not installed"
         );
         eprintln!("SKIPPED: python3-aiosmtpd not installed (apt-get install python3-aiosmtpd)");

@@ -29,7 +29,17 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Database URLs to run a test against, each a fresh empty database.
+/// Whether a test's outside component must be there: the variable is
+/// `1` (scripts/test.sh sets every `TIMEPOOL_*_REQUIRED` so, and CI runs
+/// it), so a missing PostgreSQL, Chromium or SMTP server fails the test
+/// instead of skipping it. Any other value, or none, lets it skip.
+pub fn required(variable: &str) -> bool {
+    std::env::var(variable).as_deref() == Ok("1")
+}
+
+/// Database URLs to run a test against, each a fresh empty database:
+/// SQLite, and PostgreSQL when TIMEPOOL_TEST_PG_URL is set (required with
+/// TIMEPOOL_PG_REQUIRED=1).
 pub async fn database_urls() -> Vec<(&'static str, String)> {
     let dir = std::env::temp_dir().join(unique("timepool_test"));
     let mut urls = vec![(
@@ -40,6 +50,11 @@ pub async fn database_urls() -> Vec<(&'static str, String)> {
         && !admin_url.is_empty()
     {
         urls.push(("postgres", fresh_pg_database(&admin_url).await));
+    } else {
+        assert!(
+            !required("TIMEPOOL_PG_REQUIRED"),
+            "TIMEPOOL_PG_REQUIRED=1 but TIMEPOOL_TEST_PG_URL is not set (scripts/pg-test-cluster.sh start)"
+        );
     }
     urls
 }
