@@ -352,6 +352,13 @@ async fn servers_are_verified_from_their_address_and_claimed_the_same_way() {
                     "Claim 127.0.0.81",
                 ],
             );
+            // Garbage or an address nobody registered: refused plainly.
+            dan.post("/manage/claims", &[("address", &"x".repeat(300))])
+                .await
+                .assert(StatusCode::BAD_REQUEST, &["This is not an IP address."]);
+            dan.post("/manage/claims", &[("address", "127.0.0.77")])
+                .await
+                .assert(StatusCode::NOT_FOUND, &[]);
             let page = dan
                 .post("/manage/claims", &[("address", "127.0.0.81")])
                 .await;

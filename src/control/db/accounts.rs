@@ -287,12 +287,19 @@ pub async fn remove_user(
         return Ok(false);
     }
     if end_sessions {
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut **tx)
-            .await?;
+        end_all_sessions(tx, user_id).await?;
     }
     Ok(true)
+}
+
+/// Ends every session of the user (a removal, a password reset, a
+/// deletion asked for).
+pub async fn end_all_sessions(tx: &mut Tx, user_id: i64) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[derive(Clone, Debug, serde::Serialize)]

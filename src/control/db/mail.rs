@@ -254,9 +254,6 @@ pub async fn use_reset(
         .bind(user_id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
+    super::accounts::end_all_sessions(tx, user_id).await?;
     Ok(Some(user_id))
 }

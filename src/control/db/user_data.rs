@@ -121,11 +121,7 @@ pub async fn request_deletion(tx: &mut Tx, user_id: i64, now: i64) -> Result<(),
         .bind(user_id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    super::accounts::end_all_sessions(tx, user_id).await
 }
 
 /// Cancels a requested deletion (the user logged in): true when there

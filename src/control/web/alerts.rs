@@ -35,25 +35,20 @@ pub struct PassReport {
 }
 
 /// Runs a pass every interval until `stopping` turns true.
-pub async fn run(state: AppState, mut stopping: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(state: AppState, stopping: tokio::sync::watch::Receiver<bool>) {
     let every = std::time::Duration::from_secs(state.settings.alerts.interval_secs.max(1) as u64);
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopping.changed() => return,
-        }
+    super::run_every(every, stopping, || async {
         match pass(&state, crate::control::db::now()).await {
             Ok(report) if report != PassReport::default() => {
                 tracing::info!(?report, "bad-server alerts: pass done")
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(%error, "bad-server alerts: pass failed; next in {every:?}")
+                tracing::warn!(%error, "bad-server alerts: pass failed; tried again at the next")
             }
         }
-    }
+    })
+    .await
 }
 
 /// One pass over the servers at `now` (a test passes its own clock).

@@ -5,7 +5,7 @@
 //! never imports this module; the two meet only at the snapshot file.
 //!
 //! Code map: `mod.rs` settings, the router and its guards (body limits,
-//! request timeout, headers); `listener` the accept loop (TLS via `tls`,
+//! request timeout, headers), `run_every` for the background jobs; `listener` the accept loop (TLS via `tls`,
 //! connection cap, header timeout); `public` pages anyone can see;
 //! `account` sign-up, login, users and invites (`mails` how mails
 //! are written, and those that tell an account's users of a change); `reset` password reset
@@ -739,6 +739,28 @@ impl AppState {
             community_url => self.settings.community_url.as_str(),
             ..extra
         }
+    }
+}
+
+/// A background job of `timepool web`: `pass` at once and then every
+/// `every` (a slow pass delays the next rather than piling up), until
+/// `stopping` turns true.
+pub async fn run_every<F, Fut>(
+    every: std::time::Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        pass().await;
     }
 }
 

@@ -255,14 +255,9 @@ async fn refused_mail(
 }
 
 /// Carries out due deletions every few minutes until `stopping`.
-pub async fn run(state: AppState, mut stopping: tokio::sync::watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(DELETION_CHECK_SECS));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopping.changed() => return,
-        }
+pub async fn run(state: AppState, stopping: tokio::sync::watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(DELETION_CHECK_SECS);
+    super::run_every(every, stopping, || async {
         match delete_due(&state, db::now()).await {
             Ok(report) if report != DeletionReport::default() => {
                 tracing::info!(?report, "login deletions done")
@@ -270,5 +265,6 @@ pub async fn run(state: AppState, mut stopping: tokio::sync::watch::Receiver<boo
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "login deletions failed; tried again later"),
         }
-    }
+    })
+    .await
 }
