@@ -70,7 +70,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         monitors.push(id);
     }
-    // The batches, as the scheduler would have issued them.
+    // The pairs, as the selector would have made them (every monitor
+    // active for every server), and the batches, as the scheduler would
+    // have issued them.
+    sqlx::query(
+        "INSERT INTO server_scores (server_id, monitor_id, status, status_since)
+         SELECT s.id, m.id, 'active', 0 FROM servers s CROSS JOIN monitors m",
+    )
+    .execute(&mut *tx)
+    .await?;
     let mut batches: Vec<(i64, i64, usize)> = Vec::new(); // (monitor, batch, first server index)
     for &monitor in &monitors {
         for start in (0..SERVERS).step_by(BATCH) {

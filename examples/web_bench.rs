@@ -118,6 +118,7 @@ async fn seed(url: &str) -> Result<(), BoxError> {
                     error: None,
                     step: 1.0,
                     score: pair_scores[m],
+                    good_point: true,
                 },
             )
             .await?;

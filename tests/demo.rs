@@ -1,6 +1,7 @@
 //! `timepool demo` as a library: the whole loop with every real part.
-//! Simulated servers are registered, two monitor agents check them through
-//! the ingest API, the scores cross 10, the zone builder publishes, and the
+//! Simulated servers are registered, the selector pairs them with three
+//! monitor agents (one with its clock 50 ms off, which submits nothing and
+//! says why), the agents check them through the ingest API, the scores cross 10, the zone builder publishes, and the
 //! DNS daemon (following `/api/v1/snapshot`) answers with the healthy ones
 //! and never with the bad ones. Then a healthy server goes 5 s off: its
 //! score drops, the next snapshot leaves it out and the DNS daemon stops
@@ -105,6 +106,29 @@ fn the_demo_closes_the_loop_from_monitors_to_dns() {
     }
     let global = answered(dns, "us.pool.ntp.org");
     assert!(!global.is_empty() && global.is_disjoint(&never));
+
+    // Three monitors: two checking, paired with the servers; the third's
+    // clock is off its reference, and the API says so.
+    let monitors: serde_json::Value =
+        ureq::get(format!("http://{}/api/v1/monitors", demo.web_address))
+            .call()
+            .expect("GET /api/v1/monitors")
+            .body_mut()
+            .read_json()
+            .expect("monitors JSON");
+    let monitors = monitors.as_array().expect("a list");
+    assert_eq!(monitors.len(), 3, "{monitors:?}");
+    for monitor in monitors {
+        let skewed = monitor["name"] == "demo-monitor-3";
+        assert_eq!(
+            monitor["self_check"]["ok"],
+            serde_json::Value::Bool(!skewed),
+            "{monitor}"
+        );
+        let paired = monitor["pairs"]["active"].as_i64().unwrap_or(0)
+            + monitor["pairs"]["testing"].as_i64().unwrap_or(0);
+        assert!(paired > 0, "{monitor}");
+    }
 
     // Both sides' metrics saw it.
     let web_metrics = format!("http://{}/metrics", demo.web_address);

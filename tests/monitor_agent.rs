@@ -151,7 +151,61 @@ fn agent_args(api: &str, token: &str, ntp_port: u16) -> MonitorArgs {
         retry_ms: 100,
         ntp_port,
         max_batches: 1,
+        references: Vec::new(),
+        max_clock_offset_ms: 10.0,
+        self_check_retry_ms: 100,
     }
+}
+
+/// The web app on a free loopback port over a fresh database at `url`:
+/// the database, the API's base URL and the server's task.
+async fn serve_api(url: &str) -> (Db, String, tokio::task::JoinHandle<()>) {
+    let db = Db::connect(url).await.expect("connect");
+    let app = router(AppState::new(db.clone(), web_support::settings(url, true)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind web");
+    let api = format!("http://{}", listener.local_addr().expect("addr"));
+    let web = tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    (db, api, web)
+}
+
+async fn operator_account(db: &Db) -> i64 {
+    sqlx::query("INSERT INTO accounts (name, created_at) VALUES ('op', 0) RETURNING id")
+        .fetch_one(&db.pool)
+        .await
+        .expect("account")
+        .try_get("id")
+        .expect("id")
+}
+
+/// An active monitor, and a selector pass that pairs it with the servers
+/// (as candidates); returns its id and token.
+async fn paired_monitor(db: &Db, name: &str) -> (i64, String) {
+    let mut tx = db.begin().await.expect("tx");
+    let (monitor_id, token) = timepool::control::db::monitors::create(&mut tx, name)
+        .await
+        .expect("monitor");
+    tx.commit().await.expect("commit");
+    sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
+        .bind(monitor_id)
+        .execute(&db.pool)
+        .await
+        .expect("active");
+    timepool::control::db::pairs::selector_pass(
+        db,
+        &Default::default(),
+        timepool::control::db::now(),
+    )
+    .await
+    .expect("selector");
+    (monitor_id, token)
 }
 
 /// The latest check of each server by the monitor: (error, step, pair score, server score).
@@ -237,27 +291,9 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
 
     for (engine, url) in web_support::database_urls().await {
         eprintln!("--- engine: {engine}");
-        let db = Db::connect(&url).await.expect("connect");
-        let app = router(AppState::new(db.clone(), web_support::settings(&url, true)));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind web");
-        let api = format!("http://{}", listener.local_addr().expect("addr"));
-        let web = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
+        let (db, api, web) = serve_api(&url).await;
 
-        let account: i64 =
-            sqlx::query("INSERT INTO accounts (name, created_at) VALUES ('op', 0) RETURNING id")
-                .fetch_one(&db.pool)
-                .await
-                .expect("account")
-                .try_get("id")
-                .expect("id");
+        let account = operator_account(&db).await;
         for ip in [
             HEALTHY,
             RATE_LIMITED,
@@ -269,16 +305,8 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
             sqlx::query("INSERT INTO servers (account_id, address, ip_version, netspeed, created_at) VALUES ($1, $2, 4, 1000, 0)")
                 .bind(account).bind(ip).execute(&db.pool).await.expect("server");
         }
-        let mut tx = db.begin().await.expect("tx");
-        let (monitor_id, token) = timepool::control::db::monitors::create(&mut tx, "agent")
-            .await
-            .expect("monitor");
-        tx.commit().await.expect("commit");
-        sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
-            .bind(monitor_id)
-            .execute(&db.pool)
-            .await
-            .expect("active");
+        // An active monitor, paired with the servers by the selector.
+        let (monitor_id, token) = paired_monitor(&db, "agent").await;
 
         // Round 1: every pair starts at 0, so each score is the step.
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -329,6 +357,10 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
             .await
             .expect("age");
         sqlx::query("UPDATE servers SET last_issued_at = NULL")
+            .execute(&db.pool)
+            .await
+            .expect("age");
+        sqlx::query("UPDATE server_scores SET last_issued_at = NULL")
             .execute(&db.pool)
             .await
             .expect("age");
@@ -412,6 +444,194 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
     }
     drop(healthy);
     drop(rate_limited);
+}
+
+/// The agent checks its own clock first: against a reference 50 ms ahead
+/// it submits nothing, reports itself not ok (with why), and the server's
+/// score does not move; with the reference back at 0 its checks resume.
+#[tokio::test]
+async fn a_monitor_with_its_clock_off_submits_nothing_until_it_is_back() {
+    let port = common_free_port();
+    let server_ip = "127.0.77.1";
+    let _server = Responder::start(
+        SocketAddr::new(server_ip.parse().expect("ip"), port),
+        Behaviour::Offset {
+            offset: 0.0,
+            stratum: 2,
+        },
+    )
+    .await
+    .expect("server responder");
+    let reference = Responder::start(
+        "127.0.77.2:0".parse().expect("addr"),
+        Behaviour::Offset {
+            offset: 0.05,
+            stratum: 1,
+        },
+    )
+    .await
+    .expect("reference responder");
+
+    for (engine, url) in web_support::database_urls().await {
+        eprintln!("--- engine: {engine}");
+        reference.set_behaviour(Behaviour::Offset {
+            offset: 0.05,
+            stratum: 1,
+        });
+        let (db, api, web) = serve_api(&url).await;
+        let account = operator_account(&db).await;
+        sqlx::query("INSERT INTO servers (account_id, address, ip_version, netspeed, created_at, score) VALUES ($1, $2, 4, 1000, 0, 7.5)")
+            .bind(account).bind(server_ip).execute(&db.pool).await.expect("server");
+        // An active monitor, paired with the servers by the selector.
+        let (monitor_id, token) = paired_monitor(&db, "skewed").await;
+        let mut args = agent_args(&api, &token, port);
+        args.references = vec![reference.local_addr().to_string()];
+
+        // 50 ms off: the agent reports not ok and checks nothing.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let agent = tokio::spawn(timepool::monitor::agent::run_until(args.clone(), stop_rx));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let detail = loop {
+            let row =
+                sqlx::query("SELECT self_check_ok, self_check_detail FROM monitors WHERE id = $1")
+                    .bind(monitor_id)
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("monitor");
+            if row.try_get::<Option<i64>, _>("self_check_ok").expect("ok") == Some(0) {
+                break row
+                    .try_get::<String, _>("self_check_detail")
+                    .expect("detail");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no self-check reported in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            detail.contains("median offset +50.") && detail.contains("limit 10.0 ms"),
+            "{detail}"
+        );
+        // A few more self-checks (every 100 ms here) while it stays off.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = stop_tx.send(true);
+        agent.await.expect("join").expect("agent");
+        let count = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("count")
+                    .try_get::<i64, _>("n")
+                    .expect("n")
+            }
+        };
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM monitor_batches").await,
+            0,
+            "no batch asked for"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM score_log").await,
+            0,
+            "nothing submitted"
+        );
+        let score: f64 = sqlx::query("SELECT score FROM servers")
+            .fetch_one(&db.pool)
+            .await
+            .expect("s")
+            .try_get("score")
+            .expect("score");
+        assert_eq!(score, 7.5, "the server's score did not move");
+
+        // The reference back at 0: a batch is checked and scored.
+        reference.set_behaviour(Behaviour::Offset {
+            offset: 0.0,
+            stratum: 1,
+        });
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        timepool::monitor::agent::run_until(args, stop_rx)
+            .await
+            .expect("agent round 2");
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM score_log WHERE monitor_id IS NOT NULL").await,
+            1,
+            "the check is scored"
+        );
+        let ok: Option<i64> = sqlx::query("SELECT self_check_ok FROM monitors WHERE id = $1")
+            .bind(monitor_id)
+            .fetch_one(&db.pool)
+            .await
+            .expect("m")
+            .try_get("self_check_ok")
+            .expect("ok");
+        assert_eq!(ok, Some(1));
+
+        // The clock goes off while a batch is being checked: the batch's
+        // results are dropped and the failure is reported.
+        sqlx::query("UPDATE server_scores SET last_issued_at = NULL")
+            .execute(&db.pool)
+            .await
+            .expect("due again");
+        sqlx::query("UPDATE servers SET last_issued_at = NULL")
+            .execute(&db.pool)
+            .await
+            .expect("due again");
+        let batches_before = count("SELECT COUNT(*) AS n FROM monitor_batches").await;
+        let logged_before = count("SELECT COUNT(*) AS n FROM score_log").await;
+        let mut args = agent_args(&api, &token, port);
+        args.references = vec![reference.local_addr().to_string()];
+        args.max_batches = 0;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let agent = tokio::spawn(timepool::monitor::agent::run_until(args, stop_rx));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while count("SELECT COUNT(*) AS n FROM monitor_batches").await == batches_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no batch issued in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The batch is out (its check takes 3 samples 150 ms apart): the
+        // reference jumps 50 ms before the agent's check after it.
+        reference.set_behaviour(Behaviour::Offset {
+            offset: 0.05,
+            stratum: 1,
+        });
+        loop {
+            let ok: Option<i64> = sqlx::query("SELECT self_check_ok FROM monitors WHERE id = $1")
+                .bind(monitor_id)
+                .fetch_one(&db.pool)
+                .await
+                .expect("m")
+                .try_get("self_check_ok")
+                .expect("ok");
+            if ok == Some(0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the failure was not reported in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_tx.send(true);
+        agent.await.expect("join").expect("agent round 3");
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM monitor_batches WHERE applied_at IS NOT NULL").await,
+            1,
+            "the batch checked before the failure was not submitted"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) AS n FROM score_log").await,
+            logged_before,
+            "nothing scored"
+        );
+        web.abort();
+        db.pool.close().await;
+    }
 }
 
 /// The binary: with the API down it keeps retrying (with backoff), and

@@ -139,6 +139,13 @@ fn now() -> i64 {
     timepool::control::db::now()
 }
 
+/// One pass of the monitor selector, which pairs servers with monitors.
+async fn select(db: &Db) -> timepool::control::db::pairs::PassReport {
+    timepool::control::db::pairs::selector_pass(db, &Default::default(), now())
+        .await
+        .expect("selector pass")
+}
+
 async fn batch(app: &TestApp, token: &str, limit: u32) -> (Option<i64>, Vec<String>) {
     let (status, body) = call(
         app,
@@ -223,37 +230,60 @@ async fn scheduling_rules() {
             Some(monitor_owner),
         )
         .await;
-        let (_, token_v6) = monitor(&app.db, "m2", "active", Some("2001:db8:2:ff::9"), None).await;
+        let (m2, token_v6) = monitor(&app.db, "m2", "active", Some("2001:db8:2:ff::9"), None).await;
+        // Nothing is handed out before the selector pairs servers and monitors.
+        assert_eq!(batch(&app, &token, 100).await, (None, vec![]));
+        let report = select(&app.db).await;
+        assert_eq!(report.added, 7, "{report:?}");
         let (id, mut servers) = batch(&app, &token, 100).await;
         assert!(id.is_some());
         servers.sort();
         assert_eq!(
             servers,
-            vec!["192.0.2.10", "2001:db8:1::1", "2001:db8:2::1"]
+            vec!["192.0.2.10", "2001:db8:1::1", "2001:db8:2::1"],
+            "m1's pairs: never its /24 nor its account's server"
         );
-        // Handed out seconds ago: not again within 60 s, to anyone; m2 gets
-        // the two m1 could not have (and never its own /48).
+        // Candidates wait 60 s after any check of the server: m2 gets the
+        // two m1 could not have (and never its own /48).
         let (id2, mut servers2) = batch(&app, &token_v6, 100).await;
         assert!(id2.is_some());
         servers2.sort();
         assert_eq!(
             servers2,
             vec!["198.51.100.7", "203.0.113.5"],
-            "60 s between checks"
+            "60 s between checks of a candidate"
         );
         let (id3, servers3) = batch(&app, &token, 100).await;
-        assert_eq!((id3, servers3), (None, vec![]), "nothing left within 60 s");
-        // Later (moved back in time here), m2 gets them, but not its /48.
+        assert_eq!((id3, servers3), (None, vec![]), "nothing due");
+        // Later (moved back in time here), m2 gets the rest of its pairs;
+        // its others are candidates, not due again for 45 minutes.
         sqlx::query("UPDATE servers SET last_issued_at = last_issued_at - 61")
             .execute(&app.db.pool)
             .await
             .expect("age");
         let (_, mut servers2) = batch(&app, &token_v6, 100).await;
         servers2.sort();
-        assert_eq!(
-            servers2,
-            vec!["192.0.2.10", "198.51.100.7", "2001:db8:1::1", "203.0.113.5"]
-        );
+        assert_eq!(servers2, vec!["192.0.2.10", "2001:db8:1::1"]);
+        // An active pair is due after 9 minutes, a testing one after 45.
+        sqlx::query("UPDATE server_scores SET last_issued_at = last_issued_at - 541, status = 'active' WHERE monitor_id = $1 AND server_id IN (SELECT id FROM servers WHERE address = '198.51.100.7')")
+            .bind(m2)
+            .execute(&app.db.pool)
+            .await
+            .expect("active pair");
+        sqlx::query("UPDATE server_scores SET last_issued_at = last_issued_at - 541, status = 'testing' WHERE monitor_id = $1 AND server_id IN (SELECT id FROM servers WHERE address = '203.0.113.5')")
+            .bind(m2)
+            .execute(&app.db.pool)
+            .await
+            .expect("testing pair");
+        assert_eq!(batch(&app, &token_v6, 100).await.1, vec!["198.51.100.7"]);
+        // "Check now": every pair of the server is due at once.
+        let server_id: i64 = sqlx::query("SELECT id FROM servers WHERE address = '203.0.113.5'")
+            .fetch_one(&app.db.pool).await.expect("server").try_get("id").expect("id");
+        use timepool::control::db::pairs::{request_check, CheckRequest};
+        assert_eq!(request_check(&app.db, monitor_owner, server_id, 60, now()).await.expect("check"), CheckRequest::Requested);
+        assert_eq!(request_check(&app.db, monitor_owner, server_id, 60, now() + 2).await.expect("check"), CheckRequest::TooSoon, "once a minute");
+        assert_eq!(batch(&app, &token_v6, 100).await.1, vec!["203.0.113.5"]);
+        assert_eq!(batch(&app, &token_v6, 100).await.1, Vec::<String>::new(), "once");
         let (status, v) = call(
             &app,
             "GET",
@@ -273,6 +303,7 @@ async fn results_are_validated_and_nothing_changes() {
         let operator = account(&app.db, "op").await;
         server(&app.db, operator, "192.0.2.10").await;
         let (_, token) = monitor(&app.db, "m1", "active", None, None).await;
+        select(&app.db).await;
         let (Some(batch_id), _) = batch(&app, &token, 100).await else { panic!("no batch") };
         let before = db_state(&app.db).await;
         let ts = now();
@@ -309,6 +340,7 @@ async fn a_batch_is_scored_once_and_refusals_change_nothing() {
         server(&app.db, operator, "192.0.2.20").await;
         server(&app.db, operator, "192.0.2.30").await;
         let (monitor_id, token) = monitor(&app.db, "m1", "active", None, None).await;
+        select(&app.db).await;
         let (Some(first), servers) = batch(&app, &token, 1).await else { panic!("no batch") };
         assert_eq!(servers, vec!["192.0.2.10"]);
         let (Some(second), servers) = batch(&app, &token, 1).await else { panic!("no batch") };
@@ -384,7 +416,13 @@ async fn server_score_is_the_median_of_active_monitors() {
                     .1,
             );
         }
-        // Offsets 0, 50 ms, 5 s from the active monitors; DENY from the candidate.
+        // The pairs: active for the active monitors, a candidate for the other.
+        select(&app.db).await;
+        sqlx::query("UPDATE server_scores SET status = 'active' WHERE monitor_id IN (SELECT id FROM monitors WHERE state = 'active')")
+            .execute(&app.db.pool)
+            .await
+            .expect("active pairs");
+        // Offsets 0, 50 ms, 5 s from the active pairs; DENY from the candidate.
         let results = [
             good("192.0.2.10", 0.0),
             good("192.0.2.10", 0.05),
@@ -392,7 +430,7 @@ async fn server_score_is_the_median_of_active_monitors() {
             json!({"server": "192.0.2.10", "ts": now(), "error": "kod:DENY"}),
         ];
         for (token, result) in tokens.iter().zip(results) {
-            sqlx::query("UPDATE servers SET last_issued_at = NULL")
+            sqlx::query("UPDATE servers SET last_issued_at = NULL, check_requested_at = NULL")
                 .execute(&app.db.pool)
                 .await
                 .expect("reset");
@@ -411,6 +449,190 @@ async fn server_score_is_the_median_of_active_monitors() {
             .expect("score");
         // Active scores 1, -6.667*0.05+1.167 = 0.83365, -4: median 0.83365.
         assert!((score - (-6.667 * 0.05 + 1.167)).abs() < 1e-9, "{score}");
+    })
+    .await;
+}
+
+/// A self-check report as the agent sends it.
+fn self_check(ok: bool, offset: f64) -> String {
+    json!({"ok": ok, "offset": offset, "max_offset": 0.01,
+           "references": [{"server": "192.0.2.123", "offset": offset}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_monitor_whose_clock_is_off_gets_nothing_and_is_not_scored() {
+    for_each_engine(false, |app| async move {
+        let operator = account(&app.db, "op").await;
+        server(&app.db, operator, "192.0.2.10").await;
+        server(&app.db, operator, "192.0.2.20").await;
+        let (monitor_id, token) = monitor(&app.db, "m1", "active", None, None).await;
+        select(&app.db).await;
+        let (Some(before_failure), _) = batch(&app, &token, 1).await else { panic!("no batch") };
+        sqlx::query("UPDATE monitor_batches SET issued_at = issued_at - 10 WHERE id = $1")
+            .bind(before_failure)
+            .execute(&app.db.pool).await.expect("issued earlier");
+
+        // Bad reports are refused with the field named.
+        for (body, want) in [
+            (json!({"ok": true, "max_offset": 0.01, "references": []}).to_string(), "references: 1..16"),
+            (json!({"ok": true, "max_offset": 0.01, "references": [{"server": "x"}]}).to_string(), "an offset or an error"),
+            (json!({"ok": true, "max_offset": 0.01, "references": [{"server": "x\n", "offset": 0.0}]}).to_string(), "references[0].server"),
+            ("{".to_string(), "invalid self-check report"),
+        ] {
+            let (status, v) = call(&app, "POST", "/api/v1/monitor/self-check", Some(&token), Some(body.clone())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+            assert!(v["error"].as_str().unwrap_or("").contains(want), "{body}: {v}");
+        }
+
+        // 50 ms off: not ok. No batch for it, and no result scored.
+        let (status, v) = call(&app, "POST", "/api/v1/monitor/self-check", Some(&token), Some(self_check(false, 0.05))).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let (id, servers) = batch(&app, &token, 10).await;
+        assert_eq!((id, servers), (None, vec![]), "no batch while the clock is off");
+        let state_before = db_state(&app.db).await;
+        let (status, v) = submit(&app, &token, json!({"batch_id": before_failure, "results": [good("192.0.2.10", 0.0)]})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{v}");
+        assert!(v["error"].as_str().unwrap_or("").contains("clock off"), "{v}");
+        assert_eq!(db_state(&app.db).await, state_before, "a refused batch changes nothing");
+        let row = sqlx::query("SELECT self_check_ok, self_check_detail FROM monitors WHERE id = $1")
+            .bind(monitor_id).fetch_one(&app.db.pool).await.expect("monitor");
+        assert_eq!(row.try_get::<Option<i64>, _>("self_check_ok").expect("ok"), Some(0));
+        let detail: String = row.try_get("self_check_detail").expect("detail");
+        assert!(detail.contains("+50.0 ms (limit 10.0 ms)"), "{detail}");
+
+        // Back within 10 ms: batches again; the batch issued before the
+        // failure stays refused, a new one is scored.
+        let (status, _) = call(&app, "POST", "/api/v1/monitor/self-check", Some(&token), Some(self_check(true, 0.001))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, v) = submit(&app, &token, json!({"batch_id": before_failure, "results": [good("192.0.2.10", 0.0)]})).await;
+        assert_eq!(status, StatusCode::CONFLICT, "issued before the failure: {v}");
+        let (Some(after), servers) = batch(&app, &token, 10).await else { panic!("no batch after recovery") };
+        let results: Vec<Value> = servers.iter().map(|s| good(s, 0.0)).collect();
+        let (status, v) = submit(&app, &token, json!({"batch_id": after, "results": results})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    })
+    .await;
+}
+
+/// Pair states per server: address -> sorted (monitor name, status).
+async fn pair_states(db: &Db) -> Vec<(String, String, String)> {
+    sqlx::query(
+        "SELECT s.address, m.name, ss.status FROM server_scores ss
+         JOIN servers s ON s.id = ss.server_id JOIN monitors m ON m.id = ss.monitor_id
+         ORDER BY s.address, m.name",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("pairs")
+    .iter()
+    .map(|r| {
+        (
+            r.try_get("address").expect("address"),
+            r.try_get("name").expect("name"),
+            r.try_get("status").expect("status"),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn the_selector_prefers_measured_pairs_and_settles() {
+    for_each_engine(false, |app| async move {
+        let operator = account(&app.db, "op").await;
+        server(&app.db, operator, "192.0.2.10").await;
+        server(&app.db, operator, "192.0.2.20").await;
+        for i in 0..5 {
+            monitor(&app.db, &format!("m{i}"), "active", None, None).await;
+        }
+        let report = select(&app.db).await;
+        assert_eq!(report.added, 10, "{report:?}");
+        // m4 has been measured (healthy, 50 ms away); the others not yet:
+        // the bootstrap (4 testing per pass) takes m4, and no unmeasured
+        // pair passes for a healthy one.
+        sqlx::query("UPDATE server_scores SET good_points = 3, avg_step = 0.5, avg_rtt = 0.05, score_ts = $1 WHERE monitor_id = (SELECT id FROM monitors WHERE name = 'm4')")
+            .bind(now())
+            .execute(&app.db.pool)
+            .await
+            .expect("measure m4");
+        let report = select(&app.db).await;
+        assert_eq!(report.promoted, 8, "{report:?}");
+        let states = pair_states(&app.db).await;
+        assert!(states.contains(&("192.0.2.10".into(), "m4".into(), "testing".into())), "{states:?}");
+        // A day of good results: the passes promote step by step and then
+        // change nothing (no pair moves back and forth).
+        sqlx::query("UPDATE server_scores SET good_points = 100, avg_step = 0.9, avg_rtt = 0.02, score_ts = $1")
+            .bind(now())
+            .execute(&app.db.pool)
+            .await
+            .expect("results");
+        let mut passes = 0;
+        loop {
+            let report = select(&app.db).await;
+            passes += 1;
+            if report.added + report.promoted + report.demoted + report.removed == 0 {
+                break;
+            }
+            assert!(passes < 10, "still changing after 10 passes: {report:?}");
+        }
+        let states = pair_states(&app.db).await;
+        assert_eq!(states.len(), 10);
+        assert!(states.iter().all(|(_, _, status)| status == "active"), "{states:?}");
+        let audit: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE actor = 'selector' AND action = 'monitor.pair'")
+            .fetch_one(&app.db.pool).await.expect("audit").try_get("n").expect("n");
+        assert_eq!(audit, 10 + 10 + 10, "a row per change: added, to testing, to active");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn check_now_is_limited_per_account() {
+    use timepool::control::db::pairs::{CHECKS_PER_ACCOUNT, CheckRequest, request_check};
+    for_each_engine(false, |app| async move {
+        let operator = account(&app.db, "op").await;
+        let other = account(&app.db, "other").await;
+        let mut ids = Vec::new();
+        for i in 0..=CHECKS_PER_ACCOUNT {
+            ids.push(server(&app.db, operator, &format!("192.0.2.{}", i + 1)).await);
+        }
+        let elsewhere = server(&app.db, other, "198.51.100.1").await;
+        let t = now();
+        for id in &ids[..CHECKS_PER_ACCOUNT as usize] {
+            assert_eq!(
+                request_check(&app.db, operator, *id, 60, t)
+                    .await
+                    .expect("check"),
+                CheckRequest::Requested
+            );
+        }
+        let last = ids[CHECKS_PER_ACCOUNT as usize];
+        assert_eq!(
+            request_check(&app.db, operator, last, 60, t)
+                .await
+                .expect("check"),
+            CheckRequest::AccountLimit
+        );
+        assert_eq!(
+            request_check(&app.db, other, last, 60, t)
+                .await
+                .expect("check"),
+            CheckRequest::TooSoon,
+            "not its server"
+        );
+        assert_eq!(
+            request_check(&app.db, other, elsewhere, 60, t)
+                .await
+                .expect("check"),
+            CheckRequest::Requested,
+            "another account has its own"
+        );
+        assert_eq!(
+            request_check(&app.db, operator, last, 60, t + 601)
+                .await
+                .expect("check"),
+            CheckRequest::Requested,
+            "10 minutes later"
+        );
     })
     .await;
 }

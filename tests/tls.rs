@@ -157,6 +157,9 @@ fn agent_args(api: &str, token: &str, ca_file: Option<PathBuf>) -> MonitorArgs {
         // Nothing listens there: the check is a timeout, reported.
         ntp_port: support::free_udp_and_tcp_port(),
         max_batches: 1,
+        references: Vec::new(),
+        max_clock_offset_ms: 10.0,
+        self_check_retry_ms: 1000,
     }
 }
 

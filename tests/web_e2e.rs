@@ -371,6 +371,7 @@ fn seed_history(url: &str, address: &str) {
                 error: outage.then(|| "no response".to_string()),
                 step,
                 score,
+                good_point: true,
             };
             scores::record_check(&mut tx, &check).await.expect("check");
             scores::set_server_score(&mut tx, server.id, score, ts)

@@ -397,6 +397,7 @@ async fn csv_cells_that_look_like_formulas_are_inert() {
                     error: Some(error.to_string()),
                     step: -1.0,
                     score: -1.0,
+                    good_point: false,
                 },
             )
             .await

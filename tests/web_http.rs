@@ -461,6 +461,60 @@ async fn hostnames_and_loopback_setting() {
 }
 
 #[tokio::test]
+async fn check_now_from_the_server_page() {
+    for_each_engine(false, |app| async move {
+        let mut c = app.client();
+        c.signup("check@example.net").await;
+        let id = c.add_server("9.9.9.9", "ch").await;
+        // A monitor paired with it (the selector's pass).
+        let mut tx = app.db.begin().await.expect("tx");
+        let (monitor_id, _) = timepool::control::db::monitors::create(&mut tx, "mon-1")
+            .await
+            .expect("monitor");
+        tx.commit().await.expect("commit");
+        sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
+            .bind(monitor_id)
+            .execute(&app.db.pool)
+            .await
+            .expect("active");
+        // The pair made a minute ago, so a check asked for now makes it due.
+        timepool::control::db::pairs::selector_pass(&app.db, &Default::default(), now() - 60)
+            .await
+            .expect("selector");
+        let page = format!("/manage/servers/{id}");
+        c.get(&page)
+            .await
+            .assert(StatusCode::OK, &["mon-1", "Check now", "not yet"]);
+        let asked = c.post(&format!("{page}/check"), &[]).await;
+        assert_eq!(asked.status, StatusCode::SEE_OTHER);
+        let shown = c.get(asked.location()).await;
+        shown.assert(
+            StatusCode::OK,
+            &[
+                "The monitors check this server within a minute",
+                "0 of 1 monitors have reported since",
+                "http-equiv=\"refresh\"",
+            ],
+        );
+        c.post(&format!("{page}/check"), &[])
+            .await
+            .assert(StatusCode::SEE_OTHER, &[]);
+        let again = c.post(&format!("{page}/check"), &[]).await;
+        c.get(again.location())
+            .await
+            .assert(StatusCode::OK, &["less than a minute ago"]);
+        // Someone else's server: not found.
+        let mut other = app.client();
+        other.signup("other@example.net").await;
+        other
+            .post(&format!("{page}/check"), &[])
+            .await
+            .assert(StatusCode::NOT_FOUND, &[]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn deletion_is_scheduled_and_cancelled() {
     for_each_engine(false, |app| async move {
         let mut c = app.client();
@@ -835,6 +889,7 @@ async fn seed_scores(app: &TestApp, address: &str, overall: f64) -> (i64, i64) {
                 },
                 step: 1.0,
                 score: i as f64 * 0.5,
+                good_point: true,
             },
         )
         .await

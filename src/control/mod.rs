@@ -8,6 +8,8 @@
 //! - `scoring`: the pool's scoring rules, pure functions;
 //! - `alert_rules`: the pool's rules for bad servers (alerts, automatic
 //!   removal), pure functions;
+//! - `monitor_selector`: the pool's monitor selector (which monitors
+//!   watch a server), pure functions;
 //! - `zone_rules`: the pool's zone rules (eligible servers -> a snapshot
 //!   document), pure functions;
 //! - `zone_tree`: the pool's zones (continents, countries) for pages and
@@ -26,6 +28,7 @@
 pub mod alert_rules;
 pub mod db;
 pub mod mail;
+pub mod monitor_selector;
 pub mod scoring;
 pub mod timefmt;
 pub mod web;

@@ -41,17 +41,28 @@ impl Demo {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "Two monitors check every server every {} s (the pool: every 9 minutes);",
+            "Three monitors watch the servers: the selector pairs each server with them,"
+        );
+        let _ = writeln!(
+            out,
+            "and an active pair checks every {} s (the pool: every 9 minutes).",
             self.check_schedule.active_interval
         );
         let _ = writeln!(
             out,
-            "a healthy server reaches score 10 after about 14 checks, so the healthy"
+            "{} has its clock 50 ms off its reference: it submits nothing and",
+            super::fixtures::SKEWED_MONITOR
         );
         let _ = writeln!(
             out,
-            "servers are in DNS within about two minutes and the others never are."
+            "/staff/monitors shows why. A new server's pairs start as candidates and"
         );
+        let _ = writeln!(
+            out,
+            "testing, so a healthy server reaches score 10 (about 14 checks) and is in"
+        );
+        let _ = writeln!(out, "DNS within about two minutes; the others never are.");
+
         let _ = writeln!(out);
         let _ = writeln!(out, "Try:");
         let tries = [

@@ -136,7 +136,13 @@ pub const LOGINS: [(&str, &str); 3] = [
     ("operator", "alice@example.org"),
     ("operator", "bob@example.org"),
 ];
-pub const MONITORS: [&str; 2] = ["demo-monitor-1", "demo-monitor-2"];
+pub const MONITORS: [&str; 3] = ["demo-monitor-1", "demo-monitor-2", "demo-monitor-3"];
+
+/// The monitor whose clock is off: its reference NTP server is this many
+/// seconds ahead of the others', so its self-check fails and it submits
+/// nothing (staff see why on /staff/monitors).
+pub const SKEWED_MONITOR: &str = "demo-monitor-3";
+pub const SKEWED_REFERENCE_OFFSET: f64 = 0.05;
 
 /// A UDP port free on every simulated server's address.
 pub fn common_free_port(servers: &[SimulatedServer]) -> Result<u16, BoxError> {

@@ -139,6 +139,8 @@ pub struct Demo {
     runtime: tokio::runtime::Runtime,
     dns: Option<DnsServer>,
     responders: Vec<(SimulatedServer, Responder)>,
+    /// The monitors' reference NTP servers: true time, and 50 ms ahead.
+    references: Vec<Responder>,
     stop_agents: watch::Sender<bool>,
     agents: Vec<tokio::task::JoinHandle<()>>,
     stop_web: Option<oneshot::Sender<()>>,
@@ -160,6 +162,7 @@ impl Demo {
     pub fn start(config: DemoConfig) -> Result<Demo, BoxError> {
         let schedule = CheckSchedule {
             active_interval: config.check_interval_secs,
+            testing_interval: config.check_interval_secs * 2,
             min_gap: (config.check_interval_secs / 2).max(1),
         }
         .validated()?;
@@ -200,6 +203,19 @@ impl Demo {
                     .await
                     .map_err(|e| format!("simulated NTP server {address}: {e}"))?;
                 started.push((*server, responder));
+            }
+            Ok::<_, BoxError>(started)
+        })?;
+        // The monitors' references for their self-check: one with the
+        // machine's time, one 50 ms ahead (the skewed monitor's).
+        let references = runtime.block_on(async {
+            let mut started = Vec::new();
+            for offset in [0.0, fixtures::SKEWED_REFERENCE_OFFSET] {
+                let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+                let responder = Responder::start(any, Behaviour::Offset { offset, stratum: 1 })
+                    .await
+                    .map_err(|e| format!("reference NTP server: {e}"))?;
+                started.push(responder);
             }
             Ok::<_, BoxError>(started)
         })?;
@@ -249,6 +265,15 @@ impl Demo {
             // score falls (its mails wait on /staff/mail).
             alerts: crate::control::alert_rules::AlertRules {
                 interval_secs: 60,
+                ..Default::default()
+            },
+            // The pool's selector on the demo's clock: a pass every 5 s,
+            // and fewer points to earn, so pairs become testing and then
+            // active within minutes.
+            selector: crate::control::monitor_selector::SelectorRules {
+                interval_secs: 5,
+                points_to_testing: 3,
+                points_to_active: 6,
                 ..Default::default()
             },
         };
@@ -302,6 +327,13 @@ impl Demo {
                 retry_ms: 500,
                 ntp_port,
                 max_batches: 0,
+                references: vec![
+                    references[usize::from(monitor.name == fixtures::SKEWED_MONITOR)]
+                        .local_addr()
+                        .to_string(),
+                ],
+                max_clock_offset_ms: 10.0,
+                self_check_retry_ms: 5_000,
             };
             let stop = agents_stop.clone();
             let name = monitor.name.clone();
@@ -361,6 +393,7 @@ impl Demo {
             runtime,
             dns: Some(dns),
             responders,
+            references,
             stop_agents,
             agents,
             stop_web: Some(stop_web),
@@ -432,6 +465,9 @@ impl Demo {
             dns.shutdown();
         }
         for (_, responder) in &self.responders {
+            responder.stop();
+        }
+        for responder in &self.references {
             responder.stop();
         }
     }

@@ -9,6 +9,12 @@
 //!   line (a result that old would no longer be fresh for scoring anyway).
 //! - SIGTERM (or Ctrl-C) lets the batch in flight finish, tries once to send
 //!   what is unsent, and exits.
+//! - Before a batch's results go out, the agent checks its own clock
+//!   against its `--reference` NTP servers (the median offset of those
+//!   that answer) and reports the outcome to the API. Off by more than
+//!   `--max-clock-offset-ms` (or no reference answering): the batch's
+//!   results are dropped, and no new batch is asked for until a self-check
+//!   passes again (the control plane hands none out meanwhile either).
 //!
 //! HTTP is `ureq` over rustls (`shared::http_client`, blocking, run on
 //! tokio's blocking threads): one request at a time is all the agent
@@ -74,7 +80,27 @@ pub struct MonitorArgs {
     /// Exit after this many batches (tests); 0 = run until SIGTERM.
     #[arg(long, default_value_t = 0, hide = true)]
     pub max_batches: u64,
+    /// A reference NTP server for the monitor's check of its own clock:
+    /// HOST, HOST:PORT, IP or [IPv6]:PORT; repeat the flag or separate
+    /// with commas (the pool uses several, far apart). Without any the
+    /// agent cannot check its clock and says so at start.
+    #[arg(
+        long = "reference",
+        env = "TIMEPOOL_MONITOR_REFERENCES",
+        value_delimiter = ','
+    )]
+    pub references: Vec<String>,
+    /// The most the monitor's clock may be off the references' median, in
+    /// milliseconds; beyond it the agent submits nothing.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_clock_offset_ms: f64,
+    /// Milliseconds between self-checks while the clock is off.
+    #[arg(long, default_value_t = 30_000, hide = true)]
+    pub self_check_retry_ms: u64,
 }
+
+/// References a self-check may use (the API takes at most this many).
+const MAX_REFERENCES: usize = 16;
 
 impl MonitorArgs {
     fn check_config(&self) -> CheckConfig {
@@ -93,11 +119,16 @@ struct BatchResponse {
     servers: Vec<String>,
     #[serde(default)]
     wait_s: u64,
+    /// The control plane holds this monitor's clock off (its last report):
+    /// no batch until a new self-check says otherwise.
+    #[serde(default)]
+    self_check_required: bool,
 }
 
 /// One result as the API takes it, and the document that carries a batch
 /// of them: the shared definition of the protocol.
 pub use crate::shared::monitor_protocol::{CheckResult as ResultOut, ResultsDocument};
+use crate::shared::monitor_protocol::{ReferenceResult, SelfCheckReport};
 
 /// Why a call to the API failed, and so what to do about it.
 #[derive(Debug)]
@@ -186,6 +217,16 @@ impl Api {
             .body_mut()
             .read_json()
             .map_err(|e| ApiFailure::Unreachable(format!("batch response: {e}")))
+    }
+
+    fn report_self_check(&self, report: &SelfCheckReport) -> Result<(), ApiFailure> {
+        let mut response = self
+            .agent
+            .post(format!("{}/monitor/self-check", self.base))
+            .header("Authorization", &self.authorization)
+            .send_json(report)
+            .map_err(|e| ApiFailure::Unreachable(e.to_string()))?;
+        Api::classify(&mut response)
     }
 
     fn submit(&self, document: &ResultsDocument) -> Result<(), ApiFailure> {
@@ -320,6 +361,98 @@ pub async fn check_one(server: &str, port: u16, config: &CheckConfig) -> ResultO
     out
 }
 
+/// Where a `--reference` is: an address and port as given, or a name
+/// looked up now (port 123 unless given).
+async fn resolve_reference(reference: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = reference.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if let Ok(ip) = reference.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 123));
+    }
+    let with_port = if reference.contains(':') {
+        reference.to_string()
+    } else {
+        format!("{reference}:123")
+    };
+    let mut found = tokio::net::lookup_host(with_port)
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?;
+    found
+        .next()
+        .ok_or_else(|| "resolves to no address".to_string())
+}
+
+/// The median of the offsets (the mean of the two middle ones when even).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// The monitor's clock against its references, all asked at once.
+pub async fn self_check(
+    references: &[String],
+    config: &CheckConfig,
+    max_offset: f64,
+) -> SelfCheckReport {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, reference) in references.iter().take(MAX_REFERENCES).enumerate() {
+        let reference = reference.clone();
+        let config = config.clone();
+        tasks.spawn(async move {
+            // A name that does not resolve in 5 s is an error like any.
+            let resolved =
+                tokio::time::timeout(Duration::from_secs(5), resolve_reference(&reference))
+                    .await
+                    .unwrap_or_else(|_| Err("no answer from the resolver in 5 s".to_string()));
+            let outcome = match resolved {
+                Ok(address) => check(address, &config)
+                    .await
+                    .map(|m| m.offset)
+                    .map_err(|e| e.code()),
+                Err(e) => Err(e),
+            };
+            let result = match outcome {
+                Ok(offset) => ReferenceResult {
+                    server: reference,
+                    offset: Some(offset),
+                    error: None,
+                },
+                Err(error) => ReferenceResult {
+                    server: reference,
+                    offset: None,
+                    error: Some(error),
+                },
+            };
+            (index, result)
+        });
+    }
+    let mut results: Vec<(usize, ReferenceResult)> = Vec::with_capacity(references.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            Err(e) => tracing::error!(error = %e, "self-check task failed"),
+        }
+    }
+    results.sort_by_key(|(index, _)| *index);
+    let references: Vec<ReferenceResult> = results.into_iter().map(|(_, r)| r).collect();
+    let offset = median(references.iter().filter_map(|r| r.offset).collect());
+    SelfCheckReport {
+        ok: offset.is_some_and(|o| o.abs() <= max_offset),
+        offset,
+        max_offset,
+        references,
+    }
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -354,13 +487,100 @@ pub async fn run_until(
     let first_retry = Duration::from_millis(args.retry_ms.max(1));
     let mut retry = first_retry;
     let mut batches_done = 0u64;
-    tracing::info!(api = %args.api, "monitor started");
+    let max_offset = args.max_clock_offset_ms / 1000.0;
+    if !max_offset.is_finite() || max_offset <= 0.0 {
+        return Err(format!(
+            "--max-clock-offset-ms must be a positive number, got {}",
+            args.max_clock_offset_ms
+        )
+        .into());
+    }
+    if args.references.len() > MAX_REFERENCES {
+        return Err(format!(
+            "--reference: at most {MAX_REFERENCES}, got {}",
+            args.references.len()
+        )
+        .into());
+    }
+    if args.references.is_empty() {
+        tracing::warn!("no --reference: this monitor cannot check its own clock before it reports");
+    }
+    let check_config = args.check_config();
+    // The latest self-check not yet delivered (sent before any results,
+    // so the API knows the clock is fine again before they arrive).
+    let mut report_unsent: Option<SelfCheckReport> = None;
+    // Checked first thing: the control plane hands no batch to a monitor
+    // whose last report said its clock was off, until a new one says it
+    // is fine.
+    let mut clock_off = !args.references.is_empty();
+    tracing::info!(api = %args.api, references = args.references.len(), "monitor started");
     loop {
         if *stop.borrow() {
             break;
         }
         if args.max_batches > 0 && batches_done >= args.max_batches {
             break;
+        }
+        // While the clock is off: only self-checks, until one passes (a
+        // report not yet delivered goes first, so a failure is never
+        // overwritten by a later pass before the API has seen it).
+        if clock_off && report_unsent.is_none() {
+            let report = self_check(&args.references, &check_config, max_offset).await;
+            clock_off = !report.ok;
+            log_self_check(&report);
+            report_unsent = Some(report);
+        }
+        if let Some(report) = report_unsent.take() {
+            let to_send = report.clone();
+            match api
+                .blocking(move |api| api.report_self_check(&to_send))
+                .await
+            {
+                Ok(()) => {}
+                Err(ApiFailure::Refused {
+                    status: 401,
+                    message,
+                }) => {
+                    return Err(format!("the API does not know this token: {message}").into());
+                }
+                Err(ApiFailure::Refused {
+                    status: 400,
+                    message,
+                }) => {
+                    // Malformed: sending it again would not help.
+                    tracing::warn!(%message, "the API refused the self-check report");
+                }
+                Err(ApiFailure::Refused { status, message }) => {
+                    // A paused monitor (403) and the like: kept for later.
+                    tracing::warn!(status, %message, "the API refused the self-check report; will retry");
+                    report_unsent = Some(report);
+                    if sleep_or_stop(retry, &mut stop).await {
+                        break;
+                    }
+                    retry = (retry * 2).min(MAX_RETRY);
+                    continue;
+                }
+                Err(failure) => {
+                    tracing::warn!(%failure, "cannot report the self-check; will retry");
+                    report_unsent = Some(report);
+                    if sleep_or_stop(retry, &mut stop).await {
+                        break;
+                    }
+                    retry = (retry * 2).min(MAX_RETRY);
+                    continue;
+                }
+            }
+        }
+        if clock_off {
+            if sleep_or_stop(
+                Duration::from_millis(args.self_check_retry_ms.max(1)),
+                &mut stop,
+            )
+            .await
+            {
+                break;
+            }
+            continue;
         }
         // Older results first: the API refuses a batch older than one applied.
         if let Err(failure) = flush(&api, &mut unsent).await {
@@ -396,6 +616,27 @@ pub async fn run_until(
             }
         };
         let Some(batch_id) = batch.batch_id else {
+            if batch.self_check_required {
+                // The control plane holds the clock off though this agent
+                // found it fine (a stricter limit there): check again
+                // after the self-check pause, not at once.
+                tracing::warn!(
+                    "the control plane holds this monitor's clock off; checking again later"
+                );
+                if args.references.is_empty() {
+                    return Err("the control plane holds this monitor's clock off (its last self-check failed), and without --reference it cannot check itself again: restart it with --reference".into());
+                }
+                clock_off = true;
+                if sleep_or_stop(
+                    Duration::from_millis(args.self_check_retry_ms.max(1)),
+                    &mut stop,
+                )
+                .await
+                {
+                    break;
+                }
+                continue;
+            }
             tracing::debug!(wait_s = batch.wait_s, "nothing due");
             if sleep_or_stop(Duration::from_secs(batch.wait_s.max(1)), &mut stop).await {
                 break;
@@ -405,10 +646,31 @@ pub async fn run_until(
         // The batch in flight is finished even when SIGTERM arrives now.
         let results = check_batch(&batch.servers, &args).await;
         tracing::info!(batch_id, servers = results.len(), "batch checked");
-        unsent.push(ResultsDocument { batch_id, results });
         batches_done += 1;
+        if !args.references.is_empty() {
+            let report = self_check(&args.references, &check_config, max_offset).await;
+            log_self_check(&report);
+            clock_off = !report.ok;
+            report_unsent = Some(report);
+            if clock_off {
+                tracing::warn!(
+                    batch_id,
+                    dropped = results.len(),
+                    "the clock is off its references: this batch's results are not submitted"
+                );
+                continue;
+            }
+        }
+        unsent.push(ResultsDocument { batch_id, results });
     }
-    // Leaving: one try to send what is unsent.
+    // Leaving: one try to send what is unsent, the self-check first.
+    if let Some(report) = report_unsent.take()
+        && let Err(failure) = api
+            .blocking(move |api| api.report_self_check(&report))
+            .await
+    {
+        tracing::warn!(%failure, "exiting with the self-check unreported");
+    }
     if unsent.results > 0
         && let Err(failure) = flush(&api, &mut unsent).await
     {
@@ -416,6 +678,25 @@ pub async fn run_until(
     }
     tracing::info!("monitor stopped");
     Ok(())
+}
+
+fn log_self_check(report: &SelfCheckReport) {
+    let offset_ms = report.offset.map(|o| o * 1000.0);
+    if report.ok {
+        tracing::debug!(?offset_ms, "self-check ok");
+    } else {
+        let errors: Vec<String> = report
+            .references
+            .iter()
+            .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.server)))
+            .collect();
+        tracing::warn!(
+            ?offset_ms,
+            max_ms = report.max_offset * 1000.0,
+            ?errors,
+            "self-check failed: the clock is off or no reference answered"
+        );
+    }
 }
 
 /// `timepool monitor`: runs until SIGTERM or Ctrl-C.

@@ -33,6 +33,35 @@ pub struct CheckResult {
     pub error: Option<String>,
 }
 
+/// `POST /api/v1/monitor/self-check`: the agent's measurement of its own
+/// clock against its reference NTP servers, sent before each batch's
+/// results (and while its clock is off, instead of them).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SelfCheckReport {
+    /// Whether the clock is within the agent's limit.
+    pub ok: bool,
+    /// The median offset of the references that answered, in seconds
+    /// (positive: the references are ahead of this monitor's clock).
+    #[serde(default)]
+    pub offset: Option<f64>,
+    /// The limit the agent applied, in seconds.
+    pub max_offset: f64,
+    /// Each reference's answer.
+    pub references: Vec<ReferenceResult>,
+}
+
+/// One reference server's answer to the self-check.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceResult {
+    pub server: String,
+    #[serde(default)]
+    pub offset: Option<f64>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// The error text of a check that got no reply.
 pub const ERROR_TIMEOUT: &str = "timeout";
 

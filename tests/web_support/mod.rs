@@ -105,6 +105,7 @@ pub fn settings(url: &str, allow_loopback: bool) -> Settings {
         limits: timepool::control::web::Limits::default(),
         require_node_tokens: false,
         alerts: Default::default(),
+        selector: Default::default(),
     }
 }
 

@@ -45,6 +45,9 @@ pub enum IngestError {
         server: String,
         ts: i64,
     },
+    /// The monitor reported its own clock off (now, or after this batch
+    /// was issued): its results are not scored.
+    ClockNotOk(i64),
     Db(DbError),
 }
 
@@ -75,6 +78,10 @@ impl std::fmt::Display for IngestError {
             IngestError::BadTimestamp { server, ts } => write!(
                 f,
                 "results[].ts {ts} for {server} is before the batch was issued or in the future"
+            ),
+            IngestError::ClockNotOk(id) => write!(
+                f,
+                "batch {id}: this monitor reported its own clock off since the batch was issued; its results are not scored"
             ),
             IngestError::Db(e) => write!(f, "database: {e}"),
         }
@@ -125,6 +132,8 @@ struct MonitorRow {
     state: String,
     healthy_streak: i64,
     last_batch_id: Option<i64>,
+    self_check_ok: Option<i64>,
+    self_check_failed_at: Option<i64>,
 }
 
 /// The monitor row first (locked on PostgreSQL) so two submissions of one
@@ -135,7 +144,8 @@ async fn lock_monitor(tx: &mut Tx, engine: Engine, monitor_id: i64) -> Result<Mo
         Engine::Sqlite => "",
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT state, healthy_streak, last_batch_id FROM monitors WHERE id = $1{lock}"
+        "SELECT state, healthy_streak, last_batch_id, self_check_ok, self_check_failed_at
+         FROM monitors WHERE id = $1{lock}"
     )))
     .bind(monitor_id)
     .fetch_one(&mut **tx)
@@ -144,6 +154,8 @@ async fn lock_monitor(tx: &mut Tx, engine: Engine, monitor_id: i64) -> Result<Mo
         state: row.try_get("state")?,
         healthy_streak: row.try_get("healthy_streak")?,
         last_batch_id: row.try_get("last_batch_id")?,
+        self_check_ok: row.try_get("self_check_ok")?,
+        self_check_failed_at: row.try_get("self_check_failed_at")?,
     })
 }
 
@@ -175,6 +187,18 @@ async fn open_batch(
             batch_id,
             last_applied: last,
         });
+    }
+    // Never a score from a monitor whose clock is known off now, or was
+    // found off after this batch was issued (a batch of the same second
+    // counts as issued after: the agent itself drops what it checked
+    // before a failed self-check, so this guards the batches it queued
+    // earlier).
+    if monitor.self_check_ok == Some(0)
+        || monitor
+            .self_check_failed_at
+            .is_some_and(|failed| failed > issued_at)
+    {
+        return Err(IngestError::ClockNotOk(batch_id));
     }
     Ok(issued_at)
 }
@@ -234,9 +258,7 @@ fn score_results(
             offset: result.offset,
             stratum: result.stratum,
         };
-        if scoring::is_good_data_point(&input) {
-            good += 1;
-        }
+        let good_point = scoring::is_good_data_point(&input);
         let step = scoring::step_for(&input);
         let score = scoring::next_score(previous.unwrap_or(scoring::NEW_PAIR_SCORE), step);
         checks.push(Check {
@@ -250,7 +272,9 @@ fn score_results(
             error: result.error.clone(),
             step: step.step,
             score,
+            good_point,
         });
+        good += usize::from(good_point);
     }
     Ok((checks, good))
 }
@@ -320,8 +344,10 @@ async fn mark_applied(tx: &mut Tx, batch_id: i64, now: i64) -> Result<(), Ingest
     Ok(())
 }
 
-/// Server scores: the median over the monitors' latest scores, for the
-/// servers this batch touched.
+/// Server scores: the median over the pairs' latest scores, active pairs
+/// first (`scoring::server_score`), for the servers this batch touched.
+/// Paused pairs, pairs not checked yet and pairs of monitors that are
+/// paused or deleted do not count.
 async fn update_server_scores(
     tx: &mut Tx,
     engine: Engine,
@@ -329,50 +355,62 @@ async fn update_server_scores(
     checked: &HashSet<i64>,
     now: i64,
 ) -> Result<(), DbError> {
-    // The monitors that count, read once (a few rows), and every pair score
-    // of the batch's servers as one JSON document rather than a row each
-    // (a server has a score per monitor: a thousand rows for a batch of
-    // 100, and each row returned costs far more in the driver than in the
+    // The monitors that count, read once (a few rows; joining them in the
+    // query below let PostgreSQL's planner scan every pair), and every
+    // pair score of the batch's servers as one JSON document rather than
+    // a row each (a row returned costs far more in the driver than in the
     // database). The score travels as 17-digit text, which reads back as
     // the same f64 (PostgreSQL's float text is exact; SQLite's printf is
     // for the range scores live in: see db::scores tests).
-    let mut monitor_states: HashMap<i64, MonitorState> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT id, state FROM monitors WHERE state IN ('candidate', 'testing', 'active')",
-    )
-    .fetch_all(&mut **tx)
-    .await?
+    let mut counting: HashSet<i64> = HashSet::new();
+    for row in
+        sqlx::query("SELECT id FROM monitors WHERE state IN ('candidate', 'testing', 'active')")
+            .fetch_all(&mut **tx)
+            .await?
     {
-        let state: String = row.try_get(1)?;
-        if let Some(state) = MonitorState::parse(&state) {
-            monitor_states.insert(row.try_get(0)?, state);
-        }
+        counting.insert(row.try_get(0)?);
     }
     let aggregate = match engine {
         Engine::Sqlite => {
-            "json_group_array(json_array(ss.server_id, ss.monitor_id, printf('%!.17g', ss.score), ss.score_ts))"
+            "json_group_array(json_array(ss.server_id, ss.monitor_id, ss.status, printf('%!.17g', ss.score), ss.score_ts))"
         }
         Engine::Postgres => {
-            "COALESCE(json_agg(json_build_array(ss.server_id, ss.monitor_id, ss.score::text, ss.score_ts)), '[]'::json)::text"
+            "COALESCE(json_agg(json_build_array(ss.server_id, ss.monitor_id, ss.status, ss.score::text, ss.score_ts)), '[]'::json)::text"
         }
     };
+    if checked.is_empty() {
+        return Ok(());
+    }
+    // The servers as a list of integers (read from the database, not
+    // outside input) rather than a join with the batch: PostgreSQL then
+    // looks each up by the primary key instead of scanning every pair.
+    let mut ids: Vec<i64> = checked.iter().copied().collect();
+    ids.sort_unstable();
+    let ids = ids
+        .iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let document: String = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {aggregate}
-         FROM monitor_batch_servers bs
-         JOIN server_scores ss ON ss.server_id = bs.server_id
-         WHERE bs.batch_id = $1"
+         FROM server_scores ss
+         WHERE ss.server_id IN ({ids}) AND ss.score_ts IS NOT NULL"
     )))
-    .bind(batch_id)
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;
-    let pairs: Vec<(i64, i64, String, i64)> = serde_json::from_str(&document)
+    let pairs: Vec<(i64, i64, String, String, i64)> = serde_json::from_str(&document)
         .map_err(|e| DbError::Decode(format!("pair scores of batch {batch_id}: {e}").into()))?;
     let mut latest: HashMap<i64, Vec<LatestScore>> = HashMap::new();
-    for (server_id, monitor_id, score, ts) in pairs {
-        let Some(&state) = monitor_states.get(&monitor_id) else {
+    for (server_id, monitor_id, status, score, ts) in pairs {
+        // Paused pairs, and pairs of paused or deleted monitors, say
+        // nothing about the server.
+        let Some(state) = MonitorState::parse(&status) else {
             continue;
         };
+        if !counting.contains(&monitor_id) {
+            continue;
+        }
         let score: f64 = score.parse().map_err(|e| {
             DbError::Decode(format!("score {score:?} of server {server_id}: {e}").into())
         })?;

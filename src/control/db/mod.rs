@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod monitors;
 pub mod news;
 pub mod nodes;
+pub mod pairs;
 pub mod schedule;
 pub mod scores;
 pub mod secrets;
@@ -87,6 +88,27 @@ impl Db {
                 .await?;
         }
         migrate::run(&db).await?;
+        Ok(db)
+    }
+
+    /// Connects with the schema only up to migration `version` (tests of a
+    /// migration; `connect` later runs the rest).
+    pub async fn connect_at_version(url: &str, version: i64) -> Result<Db, DbError> {
+        install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        };
+        if engine == Engine::Sqlite {
+            prepare_sqlite_path(url)?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(url)
+            .await?;
+        let db = Db { pool, engine };
+        migrate::run_up_to(&db, version).await?;
         Ok(db)
     }
 

@@ -14,6 +14,37 @@ pub struct Monitor {
     pub ip: Option<String>,
     pub created_at: i64,
     pub last_seen: Option<i64>,
+    pub account_id: Option<i64>,
+    /// The account's name, for staff.
+    pub account_name: Option<String>,
+    /// The latest self-check: ok, when, the offset measured, the words.
+    pub self_check_ok: Option<bool>,
+    pub self_check_at: Option<i64>,
+    pub self_check_offset: Option<f64>,
+    pub self_check_detail: Option<String>,
+}
+
+const MONITOR_COLUMNS: &str = "m.id, m.name, m.state, m.ip, m.created_at, m.last_seen,
+    m.account_id, a.name AS account_name, m.self_check_ok, m.self_check_at,
+    m.self_check_offset, m.self_check_detail";
+
+fn monitor_from_row(row: &sqlx::any::AnyRow) -> Result<Monitor, DbError> {
+    Ok(Monitor {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        state: row.try_get("state")?,
+        ip: row.try_get("ip")?,
+        created_at: row.try_get("created_at")?,
+        last_seen: row.try_get("last_seen")?,
+        account_id: row.try_get("account_id")?,
+        account_name: row.try_get("account_name")?,
+        self_check_ok: row
+            .try_get::<Option<i64>, _>("self_check_ok")?
+            .map(|ok| ok != 0),
+        self_check_at: row.try_get("self_check_at")?,
+        self_check_offset: row.try_get("self_check_offset")?,
+        self_check_detail: row.try_get("self_check_detail")?,
+    })
 }
 
 /// Creates a candidate monitor; returns it and its token (shown once).
@@ -33,45 +64,37 @@ pub async fn create(tx: &mut Tx, name: &str) -> Result<(i64, String), DbError> {
 }
 
 pub async fn list(db: &Db) -> Result<Vec<Monitor>, DbError> {
-    let rows = sqlx::query(
-        "SELECT id, name, state, ip, created_at, last_seen FROM monitors
-         WHERE state <> 'deleted' ORDER BY name",
-    )
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MONITOR_COLUMNS} FROM monitors m LEFT JOIN accounts a ON a.id = m.account_id
+         WHERE m.state <> 'deleted' ORDER BY m.name"
+    )))
     .fetch_all(&db.pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Monitor {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                state: row.try_get("state")?,
-                ip: row.try_get("ip")?,
-                created_at: row.try_get("created_at")?,
-                last_seen: row.try_get("last_seen")?,
-            })
-        })
-        .collect()
+    rows.iter().map(monitor_from_row).collect()
 }
 
-/// The monitor a bearer token belongs to (for the ingest API).
+/// One monitor, deleted ones too (the staff page of a monitor).
+pub async fn get(db: &Db, id: i64) -> Result<Option<Monitor>, DbError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MONITOR_COLUMNS} FROM monitors m LEFT JOIN accounts a ON a.id = m.account_id
+         WHERE m.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref().map(monitor_from_row).transpose()
+}
+
+/// The monitor a bearer token belongs to.
 pub async fn by_token(db: &Db, token: &str) -> Result<Option<Monitor>, DbError> {
-    let row = sqlx::query(
-        "SELECT id, name, state, ip, created_at, last_seen FROM monitors WHERE token_hash = $1",
-    )
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MONITOR_COLUMNS} FROM monitors m LEFT JOIN accounts a ON a.id = m.account_id
+         WHERE m.token_hash = $1"
+    )))
     .bind(token_hash(token))
     .fetch_optional(&db.pool)
     .await?;
-    row.map(|row| {
-        Ok(Monitor {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            state: row.try_get("state")?,
-            ip: row.try_get("ip")?,
-            created_at: row.try_get("created_at")?,
-            last_seen: row.try_get("last_seen")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(monitor_from_row).transpose()
 }
 
 pub async fn set_state(tx: &mut Tx, id: i64, state: &str) -> Result<bool, DbError> {
@@ -90,5 +113,31 @@ pub async fn set_ip(tx: &mut Tx, id: i64, ip: &str) -> Result<(), DbError> {
         .bind(id)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Stores the monitor's latest self-check (`POST /api/v1/monitor/self-check`).
+pub async fn record_self_check(
+    db: &Db,
+    id: i64,
+    ok: bool,
+    offset: Option<f64>,
+    detail: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE monitors SET self_check_ok = $1, self_check_at = $2, self_check_offset = $3,
+                self_check_detail = $4,
+                self_check_failed_at = CASE WHEN $1 = 0 THEN $2 ELSE self_check_failed_at END,
+                last_seen = $2
+         WHERE id = $5",
+    )
+    .bind(i64::from(ok))
+    .bind(now)
+    .bind(offset)
+    .bind(detail)
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
     Ok(())
 }

@@ -1,33 +1,33 @@
-//! Scheduling: which servers a monitor is handed to check (web/README.md,
-//! "Monitoring"):
+//! Scheduling by pair: which servers a monitor is handed to check
+//! (web/README.md, "Monitoring: pairs and the selector"):
 //!
-//! - each monitor checks a server at most every `CheckSchedule::interval`:
-//!   by default 9 minutes for active monitors, 18 for testing, 36 for
-//!   candidates;
-//! - no server is handed out twice within `CheckSchedule::min_gap` (by
-//!   default 60 s), to any monitor; the servers that waited longest go first;
-//! - never to a monitor in the server's /24 (IPv6 /48), nor to a monitor run
-//!   by the server's own account;
+//! - a monitor checks only the servers it has a pair with (the selector,
+//!   `db::pairs`, makes them), never a staff-paused pair;
+//! - an active pair every `CheckSchedule::active_interval` (9 minutes by
+//!   default), a testing pair every `testing_interval` (45 minutes);
+//! - candidates as capacity allows: as often as testing pairs, after the
+//!   active and testing ones, and only when no monitor was handed the
+//!   server within `min_gap` (60 s);
+//! - an operator's "check now" makes every pair of the server due at once;
+//! - nothing to a monitor whose latest self-check says its clock is off;
 //! - servers whose deletion time has passed are not checked.
 //!
 //! Applying the results is `ingest`.
 
-use std::net::IpAddr;
-
 use sqlx::Row;
 
 use super::{Db, DbError, Engine};
-use crate::control::scoring::MonitorState;
 
 /// How often servers are checked. The defaults are the pool's; a demo or a
 /// test runs the same rules on a shorter clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckSchedule {
-    /// Seconds between two checks of one server by one active monitor
-    /// (testing monitors: twice this, candidates: four times).
+    /// Seconds between two checks of one server by one active pair.
     pub active_interval: i64,
-    /// No two checks of one server, by any monitors, closer than this
-    /// (seconds).
+    /// The same for a testing pair (and a candidate, as capacity allows).
+    pub testing_interval: i64,
+    /// A candidate pair's check waits until no monitor was handed the
+    /// server for this long (seconds).
     pub min_gap: i64,
 }
 
@@ -35,27 +35,25 @@ impl Default for CheckSchedule {
     fn default() -> CheckSchedule {
         CheckSchedule {
             active_interval: 9 * 60,
+            testing_interval: 45 * 60,
             min_gap: 60,
         }
     }
 }
 
 impl CheckSchedule {
-    /// How often one monitor checks one server, by the monitor's state.
-    pub fn interval(&self, state: MonitorState) -> i64 {
-        match state {
-            MonitorState::Active => self.active_interval,
-            MonitorState::Testing => self.active_interval * 2,
-            MonitorState::Candidate => self.active_interval * 4,
-        }
-    }
-
     /// Checks the values make sense (from flags or a config file).
     pub fn validated(self) -> Result<CheckSchedule, String> {
         if self.active_interval < 1 {
             return Err(format!(
                 "the check interval must be at least 1 s, got {}",
                 self.active_interval
+            ));
+        }
+        if self.testing_interval < self.active_interval {
+            return Err(format!(
+                "the testing check interval ({} s) must not be shorter than the active one ({} s)",
+                self.testing_interval, self.active_interval
             ));
         }
         if self.min_gap < 0 || self.min_gap > self.active_interval {
@@ -85,14 +83,17 @@ pub struct MonitorAuth {
     pub state: String,
     pub ip: Option<String>,
     pub account_id: Option<i64>,
+    /// The latest self-check said the monitor's clock is off.
+    pub clock_not_ok: bool,
 }
 
 pub async fn monitor_by_token(db: &Db, token: &str) -> Result<Option<MonitorAuth>, DbError> {
-    let row =
-        sqlx::query("SELECT id, name, state, ip, account_id FROM monitors WHERE token_hash = $1")
-            .bind(super::token_hash(token))
-            .fetch_optional(&db.pool)
-            .await?;
+    let row = sqlx::query(
+        "SELECT id, name, state, ip, account_id, self_check_ok FROM monitors WHERE token_hash = $1",
+    )
+    .bind(super::token_hash(token))
+    .fetch_optional(&db.pool)
+    .await?;
     row.map(|row| {
         Ok(MonitorAuth {
             id: row.try_get("id")?,
@@ -100,18 +101,10 @@ pub async fn monitor_by_token(db: &Db, token: &str) -> Result<Option<MonitorAuth
             state: row.try_get("state")?,
             ip: row.try_get("ip")?,
             account_id: row.try_get("account_id")?,
+            clock_not_ok: row.try_get::<Option<i64>, _>("self_check_ok")? == Some(0),
         })
     })
     .transpose()
-}
-
-/// Whether two addresses share a /24 (IPv4) or /48 (IPv6).
-pub fn same_network(a: IpAddr, b: IpAddr) -> bool {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..3] == b.octets()[..3],
-        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets()[..6] == b.octets()[..6],
-        _ => false,
-    }
 }
 
 /// A batch handed to a monitor.
@@ -122,61 +115,68 @@ pub struct Batch {
     pub servers: Vec<String>,
 }
 
-/// Picks up to `limit` servers due for this monitor and records the batch.
+/// Picks up to `limit` of this monitor's pairs that are due and records
+/// the batch.
 pub async fn issue_batch(
     db: &Db,
     monitor: &MonitorAuth,
-    state: MonitorState,
     schedule: &CheckSchedule,
     limit: i64,
     now: i64,
 ) -> Result<Batch, DbError> {
     let limit = limit.clamp(1, MAX_BATCH);
-    let monitor_ip: Option<IpAddr> = monitor.ip.as_deref().and_then(|ip| ip.parse().ok());
+    if monitor.clock_not_ok {
+        // Its results would not be scored; spare the servers the checks.
+        return Ok(Batch {
+            batch_id: None,
+            servers: Vec::new(),
+        });
+    }
     let mut tx = db.begin().await?;
-    // On PostgreSQL two monitors asking at once must not get the same server;
-    // SKIP LOCKED gives the second one the next servers instead of waiting.
+    // On PostgreSQL one monitor asking twice at once must not get the same
+    // pair twice; SKIP LOCKED hands the second request the next ones.
     // SQLite's BEGIN IMMEDIATE already serialises writers.
     let lock = match db.engine {
-        Engine::Postgres => " FOR UPDATE OF s SKIP LOCKED",
+        Engine::Postgres => " FOR UPDATE OF ss SKIP LOCKED",
         Engine::Sqlite => "",
     };
-    // Fetch more than needed: some may be in the monitor's own network.
-    let fetch = limit * 2 + 16;
+    // Due: asked for by "check now" since the pair's last check (a pair
+    // made after the request is not), or past its interval (a candidate
+    // also only when the server has had no check within min_gap). Active
+    // first, then check-now, testing, candidates, each the longest
+    // waiting first: a burst of "check now" never delays the checks that
+    // keep the scores.
     let sql = format!(
-        "SELECT s.id, s.address FROM servers s
-         WHERE (s.deletion_on IS NULL OR s.deletion_on > $1)
-           AND COALESCE(s.last_issued_at, 0) <= $2
-           AND s.account_id <> $3
-           AND NOT EXISTS (SELECT 1 FROM server_scores ss
-                           WHERE ss.server_id = s.id AND ss.monitor_id = $4 AND ss.score_ts > $5)
-         ORDER BY COALESCE(s.last_issued_at, 0), s.id
+        "SELECT ss.server_id AS id, s.address FROM server_scores ss
+         JOIN servers s ON s.id = ss.server_id
+         WHERE ss.monitor_id = $1
+           AND ss.status <> 'paused'
+           AND (s.deletion_on IS NULL OR s.deletion_on > $2)
+           AND ((s.check_requested_at IS NOT NULL
+                 AND COALESCE(ss.last_issued_at, ss.status_since) < s.check_requested_at)
+             OR (ss.status = 'active' AND COALESCE(ss.last_issued_at, 0) <= $3)
+             OR (ss.status = 'testing' AND COALESCE(ss.last_issued_at, 0) <= $4)
+             OR (ss.status = 'candidate' AND COALESCE(ss.last_issued_at, 0) <= $4
+                 AND COALESCE(s.last_issued_at, 0) <= $5))
+         ORDER BY CASE WHEN ss.status = 'active' AND COALESCE(ss.last_issued_at, 0) <= $3 THEN 0
+                       WHEN s.check_requested_at IS NOT NULL
+                        AND COALESCE(ss.last_issued_at, ss.status_since) < s.check_requested_at THEN 1
+                       WHEN ss.status = 'testing' THEN 2 ELSE 3 END,
+                  COALESCE(ss.last_issued_at, 0), ss.server_id
          LIMIT $6{lock}"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .bind(now - schedule.min_gap)
-        // Account ids start at 1, so 0 matches no server.
-        .bind(monitor.account_id.unwrap_or(0))
         .bind(monitor.id)
-        .bind(now - schedule.interval(state))
-        .bind(fetch)
+        .bind(now)
+        .bind(now - schedule.active_interval)
+        .bind(now - schedule.testing_interval)
+        .bind(now - schedule.min_gap)
+        .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-    let mut chosen: Vec<(i64, String)> = Vec::new();
+    let mut chosen: Vec<(i64, String)> = Vec::with_capacity(rows.len());
     for row in &rows {
-        let id: i64 = row.try_get("id")?;
-        let address: String = row.try_get("address")?;
-        let in_own_network = match (monitor_ip, address.parse::<IpAddr>()) {
-            (Some(mine), Ok(theirs)) => same_network(mine, theirs),
-            _ => false,
-        };
-        if !in_own_network {
-            chosen.push((id, address));
-        }
-        if chosen.len() as i64 >= limit {
-            break;
-        }
+        chosen.push((row.try_get("id")?, row.try_get("address")?));
     }
     if chosen.is_empty() {
         tx.rollback().await?;
@@ -208,19 +208,32 @@ pub async fn issue_batch(
             query = query.bind(*id);
         }
         query.execute(&mut *tx).await?;
-        let ids = chunk
-            .iter()
-            .map(|(id, _)| id.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        // The ids are integers read from the database, not outside input.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE servers SET last_issued_at = $1 WHERE id IN ({ids})"
-        )))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     }
+    // One statement each, the ids in order: concurrent writers of these
+    // rows (other monitors' batches, the ingest's server scores) lock
+    // them in the same order on PostgreSQL. The ids are integers read
+    // from the database, not outside input.
+    let mut ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    let ids = ids
+        .iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE servers SET last_issued_at = $1 WHERE id IN ({ids})"
+    )))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE server_scores SET last_issued_at = $1
+         WHERE monitor_id = $2 AND server_id IN ({ids})"
+    )))
+    .bind(now)
+    .bind(monitor.id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE monitors SET last_seen = $1 WHERE id = $2")
         .bind(now)
         .bind(monitor.id)
@@ -231,19 +244,4 @@ pub async fn issue_batch(
         batch_id: Some(batch_id),
         servers: chosen.into_iter().map(|(_, address)| address).collect(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_network_is_slash_24_and_slash_48() {
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-        assert!(same_network(ip("192.0.2.1"), ip("192.0.2.254")));
-        assert!(!same_network(ip("192.0.2.1"), ip("192.0.3.1")));
-        assert!(same_network(ip("2001:db8:1::1"), ip("2001:db8:1:ffff::2")));
-        assert!(!same_network(ip("2001:db8:1::1"), ip("2001:db8:2::1")));
-        assert!(!same_network(ip("192.0.2.1"), ip("::ffff:192.0.2.1")));
-    }
 }

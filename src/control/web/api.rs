@@ -28,6 +28,8 @@ pub const ROUTES: &[&str] = &[
     "/snapshot",
     "/monitor/batch",
     "/monitor/results",
+    "/monitor/self-check",
+    "/monitors",
     "/openapi.json",
 ];
 
@@ -39,6 +41,7 @@ pub fn router(with_internal: bool) -> Router<AppState> {
         .route("/zones", get(zones))
         .route("/zones/{zone}", get(zone))
         .route("/servers/{address}/scores", get(server_scores))
+        .route("/monitors", get(monitors))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError(AppError::NotFound) });
     if with_internal {
@@ -58,6 +61,12 @@ pub fn internal_router() -> Router<AppState> {
             "/monitor/results",
             post(super::ingest::post_results).layer(axum::extract::DefaultBodyLimit::max(
                 super::ingest::MAX_BODY,
+            )),
+        )
+        .route(
+            "/monitor/self-check",
+            post(super::ingest::post_self_check).layer(axum::extract::DefaultBodyLimit::max(
+                super::ingest::MAX_SELF_CHECK_BODY,
             )),
         )
 }
@@ -157,6 +166,9 @@ struct ServerSummary {
 #[derive(Serialize)]
 struct ScoresResponse {
     server: ServerSummary,
+    /// The server's (server, monitor) pairs, active first, then testing,
+    /// candidates and paused.
+    monitors: Vec<crate::control::db::pairs::PairView>,
     history: Vec<LogEntry>,
 }
 
@@ -171,7 +183,9 @@ async fn server_scores(
         .ok_or(AppError::NotFound)?;
     let query = parse_log_params(&state, &params).await?;
     let history = scores::log(&state.db, server.id, &query).await?;
+    let monitors = crate::control::db::pairs::for_server(&state.db, server.id).await?;
     Ok(Json(ScoresResponse {
+        monitors,
         server: ServerSummary {
             address: server.address,
             ip_version: server.ip_version,
@@ -181,6 +195,74 @@ async fn server_scores(
         },
         history,
     }))
+}
+
+/// A monitor as the public API shows it (no address, no account).
+#[derive(Serialize)]
+struct MonitorSummary {
+    name: String,
+    state: String,
+    /// The country of its address (GeoIP), when known.
+    country: Option<String>,
+    /// Its pairs by state.
+    pairs: PairCounts,
+    /// The latest self-check of its own clock.
+    self_check: Option<SelfCheckSummary>,
+}
+
+#[derive(Serialize, Default)]
+pub struct PairCounts {
+    pub active: i64,
+    pub testing: i64,
+    pub candidate: i64,
+    pub paused: i64,
+}
+
+impl PairCounts {
+    pub fn from_slots(slots: [i64; 4]) -> PairCounts {
+        PairCounts {
+            active: slots[0],
+            testing: slots[1],
+            candidate: slots[2],
+            paused: slots[3],
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SelfCheckSummary {
+    ok: bool,
+    ts: Option<i64>,
+    offset: Option<f64>,
+}
+
+/// The country of a monitor's address, from the GeoIP database.
+pub fn monitor_country(state: &AppState, ip: Option<&str>) -> Option<String> {
+    let ip: std::net::IpAddr = ip?.parse().ok()?;
+    let found = state.geo.lookup(ip);
+    found.country.map(|c| c.as_str().to_string())
+}
+
+/// `GET /api/v1/monitors`: every monitor with its pairs by state, its
+/// country and its latest self-check.
+async fn monitors(State(state): State<AppState>) -> Result<Json<Vec<MonitorSummary>>, ApiError> {
+    let counts = crate::control::db::pairs::counts_by_monitor(&state.db).await?;
+    let list = crate::control::db::monitors::list(&state.db).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|m| MonitorSummary {
+                country: monitor_country(&state, m.ip.as_deref()),
+                pairs: PairCounts::from_slots(counts.get(&m.id).copied().unwrap_or_default()),
+                self_check: m.self_check_ok.map(|ok| SelfCheckSummary {
+                    ok,
+                    ts: m.self_check_at,
+                    offset: m.self_check_offset,
+                }),
+                name: m.name,
+                state: m.state,
+            })
+            .collect(),
+    ))
 }
 
 async fn openapi() -> Response {

@@ -18,6 +18,7 @@ use crate::control::db::ingest::{self, Applied, IngestError, ResultIn};
 use crate::control::db::schedule::{self, Batch, MAX_BATCH, MonitorAuth};
 use crate::control::scoring::MonitorState;
 use crate::shared::monitor_protocol::ResultsDocument;
+use crate::shared::monitor_protocol::SelfCheckReport;
 
 /// An ingest failure: a status and a message, sent as `{"error": ...}`.
 #[derive(Debug)]
@@ -48,7 +49,9 @@ impl From<crate::control::db::DbError> for IngestFailure {
 impl From<IngestError> for IngestFailure {
     fn from(err: IngestError) -> IngestFailure {
         let status = match &err {
-            IngestError::Replayed(_) | IngestError::Stale { .. } => StatusCode::CONFLICT,
+            IngestError::Replayed(_) | IngestError::Stale { .. } | IngestError::ClockNotOk(_) => {
+                StatusCode::CONFLICT
+            }
             IngestError::UnknownBatch(_)
             | IngestError::NotInBatch(_)
             | IngestError::BadTimestamp { .. } => StatusCode::BAD_REQUEST,
@@ -122,6 +125,9 @@ pub struct BatchResponse {
     batch: Batch,
     /// Seconds to wait before asking again when nothing was due.
     wait_s: u64,
+    /// The monitor's last self-check said its clock is off: it gets no
+    /// batch until it checks itself again and reports.
+    self_check_required: bool,
 }
 
 /// `GET /api/v1/monitor/batch?limit=N`: servers due for this monitor.
@@ -130,7 +136,7 @@ pub async fn get_batch(
     headers: HeaderMap,
     Query(params): Query<BatchParams>,
 ) -> Result<Json<BatchResponse>, IngestFailure> {
-    let (monitor, monitor_state) = authenticate(&state, &headers).await?;
+    let (monitor, _) = authenticate(&state, &headers).await?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_BATCH).contains(&limit) {
         return Err(IngestFailure::bad_request(format!(
@@ -141,7 +147,6 @@ pub async fn get_batch(
     let batch = schedule::issue_batch(
         &state.db,
         &monitor,
-        monitor_state,
         &schedule,
         limit,
         crate::control::db::now(),
@@ -157,7 +162,11 @@ pub async fn get_batch(
     } else {
         0
     };
-    Ok(Json(BatchResponse { batch, wait_s }))
+    Ok(Json(BatchResponse {
+        batch,
+        wait_s,
+        self_check_required: monitor.clock_not_ok,
+    }))
 }
 
 /// Longest error text kept.
@@ -325,4 +334,103 @@ async fn apply_results(
         crate::control::db::now(),
     )
     .await?)
+}
+
+/// Largest self-check report accepted: `MAX_REFERENCES` references with
+/// their longest texts, escaped.
+pub const MAX_SELF_CHECK_BODY: usize = MAX_REFERENCES * (MAX_ERROR_LEN * 6 + 300 * 6 + 200) + 1024;
+
+/// References a self-check may list.
+const MAX_REFERENCES: usize = 16;
+
+/// `POST /api/v1/monitor/self-check`: the monitor's own clock against its
+/// references. Stored for staff; a report that is not ok stops the
+/// monitor's batches and refuses the results of batches issued before it.
+pub async fn post_self_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, IngestFailure> {
+    let (monitor, _) = authenticate(&state, &headers).await?;
+    let report: SelfCheckReport = serde_json::from_slice(&body)
+        .map_err(|e| IngestFailure::bad_request(format!("invalid self-check report: {e}")))?;
+    let detail = describe_self_check(&report)?;
+    // The control plane's own limit holds whatever the agent was told: ok
+    // only when the agent says so and the offset is within both.
+    let limit =
+        (state.settings.selector.max_monitor_clock_offset_ms / 1000.0).min(report.max_offset);
+    let ok = report.ok && report.offset.is_some_and(|o| o.abs() <= limit);
+    crate::control::db::monitors::record_self_check(
+        &state.db,
+        monitor.id,
+        ok,
+        report.offset,
+        &detail,
+        crate::control::db::now(),
+    )
+    .await?;
+    if !ok {
+        tracing::warn!(monitor = monitor.name, %detail, "monitor's clock is off its references");
+    }
+    Ok(Json(serde_json::json!({ "ok": ok })))
+}
+
+/// Checks a self-check report's shape and words it for staff.
+fn describe_self_check(report: &SelfCheckReport) -> Result<String, IngestFailure> {
+    let finite = |v: f64, what: &str| {
+        if v.is_finite() && v.abs() <= 1e6 {
+            Ok(())
+        } else {
+            Err(IngestFailure::bad_request(format!(
+                "{what}: must be a finite number of seconds"
+            )))
+        }
+    };
+    finite(report.max_offset, "max_offset")?;
+    if let Some(offset) = report.offset {
+        finite(offset, "offset")?;
+    }
+    if report.references.is_empty() || report.references.len() > MAX_REFERENCES {
+        return Err(IngestFailure::bad_request(format!(
+            "references: 1..{MAX_REFERENCES} expected, got {}",
+            report.references.len()
+        )));
+    }
+    let mut parts = Vec::with_capacity(report.references.len());
+    for (i, reference) in report.references.iter().enumerate() {
+        let printable = |text: &str, max: usize, what: &str| {
+            if text.is_empty() || text.len() > max || text.chars().any(char::is_control) {
+                Err(IngestFailure::bad_request(format!(
+                    "references[{i}].{what}: 1..{max} bytes of printable text expected"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        printable(&reference.server, 300, "server")?;
+        match (&reference.error, reference.offset) {
+            (Some(error), _) => {
+                printable(error, MAX_ERROR_LEN, "error")?;
+                parts.push(format!("{}: {error}", reference.server));
+            }
+            (None, Some(offset)) => {
+                finite(offset, &format!("references[{i}].offset"))?;
+                parts.push(format!("{}: {:+.1} ms", reference.server, offset * 1000.0));
+            }
+            (None, None) => {
+                return Err(IngestFailure::bad_request(format!(
+                    "references[{i}]: an offset or an error expected"
+                )));
+            }
+        }
+    }
+    let summary = match report.offset {
+        Some(offset) => format!(
+            "median offset {:+.1} ms (limit {:.1} ms)",
+            offset * 1000.0,
+            report.max_offset * 1000.0
+        ),
+        None => "no reference answered".to_string(),
+    };
+    Ok(format!("{summary}; {}", parts.join(", ")))
 }

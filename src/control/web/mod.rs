@@ -52,6 +52,7 @@ pub mod nodes;
 pub mod notice;
 pub mod public;
 pub mod reset;
+pub mod selector;
 pub mod servers;
 pub mod session;
 pub mod staff;
@@ -164,12 +165,16 @@ pub struct WebArgs {
     /// (it also rebuilds at least every minute) [default: 2].
     #[arg(long, env = "TIMEPOOL_ZONE_CHECK_SECS")]
     pub zone_check_secs: Option<f64>,
-    /// Seconds between two checks of a server by one active monitor
-    /// (testing monitors: 2x, candidates: 4x) [default: 540].
+    /// Seconds between two checks of a server by one active pair
+    /// [default: 540].
     #[arg(long, env = "TIMEPOOL_CHECK_INTERVAL_SECS")]
     pub check_interval_secs: Option<i64>,
-    /// No two checks of one server closer than this, by any monitors
-    /// [default: 60].
+    /// Seconds between two checks of a server by one testing (or
+    /// candidate) pair [default: 2700].
+    #[arg(long, env = "TIMEPOOL_TESTING_CHECK_INTERVAL_SECS")]
+    pub testing_check_interval_secs: Option<i64>,
+    /// A candidate pair checks only when no monitor was handed the server
+    /// for this long [default: 60].
     #[arg(long, env = "TIMEPOOL_MIN_CHECK_GAP_SECS")]
     pub min_check_gap_secs: Option<i64>,
     /// Serve HTTPS with this certificate chain (PEM; read again when it
@@ -256,6 +261,7 @@ pub struct FileConfig {
     pub nameservers: Option<Vec<String>>,
     pub zone_check_secs: Option<f64>,
     pub check_interval_secs: Option<i64>,
+    pub testing_check_interval_secs: Option<i64>,
     pub min_check_gap_secs: Option<i64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -272,6 +278,9 @@ pub struct FileConfig {
     pub score_ramp: Option<String>,
     /// `[alerts]`: the bad-server rules' thresholds (`alert_rules`).
     pub alerts: Option<crate::control::alert_rules::AlertRules>,
+    /// `[selector]`: the monitor selector's targets and thresholds
+    /// (`monitor_selector`).
+    pub selector: Option<crate::control::monitor_selector::SelectorRules>,
 }
 
 /// The certificate and key files of HTTPS.
@@ -349,6 +358,8 @@ pub struct Settings {
     pub require_node_tokens: bool,
     /// Bad-server alerts and automatic removal (`alerts`).
     pub alerts: crate::control::alert_rules::AlertRules,
+    /// Which monitors watch which server (`selector`).
+    pub selector: crate::control::monitor_selector::SelectorRules,
 }
 
 /// The zone builder's settings, resolved like `Settings`.
@@ -594,6 +605,10 @@ impl Settings {
                     .check_interval_secs
                     .or(file.check_interval_secs)
                     .unwrap_or(default_schedule.active_interval),
+                testing_interval: args
+                    .testing_check_interval_secs
+                    .or(file.testing_check_interval_secs)
+                    .unwrap_or(default_schedule.testing_interval),
                 min_gap: args
                     .min_check_gap_secs
                     .or(file.min_check_gap_secs)
@@ -608,6 +623,11 @@ impl Settings {
                 || file.require_node_tokens.unwrap_or(false),
             alerts: file
                 .alerts
+                .unwrap_or_default()
+                .validated()
+                .map_err(|e| format!("config file: {e}"))?,
+            selector: file
+                .selector
                 .unwrap_or_default()
                 .validated()
                 .map_err(|e| format!("config file: {e}"))?,
@@ -869,6 +889,7 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
             "/manage/servers/{id}/undelete",
             post(servers::cancel_deletion),
         )
+        .route("/manage/servers/{id}/check", post(servers::check_now))
         .route(
             "/manage/vendor",
             get(vendor::vendor_list).post(vendor::vendor_apply),
@@ -881,6 +902,8 @@ fn public_router(state: AppState, with_internal: bool) -> Router {
             get(staff::monitors).post(staff::monitor_create),
         )
         .route("/staff/monitors/{id}/state", post(staff::monitor_state))
+        .route("/staff/monitors/{id}", get(staff::monitor_detail))
+        .route("/staff/monitors/{id}/pairs", post(staff::pair_pause))
         .route("/staff/vendor-zones", get(staff::vendor_zones))
         .route(
             "/staff/vendor-zones/{id}/decide",
@@ -1153,6 +1176,11 @@ pub async fn serve(
         let _ = stop.send(true);
     });
     let alert_job = tokio::spawn(alerts::run(state.clone(), stopping.clone()));
+    let selector_job = tokio::spawn(selector::run(
+        state.clone(),
+        instance.clone(),
+        stopping.clone(),
+    ));
     let deletion_job = tokio::spawn(user_data::run(state.clone(), stopping.clone()));
     let mailer = mail_sender.map(|sender| {
         tokio::spawn(crate::control::mail::run(
@@ -1183,7 +1211,7 @@ pub async fn serve(
     }
     builder.abort();
     let _ = builder.await;
-    for job in [alert_job, deletion_job] {
+    for job in [alert_job, deletion_job, selector_job] {
         job.abort();
         let _ = job.await;
     }
@@ -1200,6 +1228,17 @@ pub async fn serve(
     .await
     {
         tracing::warn!(%error, "cannot give up the zone builder's lease; it expires by itself");
+    }
+    // The selector's job was stopped above, maybe mid-pass: its lease is
+    // given up here so another instance takes over at once.
+    if let Err(error) = crate::control::db::leases::release(
+        &db,
+        crate::control::db::pairs::SELECTOR_LEASE,
+        &instance,
+    )
+    .await
+    {
+        tracing::warn!(%error, "cannot give up the selector's lease; it expires by itself");
     }
     db.pool.close().await;
     tracing::info!("timepool web stopped");

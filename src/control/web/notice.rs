@@ -24,10 +24,13 @@ pub enum Notice {
     VerificationSent,
     LoginDeletionRequested,
     LoginDeletionCancelled,
+    CheckRequested,
+    CheckTooSoon,
+    CheckLimit,
 }
 
 impl Notice {
-    const ALL: [Notice; 11] = [
+    const ALL: [Notice; 14] = [
         Notice::Saved,
         Notice::DeletionScheduled,
         Notice::DeletionCancelled,
@@ -39,6 +42,9 @@ impl Notice {
         Notice::VerificationSent,
         Notice::LoginDeletionRequested,
         Notice::LoginDeletionCancelled,
+        Notice::CheckRequested,
+        Notice::CheckTooSoon,
+        Notice::CheckLimit,
     ];
 
     /// The name in the URL and in the templates.
@@ -55,6 +61,9 @@ impl Notice {
             Notice::VerificationSent => "verification-sent",
             Notice::LoginDeletionRequested => "login-deletion-requested",
             Notice::LoginDeletionCancelled => "login-deletion-cancelled",
+            Notice::CheckRequested => "check-requested",
+            Notice::CheckTooSoon => "check-too-soon",
+            Notice::CheckLimit => "check-limit",
         }
     }
 

@@ -143,7 +143,7 @@ pub async fn scores(
     Path(address): Path<String>,
 ) -> Result<Response, AppError> {
     let server = server_at(&state, &address).await?;
-    let monitors = scores::latest_by_monitor(&state.db, server.id).await?;
+    let monitors = crate::control::db::pairs::for_server(&state.db, server.id).await?;
     let recent = scores::log(
         &state.db,
         server.id,

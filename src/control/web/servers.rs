@@ -436,8 +436,34 @@ async fn detail_page(
         csrf: String::new(),
     });
     let earliest_deletion = timefmt::date(db::now() + MIN_DELETION_DELAY_SECS + 86_399);
+    let pairs = db::pairs::for_server(&state.db, server.id).await?;
+    // A "check now" of the last 10 minutes: how many pairs have reported
+    // since, and the page reloads itself until every checking pair has.
+    let check_requested_at = db::pairs::check_requested_at(&state.db, server.id)
+        .await?
+        .filter(|at| *at > db::now() - 600);
+    // The pairs the request made due (not paused, there before it, of a
+    // monitor whose clock is fine: the others check nothing), and how many
+    // of them have reported since.
+    let due: Vec<&db::pairs::PairView> = check_requested_at.map_or(Vec::new(), |at| {
+        pairs
+            .iter()
+            .filter(|p| p.status != "paused" && p.status_since < at && !p.monitor_clock_off)
+            .collect()
+    });
+    let checking = due.len();
+    let checked_since = due
+        .iter()
+        .filter(|p| {
+            p.score_ts
+                .zip(check_requested_at)
+                .is_some_and(|(ts, at)| ts >= at)
+        })
+        .count();
+    let check_pending = check_requested_at.is_some() && checked_since < checking;
     let ctx = ctx! {
         server, settings, deletion, errors, earliest_deletion,
+        pairs, check_requested_at, checked_since, check_pending, checking,
         netspeeds => netspeed_choices(),
         countries => zone_tree::all_countries(),
     };
@@ -615,6 +641,31 @@ pub async fn schedule_deletion(
         &format!("/manage/servers/{id}"),
         Notice::DeletionScheduled,
     ))
+}
+
+/// "Check now": every pair of the server is due at once (at most once a
+/// minute per server, 20 servers per account in 10 minutes); the monitors
+/// pick it up at their next request.
+pub async fn check_now(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    csrf: CsrfToken,
+    RowId(id): RowId,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let server = servers::get_for_account(&state.db, user.account_id, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let page = format!("/manage/servers/{id}");
+    let notice =
+        match db::pairs::request_check(&state.db, user.account_id, server.id, 60, db::now()).await?
+        {
+            db::pairs::CheckRequest::Requested => Notice::CheckRequested,
+            db::pairs::CheckRequest::TooSoon => Notice::CheckTooSoon,
+            db::pairs::CheckRequest::AccountLimit => Notice::CheckLimit,
+        };
+    Ok(notice::redirect(&page, notice))
 }
 
 pub async fn cancel_deletion(

@@ -42,6 +42,15 @@ pub struct MonitorForm {
     pub csrf: String,
 }
 
+/// A monitor on the staff page: its row, its pairs by state, its country.
+#[derive(serde::Serialize)]
+struct MonitorRow {
+    #[serde(flatten)]
+    monitor: monitors::Monitor,
+    pairs: super::api::PairCounts,
+    country: Option<String>,
+}
+
 async fn monitors_page(
     state: &AppState,
     user: User,
@@ -51,7 +60,18 @@ async fn monitors_page(
     errors: FieldErrors,
     new_token: Option<(String, String)>,
 ) -> Result<Response, AppError> {
-    let monitors = monitors::list(&state.db).await?;
+    let counts = crate::control::db::pairs::counts_by_monitor(&state.db).await?;
+    let monitors: Vec<MonitorRow> = monitors::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|monitor| MonitorRow {
+            pairs: super::api::PairCounts::from_slots(
+                counts.get(&monitor.id).copied().unwrap_or_default(),
+            ),
+            country: super::api::monitor_country(state, monitor.ip.as_deref()),
+            monitor,
+        })
+        .collect();
     let ctx = ctx! { monitors, form, errors, new_token, states => monitors::STATES };
     html(
         status,
@@ -187,6 +207,77 @@ pub async fn monitor_state(
     .await?;
     tx.commit().await?;
     Ok(Redirect::to("/staff/monitors").into_response())
+}
+
+/// A monitor's page: its self-check and its pairs by state, each with a
+/// button to pause it (the selector leaves a paused pair alone) or give it
+/// back to the selector.
+pub async fn monitor_detail(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+    RowId(id): RowId,
+) -> Result<Response, AppError> {
+    let monitor = monitors::get(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let pairs = crate::control::db::pairs::for_monitor(&state.db, id).await?;
+    let country = super::api::monitor_country(&state, monitor.ip.as_deref());
+    html(
+        StatusCode::OK,
+        "staff_monitor.html",
+        state.page(&Some(user), &csrf, ctx! { monitor, pairs, country }),
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PairForm {
+    pub server_id: String,
+    /// "1": pause, "0": give back to the selector.
+    pub paused: String,
+    pub csrf: String,
+}
+
+pub async fn pair_pause(
+    State(state): State<AppState>,
+    StaffUser(user): StaffUser,
+    csrf: CsrfToken,
+    RowId(id): RowId,
+    Form(form): Form<PairForm>,
+) -> Result<Response, AppError> {
+    csrf.check(&form.csrf)?;
+    let server_id: i64 = form
+        .server_id
+        .parse()
+        .map_err(|_| AppError::BadRequest("server_id must be a server's number.".into()))?;
+    let paused = match form.paused.as_str() {
+        "1" => true,
+        "0" => false,
+        _ => return Err(AppError::BadRequest("paused must be 1 or 0.".into())),
+    };
+    let mut tx = state.db.begin().await?;
+    let now = crate::control::db::now();
+    if !crate::control::db::pairs::set_paused(&mut tx, server_id, id, paused, now).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        &actor(&user),
+        "monitor.pair",
+        &format!("server:{server_id}"),
+        &format!(
+            "monitor:{id} {}",
+            if paused {
+                "paused by staff"
+            } else {
+                "given back to the selector as a candidate"
+            }
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/staff/monitors/{id}")).into_response())
 }
 
 pub async fn vendor_zones(
