@@ -123,6 +123,50 @@ fn settings_merge_flags_over_file() {
     }
 }
 
+#[test]
+fn the_selector_s_numbers_come_from_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("timepool-selector-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("selector.toml");
+    std::fs::write(
+        &file,
+        "[selector]\npoints_to_active = 32\ninterval_secs = 30\n",
+    )
+    .expect("write");
+    let settings = Settings::resolve(&WebArgs {
+        config: Some(file.clone()),
+        ..WebArgs::default()
+    })
+    .expect("selector");
+    assert_eq!(settings.selector.points_to_active, 32);
+    assert_eq!(settings.selector.interval_secs, 30);
+    assert_eq!(
+        settings.selector.target_active, 7,
+        "the rest stay the pool's"
+    );
+    for (text, key) in [
+        ("[selector]\npoints_to_testing = 70\n", "points_to_testing"),
+        (
+            "[selector]\nmin_globally_active_testing = 9\n",
+            "min_globally_active_testing",
+        ),
+        (
+            "[selector]\nmax_monitor_clock_offset_ms = 0.0\n",
+            "max_monitor_clock_offset_ms",
+        ),
+        ("[selector]\ntargets = 3\n", "targets"),
+    ] {
+        std::fs::write(&file, text).expect("write");
+        let err = Settings::resolve(&WebArgs {
+            config: Some(file.clone()),
+            ..WebArgs::default()
+        })
+        .expect_err(text);
+        assert!(err.to_string().contains(key), "{text}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn http_get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
