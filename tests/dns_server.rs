@@ -214,20 +214,32 @@ fn reload_under_load_loses_no_query_and_rejects_a_bad_snapshot() {
             assert!(Instant::now() < deadline, "serial {serial} never loaded");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The client is answered from this snapshot too (it keeps asking
+        // across every reload).
+        let before = answered.load(Ordering::Relaxed);
+        while answered.load(Ordering::Relaxed) == before {
+            assert!(Instant::now() < deadline, "no answer after serial {serial}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     // A broken snapshot is rejected; the last good one keeps serving.
     std::fs::write(dir.join("bad.tmp"), b"{\"version\": 1, \"serial\": 999").unwrap();
     std::fs::rename(dir.join("bad.tmp"), &path).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server
+        .shared()
+        .counters
+        .reload_failures
+        .load(Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the broken snapshot was never tried"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(soa_serial(address), 105);
-    assert!(
-        server
-            .shared()
-            .counters
-            .reload_failures
-            .load(Ordering::Relaxed)
-            >= 1
-    );
     // SIGHUP's path: an explicit reload of a good file.
     publish(&path, 106);
     assert_eq!(server.shared().reload().expect("reloads"), 106);
@@ -238,7 +250,6 @@ fn reload_under_load_loses_no_query_and_rejects_a_bad_snapshot() {
         answered.load(Ordering::Relaxed),
         lost.load(Ordering::Relaxed),
     );
-    assert!(answered > 50, "the client kept asking: {answered}");
     assert_eq!(
         lost, 0,
         "no query lost across 6 reloads ({answered} answered)"

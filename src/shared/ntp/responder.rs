@@ -142,8 +142,14 @@ mod tests {
         let m = check(responder.local_addr(), &fast())
             .await
             .expect("measured");
-        assert!((m.offset - 0.2).abs() < 0.01, "{m:?}");
-        assert!(m.rtt < 0.05, "{m:?}");
+        // SNTP's guarantee, not a speed: the true offset lies within half
+        // the round trip of the measured one, and a reply came within the
+        // timeout.
+        assert!((m.offset - 0.2).abs() <= m.rtt / 2.0 + 0.001, "{m:?}");
+        assert!(
+            m.rtt >= 0.0 && m.rtt <= fast().timeout.as_secs_f64(),
+            "{m:?}"
+        );
         assert_eq!((m.stratum, m.leap), (2, 0));
 
         responder.set_behaviour(Behaviour::Offset {
