@@ -515,6 +515,99 @@ async fn check_now_from_the_server_page() {
 }
 
 #[tokio::test]
+async fn staff_see_a_monitor_s_pairs_and_self_check_and_pause_a_pair() {
+    for_each_engine(false, |app| async move {
+        let mut op = app.client();
+        op.signup("op-pairs@example.net").await;
+        let server_id = op.add_server("9.9.9.9", "ch").await;
+        let mut tx = app.db.begin().await.expect("tx");
+        let (monitor_id, _) = timepool::control::db::monitors::create(&mut tx, "mon-skewed")
+            .await
+            .expect("monitor");
+        tx.commit().await.expect("commit");
+        sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
+            .bind(monitor_id)
+            .execute(&app.db.pool)
+            .await
+            .expect("active");
+        timepool::control::db::monitors::record_self_check(
+            &app.db,
+            monitor_id,
+            false,
+            Some(0.05),
+            "median offset +50.0 ms (limit 10.0 ms); 192.0.2.123: +50.0 ms",
+            now(),
+        )
+        .await
+        .expect("self-check");
+        timepool::control::db::pairs::selector_pass(&app.db, &Default::default(), now())
+            .await
+            .expect("selector");
+        // The operator's page says why that monitor checks nothing.
+        op.get(&format!("/manage/servers/{server_id}"))
+            .await
+            .assert(
+                StatusCode::OK,
+                &["mon-skewed", "clock is off: it checks nothing"],
+            );
+        let mut staff = staff_client(&app, "staff-pairs@example.net").await;
+        staff.get("/staff/monitors").await.assert(
+            StatusCode::OK,
+            &[
+                "mon-skewed",
+                "0 / 0 / 1 / 0",
+                "not ok",
+                "median offset +50.0 ms (limit 10.0 ms)",
+            ],
+        );
+        let page = format!("/staff/monitors/{monitor_id}");
+        staff.get(&page).await.assert(
+            StatusCode::OK,
+            &["mon-skewed", "9.9.9.9", "candidate", "Pause", "not ok"],
+        );
+        let server = server_id.to_string();
+        staff
+            .post(
+                &format!("{page}/pairs"),
+                &[("server_id", &server), ("paused", "1")],
+            )
+            .await
+            .assert(StatusCode::SEE_OTHER, &[]);
+        staff
+            .get(&page)
+            .await
+            .assert(StatusCode::OK, &["paused", "Give back"]);
+        // The selector leaves a paused pair alone.
+        let report =
+            timepool::control::db::pairs::selector_pass(&app.db, &Default::default(), now())
+                .await
+                .expect("selector");
+        assert_eq!(
+            report.added + report.removed + report.promoted + report.demoted,
+            0,
+            "{report:?}"
+        );
+        staff
+            .post(
+                &format!("{page}/pairs"),
+                &[("server_id", &server), ("paused", "0")],
+            )
+            .await
+            .assert(StatusCode::SEE_OTHER, &[]);
+        staff
+            .post(
+                &format!("{page}/pairs"),
+                &[("server_id", &server), ("paused", "maybe")],
+            )
+            .await
+            .assert(StatusCode::BAD_REQUEST, &["paused must be 1 or 0"]);
+        // Not for operators.
+        op.get(&page).await.assert(StatusCode::FORBIDDEN, &[]);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn deletion_is_scheduled_and_cancelled() {
     for_each_engine(false, |app| async move {
         let mut c = app.client();

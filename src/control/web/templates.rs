@@ -101,6 +101,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../web/templates/staff_monitors.html"),
     ),
     (
+        "staff_monitor.html",
+        include_str!("../../../web/templates/staff_monitor.html"),
+    ),
+    (
         "staff_vendor.html",
         include_str!("../../../web/templates/staff_vendor.html"),
     ),
@@ -260,4 +264,26 @@ pub fn escape_html(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file in web/templates/ is compiled in (a page whose template
+    /// was left out answers 500 at run time, not at build time).
+    #[test]
+    fn every_template_file_is_registered() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/templates");
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("web/templates") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".html") && !super::TEMPLATES.iter().any(|(n, _)| *n == name) {
+                missing.push(name);
+            }
+        }
+        assert!(missing.is_empty(), "not in TEMPLATES: {missing:?}");
+    }
 }
