@@ -636,3 +636,52 @@ async fn check_now_is_limited_per_account() {
     })
     .await;
 }
+
+/// Two submissions of one batch at the same moment (an agent's retry
+/// racing its first try): one is applied, the other refused, and the
+/// results are logged once (issue 18: the race path of the ingest).
+#[tokio::test]
+async fn two_submissions_of_one_batch_at_once_apply_it_once() {
+    for_each_engine(false, |app| async move {
+        let operator = account(&app.db, "op").await;
+        for i in 1..=20 {
+            server(&app.db, operator, &format!("192.0.2.{i}")).await;
+        }
+        let (_, token) = monitor(&app.db, "m1", "active", None, None).await;
+        select(&app.db).await;
+        let (Some(batch_id), servers) = batch(&app, &token, 100).await else {
+            panic!("no batch")
+        };
+        assert_eq!(servers.len(), 20);
+        let results: Vec<Value> = servers.iter().map(|s| good(s, 0.001)).collect();
+        let document = json!({"batch_id": batch_id, "results": results});
+        let (first, second) = tokio::join!(
+            submit(&app, &token, document.clone()),
+            submit(&app, &token, document.clone())
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{first:?} {second:?}"
+        );
+        let logged: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM score_log WHERE monitor_id IS NOT NULL")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("log")
+                .try_get("n")
+                .expect("n");
+        assert_eq!(logged, 20, "each result logged once");
+        let points: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM server_scores WHERE good_points = 1")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("points")
+                .try_get("n")
+                .expect("n");
+        assert_eq!(points, 20, "each pair counted once (one point each)");
+    })
+    .await;
+}
