@@ -314,6 +314,12 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
             .await
             .expect("agent round 1");
 
+        let first_batch: i64 = sqlx::query("SELECT MAX(id) AS id FROM monitor_batches")
+            .fetch_one(&db.pool)
+            .await
+            .expect("batch")
+            .try_get("id")
+            .expect("id");
         let (error, step, score, server) = latest(&db, HEALTHY).await;
         assert_eq!(error, None, "healthy chronyd");
         assert_eq!((step, score, server), (1.0, 1.0, 1.0));
@@ -369,21 +375,43 @@ async fn agent_checks_chronyd_and_responders_through_the_api() {
             agent_args(&api, &token, port),
             stop_rx,
         ));
-        // SIGTERM's effect while the batch is in flight: it still finishes and is sent.
-        for _ in 0..200 {
-            let issued: i64 = sqlx::query("SELECT COUNT(*) AS n FROM monitor_batches")
-                .fetch_one(&db.pool)
-                .await
-                .expect("n")
-                .try_get("n")
-                .expect("n");
-            if issued == 2 {
-                break;
+        // SIGTERM's effect while the batch is in flight: it still finishes
+        // and is sent. The stop comes once the batch is issued and before
+        // it is applied (its checks take over a second: the stopped
+        // server's timeout), and the batch is applied after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let in_flight: i64 = loop {
+            let row =
+                sqlx::query("SELECT id, applied_at FROM monitor_batches ORDER BY id DESC LIMIT 1")
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("batch");
+            let id: i64 = row.try_get("id").expect("id");
+            let applied: Option<i64> = row.try_get("applied_at").expect("applied");
+            if id != first_batch {
+                assert_eq!(applied, None, "stopped while batch {id} is in flight");
+                break id;
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no second batch in 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        };
         let _ = stop_tx.send(true);
         agent.await.expect("join").expect("agent round 2");
+        let applied: Option<i64> =
+            sqlx::query("SELECT applied_at FROM monitor_batches WHERE id = $1")
+                .bind(in_flight)
+                .fetch_one(&db.pool)
+                .await
+                .expect("batch")
+                .try_get("applied_at")
+                .expect("applied");
+        assert!(
+            applied.is_some(),
+            "the batch in flight was finished and sent"
+        );
 
         let (_, _, score, server) = latest(&db, HEALTHY).await;
         assert!(
