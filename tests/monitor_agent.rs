@@ -188,16 +188,7 @@ async fn operator_account(db: &Db) -> i64 {
 /// An active monitor, and a selector pass that pairs it with the servers
 /// (as candidates); returns its id and token.
 async fn paired_monitor(db: &Db, name: &str) -> (i64, String) {
-    let mut tx = db.begin().await.expect("tx");
-    let (monitor_id, token) = timepool::control::db::monitors::create(&mut tx, name)
-        .await
-        .expect("monitor");
-    tx.commit().await.expect("commit");
-    sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
-        .bind(monitor_id)
-        .execute(&db.pool)
-        .await
-        .expect("active");
+    let (monitor_id, token) = web_support::active_monitor(db, name).await;
     timepool::control::db::pairs::selector_pass(
         db,
         &Default::default(),

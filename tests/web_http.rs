@@ -467,16 +467,7 @@ async fn check_now_from_the_server_page() {
         c.signup("check@example.net").await;
         let id = c.add_server("9.9.9.9", "ch").await;
         // A monitor paired with it (the selector's pass).
-        let mut tx = app.db.begin().await.expect("tx");
-        let (monitor_id, _) = timepool::control::db::monitors::create(&mut tx, "mon-1")
-            .await
-            .expect("monitor");
-        tx.commit().await.expect("commit");
-        sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
-            .bind(monitor_id)
-            .execute(&app.db.pool)
-            .await
-            .expect("active");
+        web_support::active_monitor(&app.db, "mon-1").await;
         // The pair made a minute ago, so a check asked for now makes it due.
         timepool::control::db::pairs::selector_pass(&app.db, &Default::default(), now() - 60)
             .await
@@ -520,16 +511,7 @@ async fn staff_see_a_monitor_s_pairs_and_self_check_and_pause_a_pair() {
         let mut op = app.client();
         op.signup("op-pairs@example.net").await;
         let server_id = op.add_server("9.9.9.9", "ch").await;
-        let mut tx = app.db.begin().await.expect("tx");
-        let (monitor_id, _) = timepool::control::db::monitors::create(&mut tx, "mon-skewed")
-            .await
-            .expect("monitor");
-        tx.commit().await.expect("commit");
-        sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
-            .bind(monitor_id)
-            .execute(&app.db.pool)
-            .await
-            .expect("active");
+        let (monitor_id, _) = web_support::active_monitor(&app.db, "mon-skewed").await;
         timepool::control::db::monitors::record_self_check(
             &app.db,
             monitor_id,

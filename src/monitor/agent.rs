@@ -550,17 +550,9 @@ pub async fn run_until(
                     // Malformed: sending it again would not help.
                     tracing::warn!(%message, "the API refused the self-check report");
                 }
-                Err(ApiFailure::Refused { status, message }) => {
-                    // A paused monitor (403) and the like: kept for later.
-                    tracing::warn!(status, %message, "the API refused the self-check report; will retry");
-                    report_unsent = Some(report);
-                    if sleep_or_stop(retry, &mut stop).await {
-                        break;
-                    }
-                    retry = (retry * 2).min(MAX_RETRY);
-                    continue;
-                }
                 Err(failure) => {
+                    // Unreachable, or refused for now (a paused monitor's
+                    // 403): kept, and sent before anything else.
                     tracing::warn!(%failure, "cannot report the self-check; will retry");
                     report_unsent = Some(report);
                     if sleep_or_stop(retry, &mut stop).await {

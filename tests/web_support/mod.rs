@@ -752,3 +752,18 @@ pub async fn mailed_link(db: &Db, recipient: &str, prefix: &str) -> String {
         .unwrap_or_else(|| panic!("no {prefix} link in the mail to {recipient}: {body}"))
         .to_string()
 }
+
+/// A monitor made active by staff; returns its id and token.
+pub async fn active_monitor(db: &timepool::control::db::Db, name: &str) -> (i64, String) {
+    let mut tx = db.begin().await.expect("tx");
+    let (id, token) = timepool::control::db::monitors::create(&mut tx, name)
+        .await
+        .expect("monitor");
+    tx.commit().await.expect("commit");
+    sqlx::query("UPDATE monitors SET state = 'active' WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .expect("active");
+    (id, token)
+}
