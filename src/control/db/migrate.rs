@@ -64,12 +64,9 @@ fn expand(sql: &str, engine: Engine) -> String {
     sql.replace("__ID__", id)
 }
 
-pub async fn run(db: &Db) -> Result<(), DbError> {
-    run_up_to(db, i64::MAX).await
-}
-
-/// Runs the migrations up to `version` only: a test of a migration makes
-/// the schema before it, writes rows the old way, then runs the rest.
+/// Runs the migrations up to `version` (`i64::MAX`: all of them; a test
+/// of a migration makes the schema before it, writes rows the old way,
+/// then runs the rest).
 pub async fn run_up_to(db: &Db, version: i64) -> Result<(), DbError> {
     let migrations = MIGRATIONS
         .iter()

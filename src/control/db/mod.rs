@@ -62,6 +62,12 @@ pub fn default_sqlite_url(data_dir: &Path) -> String {
 impl Db {
     /// Connects, switches SQLite to WAL, and runs the migrations.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
+        Db::connect_at_version(url, i64::MAX).await
+    }
+
+    /// `connect` with the schema only up to migration `version` (tests of
+    /// a migration: `connect` later runs the rest).
+    pub async fn connect_at_version(url: &str, version: i64) -> Result<Db, DbError> {
         install_default_drivers();
         let engine = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Engine::Postgres
@@ -87,27 +93,6 @@ impl Db {
                 .execute(&db.pool)
                 .await?;
         }
-        migrate::run(&db).await?;
-        Ok(db)
-    }
-
-    /// Connects with the schema only up to migration `version` (tests of a
-    /// migration; `connect` later runs the rest).
-    pub async fn connect_at_version(url: &str, version: i64) -> Result<Db, DbError> {
-        install_default_drivers();
-        let engine = if url.starts_with("sqlite:") {
-            Engine::Sqlite
-        } else {
-            Engine::Postgres
-        };
-        if engine == Engine::Sqlite {
-            prepare_sqlite_path(url)?;
-        }
-        let pool = AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(url)
-            .await?;
-        let db = Db { pool, engine };
         migrate::run_up_to(&db, version).await?;
         Ok(db)
     }
