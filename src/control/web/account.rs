@@ -62,8 +62,6 @@ pub struct SignupForm {
     pub password: String,
     #[serde(skip_serializing)]
     pub password2: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 pub async fn signup_form(
@@ -81,7 +79,6 @@ pub async fn signup(
     csrf: CsrfToken,
     Form(form): Form<SignupForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let mut errors = FieldErrors::default();
     let email = match check_email(&form.email) {
         Ok(email) => email,
@@ -206,10 +203,7 @@ pub async fn verify(
 pub async fn resend_verification(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    csrf: CsrfToken,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     if user.email_verified {
         return Ok(Redirect::to(&i18n::url("/manage")).into_response());
     }
@@ -228,8 +222,6 @@ pub struct LoginForm {
     pub email: String,
     #[serde(skip_serializing)]
     pub password: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 pub async fn login_form(
@@ -249,7 +241,6 @@ pub async fn login(
     headers: axum::http::HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     // Nothing is looked up, counted or hashed for fields no login can have.
     let mut errors = FieldErrors::default();
     if form.email.len() > MAX_EMAIL_LEN {
@@ -361,19 +352,10 @@ pub async fn login(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfOnly {
-    pub csrf: String,
-}
-
 pub async fn logout(
     State(state): State<AppState>,
-    csrf: CsrfToken,
     headers: axum::http::HeaderMap,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let secure = state.settings.secure_cookies;
     let name = session::session_cookie_name(secure);
     if let Some(token) = session::cookie_value(&headers, name) {
@@ -393,8 +375,6 @@ pub async fn logout(
 #[serde(default)]
 pub struct InviteForm {
     pub email: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 async fn users_page(
@@ -439,7 +419,6 @@ pub async fn invite_create(
     csrf: CsrfToken,
     Form(form): Form<InviteForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     if !user.is_owner() {
         return Err(AppError::OwnersOnly);
     }
@@ -553,11 +532,8 @@ fn invite_mail(state: &AppState, inviter: &str, token: &str) -> (String, String)
 pub async fn invite_revoke(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     if !user.is_owner() {
         return Err(AppError::OwnersOnly);
     }
@@ -581,7 +557,6 @@ pub async fn invite_revoke(
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct RemoveForm {
-    pub csrf: String,
     /// "yes" from the confirmation page; without it, that page is shown.
     pub confirm: String,
 }
@@ -614,7 +589,6 @@ pub async fn user_remove(
     RowId(id): RowId,
     Form(form): Form<RemoveForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let leaving = id == user.id;
     if !leaving && !user.is_owner() {
         return Err(AppError::OwnersOnly);
@@ -712,7 +686,6 @@ pub async fn user_remove(
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct RoleForm {
-    pub csrf: String,
     /// "owner" or "member".
     pub role: String,
 }
@@ -722,11 +695,9 @@ pub struct RoleForm {
 pub async fn user_role(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
     Form(form): Form<RoleForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     if !user.is_owner() {
         return Err(AppError::OwnersOnly);
     }
@@ -804,7 +775,6 @@ pub async fn user_role(
 pub struct AcceptForm {
     pub password: String,
     pub password2: String,
-    pub csrf: String,
 }
 
 pub async fn invite_form(
@@ -830,7 +800,6 @@ pub async fn invite_accept(
     Path(token): Path<String>,
     Form(form): Form<AcceptForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let invite = accounts::find_open_invite(&state.db, &token)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -943,10 +912,7 @@ pub async fn no_account(
 pub async fn start_account(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    csrf: CsrfToken,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let user = user.ok_or(AppError::LoginRequired)?;
     if user.in_account {
         return Ok(Redirect::to(&i18n::url("/manage")).into_response());

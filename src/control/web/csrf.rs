@@ -11,11 +11,19 @@
 //! cookie is set, so the token rotates. Over HTTPS the cookies are
 //! `__Host-` ones (Secure, host-only, path /).
 //!
+//! The token is checked here, in the middleware every page route passes,
+//! for every POST (pages take no other method that changes things): the
+//! form body is
+//! read (bounded by [`form_body_limit`]) and its `csrf` field compared
+//! before any handler runs, so a new form handler cannot forget it. The
+//! handlers only put the token in the forms they render.
+//!
 //! On top, a POST whose `Sec-Fetch-Site` says it comes from another site,
 //! or whose `Origin` is not this host, is refused before anything runs.
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -61,7 +69,7 @@ pub struct CsrfToken(pub String);
 
 impl CsrfToken {
     /// Checks a submitted form's token (constant time).
-    pub fn check(&self, submitted: &str) -> Result<(), AppError> {
+    fn check(&self, submitted: &str) -> Result<(), AppError> {
         let a = self.0.as_bytes();
         let b = submitted.as_bytes();
         let same =
@@ -84,9 +92,20 @@ fn well_formed(value: &str) -> bool {
     value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The largest form body a page route takes: a news item carries its
+/// text in every language; every other form is small.
+pub fn form_body_limit(path: &str) -> usize {
+    if path == "/staff/news" || path.starts_with("/staff/news/") {
+        super::news::FORM_LIMIT
+    } else {
+        super::FORM_BODY_LIMIT
+    }
+}
+
 /// Middleware: computes the request's token (setting the browser cookie
-/// when there is none) and refuses cross-site posts.
-pub async fn ensure_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// when there is none), refuses cross-site posts, and refuses any
+/// state-changing request whose form does not carry the token.
+pub async fn ensure_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Err(error) = check_origin(req.method(), req.headers()) {
         return error.into_response();
     }
@@ -107,13 +126,49 @@ pub async fn ensure_token(State(state): State<AppState>, mut req: Request, next:
     let binding = cookie_value(req.headers(), session_cookie_name(secure))
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| browser.clone());
-    req.extensions_mut()
-        .insert(CsrfToken(token_for(&key, &binding)));
-    let mut response = next.run(req).await;
+    let token = CsrfToken(token_for(&key, &binding));
+    let mut response = match checked_form(req, &token).await {
+        Ok(mut req) => {
+            req.extensions_mut().insert(token);
+            next.run(req).await
+        }
+        Err(refused) => refused,
+    };
     if is_new {
         set_browser_cookie(&mut response, &browser, secure);
     }
     response
+}
+
+/// A GET, HEAD or OPTIONS request as it came; a POST with its form read
+/// (within the path's limit) and its `csrf` field checked, then given back
+/// with the same bytes for the handler to parse. Pages are read or sent as
+/// forms: any other method is refused here, so no route can take one
+/// without the token.
+async fn checked_form(req: Request, token: &CsrfToken) -> Result<Request, Response> {
+    if is_safe(req.method()) {
+        return Ok(req);
+    }
+    if req.method() != Method::POST {
+        return Err(super::method_not_allowed().await);
+    }
+    let limit = form_body_limit(req.uri().path());
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| AppError::TooLarge.into_response())?;
+    let submitted = form_urlencoded::parse(&bytes)
+        .find(|(name, _)| name == "csrf")
+        .map(|(_, value)| value);
+    token
+        .check(submitted.as_deref().unwrap_or(""))
+        .map_err(IntoResponse::into_response)?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Methods that change nothing, so need no token.
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Sets a fresh browser cookie on `response` (a login or logout rotates
@@ -134,7 +189,7 @@ fn set_browser_cookie(response: &mut Response, value: &str, secure: bool) {
 /// else `Origin`, when present, names this host. Clients that send
 /// neither (the agents, old browsers) still need the token for forms.
 fn check_origin(method: &Method, headers: &HeaderMap) -> Result<(), AppError> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if is_safe(method) {
         return Ok(());
     }
     if let Some(site) = headers.get("sec-fetch-site") {

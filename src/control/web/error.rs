@@ -24,6 +24,8 @@ pub enum AppError {
     NoAccount,
     /// The form's CSRF token did not match the cookie.
     Csrf,
+    /// A form body over the route's limit.
+    TooLarge,
     /// A request we cannot act on, with a message for the person.
     BadRequest(String),
     /// Too much work queued (password hashing): try again shortly.
@@ -68,6 +70,11 @@ impl IntoResponse for AppError {
                 tr("Form expired"),
                 tr("The form was too old or came from another site. Go back, reload the page and send it again.")
                     .to_string(),
+            ),
+            AppError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tr("Too large"),
+                tr("The form was larger than this page accepts. Nothing was changed.").to_string(),
             ),
             AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, tr("Bad request"), msg),
             AppError::Busy => {

@@ -27,7 +27,6 @@ pub struct PasswordForm {
     pub current: String,
     pub password: String,
     pub password2: String,
-    pub csrf: String,
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -36,8 +35,6 @@ pub struct EmailForm {
     pub email: String,
     #[serde(skip_serializing)]
     pub current: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 async fn page(
@@ -96,7 +93,6 @@ pub async fn change_password(
     headers: axum::http::HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let mut errors = FieldErrors::default();
     check_new_password(&form.password, &form.password2, &mut errors);
     if errors.is_empty() && !is_current_password(&state, &user, &form.current).await? {
@@ -138,7 +134,6 @@ pub async fn change_email(
     csrf: CsrfToken,
     Form(form): Form<EmailForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let mut errors = FieldErrors::default();
     let email = match check_email(&form.email) {
         Ok(email) => email,

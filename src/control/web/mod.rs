@@ -1037,7 +1037,7 @@ async fn not_found() -> AppError {
     AppError::NotFound
 }
 
-async fn method_not_allowed() -> axum::response::Response {
+pub(crate) async fn method_not_allowed() -> axum::response::Response {
     error::error_page(
         StatusCode::METHOD_NOT_ALLOWED,
         i18n::tr("Method not allowed"),

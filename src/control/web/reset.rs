@@ -25,8 +25,6 @@ use crate::control::db::{accounts, audit, mail};
 #[serde(default)]
 pub struct RequestForm {
     pub email: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 pub async fn request_form(
@@ -51,7 +49,6 @@ pub async fn request(
     csrf: CsrfToken,
     Form(form): Form<RequestForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let email = form.email.trim().to_ascii_lowercase();
     if email.is_empty() || email.len() > MAX_EMAIL_LEN || !email.contains('@') {
         let mut errors = FieldErrors::default();
@@ -98,7 +95,8 @@ pub async fn request(
             tx.commit().await?;
         }
     }
-    let ctx = ctx! { form => RequestForm { email, csrf: String::new() }, errors => FieldErrors::default(), sent => true };
+    let ctx =
+        ctx! { form => RequestForm { email }, errors => FieldErrors::default(), sent => true };
     html(
         StatusCode::OK,
         "reset_request.html",
@@ -111,7 +109,6 @@ pub async fn request(
 pub struct PasswordForm {
     pub password: String,
     pub password2: String,
-    pub csrf: String,
 }
 
 pub async fn password_form(
@@ -138,7 +135,6 @@ pub async fn set_password(
     Path(token): Path<String>,
     Form(form): Form<PasswordForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     mail::reset_user(&state.db, &token)
         .await?
         .ok_or(AppError::NotFound)?;

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
-use super::account::{CsrfOnly, actor};
+use super::account::actor;
 use super::address::{self, check_public, zone_for_address};
 use super::csrf::CsrfToken;
 use super::error::AppError;
@@ -64,8 +64,6 @@ pub struct AddForm {
     /// A country zone, or empty for "from GeoIP".
     pub zone: String,
     pub netspeed: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
     /// Set by the handler when the address is another account's: the page
     /// offers to claim it.
     #[serde(skip_deserializing)]
@@ -78,7 +76,6 @@ impl Default for AddForm {
             address: String::new(),
             zone: String::new(),
             netspeed: DEFAULT_NETSPEED.to_string(),
-            csrf: String::new(),
             claimable: None,
         }
     }
@@ -172,7 +169,6 @@ pub async fn add(
     csrf: CsrfToken,
     Form(form): Form<AddForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let mut errors = FieldErrors::default();
     let netspeed = parse_netspeed(&form.netspeed, &mut errors);
     let zone_override = parse_zone(&form.zone, &mut errors);
@@ -395,16 +391,12 @@ pub async fn add(
 pub struct SettingsForm {
     pub zone: String,
     pub netspeed: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 #[derive(Deserialize, Serialize, Default)]
 #[serde(default)]
 pub struct DeletionForm {
     pub on: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 /// What the server page's forms show: what was typed (none: the stored
@@ -433,7 +425,6 @@ async fn detail_page(
     let settings = settings.unwrap_or_else(|| SettingsForm {
         zone: server.zone_override.clone().unwrap_or_default(),
         netspeed: server.netspeed.to_string(),
-        csrf: String::new(),
     });
     let earliest_deletion = timefmt::date(db::now() + MIN_DELETION_DELAY_SECS + 86_399);
     let pairs = db::pairs::for_server(&state.db, server.id).await?;
@@ -496,7 +487,6 @@ pub async fn update(
     RowId(id): RowId,
     Form(form): Form<SettingsForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let server = servers::get_for_account(&state.db, user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -560,7 +550,6 @@ pub async fn schedule_deletion(
     RowId(id): RowId,
     Form(form): Form<DeletionForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let server = servers::get_for_account(&state.db, user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -649,11 +638,8 @@ pub async fn schedule_deletion(
 pub async fn check_now(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let server = servers::get_for_account(&state.db, user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -671,11 +657,8 @@ pub async fn check_now(
 pub async fn cancel_deletion(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let server = servers::get_for_account(&state.db, user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;

@@ -38,8 +38,6 @@ pub async fn accounts(
 #[serde(default)]
 pub struct MonitorForm {
     pub name: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 /// A monitor on the staff page: its row, its pairs by state, its country.
@@ -112,7 +110,6 @@ pub async fn monitor_create(
     csrf: CsrfToken,
     Form(mut form): Form<MonitorForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     form.name = form.name.trim().to_string();
     let mut errors = FieldErrors::default();
     if let Err(msg) = check_monitor_name(&form.name) {
@@ -176,17 +173,14 @@ pub async fn monitor_create(
 #[serde(default)]
 pub struct StateForm {
     pub state: String,
-    pub csrf: String,
 }
 
 pub async fn monitor_state(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
     Form(form): Form<StateForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     if !monitors::STATES.contains(&form.state.as_str()) {
         return Err(AppError::BadRequest(format!(
             "A monitor's state is one of: {}.",
@@ -236,17 +230,14 @@ pub struct PairForm {
     pub server_id: String,
     /// "1": pause, "0": give back to the selector.
     pub paused: String,
-    pub csrf: String,
 }
 
 pub async fn pair_pause(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
     Form(form): Form<PairForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let server_id: i64 = form
         .server_id
         .parse()
@@ -297,17 +288,14 @@ pub async fn vendor_zones(
 #[serde(default)]
 pub struct DecideForm {
     pub decision: String,
-    pub csrf: String,
 }
 
 pub async fn vendor_decide(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
     Form(form): Form<DecideForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let status = match form.decision.as_str() {
         "approve" => "approved",
         "reject" => "rejected",

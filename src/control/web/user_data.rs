@@ -78,7 +78,6 @@ pub async fn download(
 #[serde(default)]
 pub struct DeleteForm {
     pub current: String,
-    pub csrf: String,
 }
 
 async fn page(
@@ -117,7 +116,6 @@ pub async fn request(
     csrf: CsrfToken,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let now = db::now();
     let mut errors = FieldErrors::default();
     if !is_current_password(&state, &user, &form.current).await? {

@@ -26,8 +26,6 @@ pub struct VendorForm {
     pub name: String,
     pub client_type: String,
     pub description: String,
-    #[serde(skip_serializing)]
-    pub csrf: String,
 }
 
 async fn vendor_page(
@@ -90,7 +88,6 @@ pub async fn vendor_apply(
     csrf: CsrfToken,
     Form(mut form): Form<VendorForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     form.name = form.name.trim().to_ascii_lowercase();
     let mut errors = FieldErrors::default();
     if let Err(msg) = check_vendor_name(&form.name) {

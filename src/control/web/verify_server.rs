@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, extract::ConnectInfo};
 use serde::Deserialize;
 
-use super::account::{CsrfOnly, actor};
+use super::account::actor;
 use super::client_addr;
 use super::csrf::CsrfToken;
 use super::error::AppError;
@@ -58,9 +58,7 @@ pub async fn start(
     CurrentUser(user): CurrentUser,
     csrf: CsrfToken,
     RowId(id): RowId,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let server = servers::get_for_account(&state.db, user.account_id, id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -88,7 +86,6 @@ pub async fn start(
 #[serde(default)]
 pub struct ClaimForm {
     pub address: String,
-    pub csrf: String,
 }
 
 /// `POST /manage/claims`: a verification URL that, fetched from the
@@ -99,7 +96,6 @@ pub async fn claim(
     csrf: CsrfToken,
     Form(form): Form<ClaimForm>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     if !user.email_verified {
         return Err(AppError::BadRequest(
             tr("Confirm your address first; then you can add or claim servers.").to_string(),
@@ -291,11 +287,8 @@ pub async fn staff_list(
 pub async fn staff_verify(
     State(state): State<AppState>,
     StaffUser(user): StaffUser,
-    csrf: CsrfToken,
     RowId(id): RowId,
-    Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AppError> {
-    csrf.check(&form.csrf)?;
     let mut tx = state.db.begin().await?;
     if !verification::mark_verified(&mut tx, id, db::now()).await? {
         return Err(AppError::NotFound);
