@@ -25,6 +25,9 @@ pub enum Malformed {
     NameTooLong,
     CompressedQuestion,
     BadLabelType,
+    /// A compression pointer in a record's name that does not point
+    /// strictly backward.
+    BadPointer,
     TruncatedQuestion,
     TruncatedRecord,
     OptNotRoot,
@@ -258,27 +261,7 @@ struct RecordSpan {
 /// ends the name, so no pointer is followed and no loop is possible.
 fn skip_record(packet: &[u8], at: usize) -> Result<RecordSpan, Malformed> {
     let start = at;
-    let mut at = at;
-    loop {
-        let len = *packet.get(at).ok_or(Malformed::TruncatedRecord)?;
-        match len & 0xC0 {
-            0x00 if len == 0 => {
-                at += 1;
-                break;
-            }
-            0x00 => {
-                at += 1 + usize::from(len);
-                if at - start > MAX_NAME_LEN {
-                    return Err(Malformed::NameTooLong);
-                }
-            }
-            0xC0 => {
-                at += 2;
-                break;
-            }
-            _ => return Err(Malformed::BadLabelType),
-        }
-    }
+    let at = skip_name(packet, start)?;
     let owner_len = at - start;
     let fixed = packet.get(at..at + 10).ok_or(Malformed::TruncatedRecord)?;
     let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
@@ -298,6 +281,44 @@ fn skip_record(packet: &[u8], at: usize) -> Result<RecordSpan, Malformed> {
         rdata_start,
         end,
     })
+}
+
+/// Skips a record's owner name at `start`: the offset past it in place. A
+/// compressed name is followed to its end so that it is checked whole, as
+/// RFC 1035 section 4.1.4 has it and other parsers (the `domain` crate)
+/// read it: each pointer points strictly backward (so there is no loop,
+/// and at most one hop per two bytes of packet), and the name is at most
+/// 255 bytes with its root label. A query with another name is malformed;
+/// reading it otherwise would take its OPT record where others see none.
+fn skip_name(packet: &[u8], start: usize) -> Result<usize, Malformed> {
+    let mut at = start;
+    // The name's length so far, without the root label.
+    let mut name_len = 0usize;
+    // Where the name ends in place: past its first pointer, if any.
+    let mut end = None;
+    loop {
+        let len = *packet.get(at).ok_or(Malformed::TruncatedRecord)?;
+        match len & 0xC0 {
+            0x00 if len == 0 => return Ok(end.unwrap_or(at + 1)),
+            0x00 => {
+                name_len += 1 + usize::from(len);
+                if name_len + 1 > MAX_NAME_LEN {
+                    return Err(Malformed::NameTooLong);
+                }
+                at += 1 + usize::from(len);
+            }
+            0xC0 => {
+                let low = *packet.get(at + 1).ok_or(Malformed::TruncatedRecord)?;
+                let target = (usize::from(len & 0x3F) << 8) | usize::from(low);
+                if target >= at {
+                    return Err(Malformed::BadPointer);
+                }
+                end.get_or_insert(at + 2);
+                at = target;
+            }
+            _ => return Err(Malformed::BadLabelType),
+        }
+    }
 }
 
 fn parse_opt(packet: &[u8], record: &RecordSpan) -> Result<Edns, Malformed> {
@@ -564,6 +585,34 @@ mod tests {
                 "{packet:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_compressed_record_name_must_point_back_to_a_whole_name() {
+        // An A record in the additional section, owned by a pointer, then
+        // an OPT record (found by the query_diff fuzz target: a pointer
+        // into the header was taken on trust while `domain` refused it).
+        let record = |pointer: [u8; 2]| {
+            let mut extra = pointer.to_vec();
+            extra.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 192, 0, 2, 1]);
+            extra.extend_from_slice(&opt(&[], 0));
+            query_bytes(&["pool", "ntp", "org"], 1, &extra, 2)
+        };
+        // Back to the question's name: fine.
+        let packet = record([0xC0, 12]);
+        assert!(Query::parse(&packet).is_ok_and(|q| q.edns.is_some()));
+        // To itself, or forward: a loop or worse.
+        let at = 12 + 14 + 4;
+        let packet = record([0xC0, at as u8]);
+        assert_eq!(
+            Query::parse(&packet).map(|q| q.qtype),
+            Err(Malformed::BadPointer.into())
+        );
+        let packet = record([0xC0, at as u8 + 2]);
+        assert_eq!(
+            Query::parse(&packet).map(|q| q.qtype),
+            Err(Malformed::BadPointer.into())
+        );
     }
 
     #[test]
