@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use sqlx::Row;
 use timepool::control::db::Db;
-use timepool::control::db::ingest::{ResultIn, apply_batch};
+use timepool::control::db::ingest::apply_batch;
+use timepool::shared::monitor_protocol::ResultIn;
 
 const SERVERS: usize = 10_000;
 const MONITORS: usize = 10;

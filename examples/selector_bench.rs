@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use sqlx::Row;
 use timepool::control::db::Db;
-use timepool::control::db::ingest::{ResultIn, apply_batch};
+use timepool::control::db::ingest::apply_batch;
 use timepool::control::db::pairs::{PassReport, selector_pass};
 use timepool::control::db::schedule::CheckSchedule;
 use timepool::control::monitor_selector::SelectorRules;
+use timepool::shared::monitor_protocol::ResultIn;
 
 const SERVERS: usize = 10_000;
 const MONITORS: usize = 300;

@@ -1,17 +1,41 @@
 #!/usr/bin/env bash
-# Run the `answer` fuzz target (parse -> answer -> the response must parse
-# with `domain` and fit its buffer) for a bounded time.
+# Run the fuzz targets (fuzz/fuzz_targets; what each checks is in
+# fuzz/checks/NAME.rs) one after another, each for a bounded time.
 #
-#   scripts/fuzz.sh [SECONDS]     default 600
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default 600, all
 #
 # Installs cargo-fuzz when missing. libFuzzer needs nightly compiler flags:
 # the nightly toolchain is used when rustup has it, else the stable one with
-# RUSTC_BOOTSTRAP=1. New crashes land in fuzz/artifacts/answer/; a crash
-# makes this script fail. Interesting new inputs go to a scratch corpus, not
-# to the committed seeds (fuzz/corpus/answer), which `cargo test` replays.
+# RUSTC_BOOTSTRAP=1. All targets are built once. Each starts from its
+# committed seeds (fuzz/corpus/NAME, which `cargo test` replays) plus what
+# earlier runs here found (fuzz/found/NAME, not committed); new inputs go
+# to the latter. A crash lands in fuzz/artifacts/NAME/ and makes this
+# script fail once every target has run. An input may allocate at most
+# 512 MiB at once and run for 10 s. The last lines of each run (executions,
+# coverage, corpus) are printed as a summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-600}"
+shift || true
+targets=("$@")
+if [ "${#targets[@]}" -eq 0 ]; then
+  targets=()
+  for file in fuzz/fuzz_targets/*.rs; do
+    targets+=("$(basename "$file" .rs)")
+  done
+fi
+
+# The longest input worth trying per target: a DNS message over UDP, a TCP
+# stream of several, a snapshot or a results document, the test GeoIP
+# database (5 KB) grown a little, an NTP datagram with extensions.
+max_len() {
+  case "$1" in
+    answer | query_diff | signature) echo 4096 ;;
+    ntp) echo 1024 ;;
+    geoip) echo 16384 ;;
+    *) echo 65536 ;;
+  esac
+}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz" >&2
@@ -25,9 +49,34 @@ else
   export RUSTC_BOOTSTRAP=1
 fi
 
-scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
-cp fuzz/corpus/answer/* "$scratch/"
-cargo "${toolchain[@]}" fuzz run answer "$scratch" -- \
-  -max_total_time="$seconds" -max_len=4096 -print_final_stats=1
-echo "fuzz.sh: ${seconds}s without a crash"
+cargo "${toolchain[@]}" fuzz build
+
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+failed=()
+for target in "${targets[@]}"; do
+  found="fuzz/found/$target"
+  mkdir -p "$found"
+  echo "fuzz.sh: $target for ${seconds}s" >&2
+  if ! cargo "${toolchain[@]}" fuzz run "$target" "$found" "fuzz/corpus/$target" -- \
+      -max_total_time="$seconds" -max_len="$(max_len "$target")" \
+      -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 \
+      >"$logs/$target.log" 2>&1; then
+    failed+=("$target")
+    tail -n 60 "$logs/$target.log" >&2
+  fi
+done
+
+echo "fuzz.sh: summary (${seconds}s per target)"
+for target in "${targets[@]}"; do
+  log="$logs/$target.log"
+  runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
+  cov="$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -n 1 || echo 'cov: ?')"
+  corpus="$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -n 1 || echo 'corp: ?')"
+  printf '  %-12s %12s executions  %-22s %s\n' "$target" "$runs" "$cov" "$corpus"
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzz.sh: crashes in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+  exit 1
+fi
+echo "fuzz.sh: ${#targets[@]} targets, ${seconds}s each, without a crash"

@@ -72,9 +72,9 @@ target/debug/timepool check-snapshot zones/example.json
 step "end-to-end DNS checks (dig, dnsperf with snapshot swaps)"
 scripts/dns-check.sh target/debug/timepool 8
 
-fuzz_seconds="${TIMEPOOL_FUZZ_SECONDS:-30}"
+fuzz_seconds="${TIMEPOOL_FUZZ_SECONDS:-10}"
 if [ "$fuzz_seconds" -gt 0 ]; then
-  step "fuzz smoke run (${fuzz_seconds}s)"
+  step "fuzz smoke run (${fuzz_seconds}s per target)"
   scripts/fuzz.sh "$fuzz_seconds"
 fi
 

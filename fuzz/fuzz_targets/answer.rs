@@ -1,10 +1,10 @@
-//! Fuzz the whole answer path: parse -> answer -> the response must parse
-//! with `domain` and fit the buffer. See fuzz/check.rs.
+//! The `answer` target (parse -> answer -> the response must parse with
+//! `domain` and fit the buffer); its property is in fuzz/checks/answer.rs.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../check.rs"]
-mod check;
+#[path = "../checks/mod.rs"]
+mod checks;
 
-fuzz_target!(|data: &[u8]| check::check(data));
+fuzz_target!(|data: &[u8]| checks::answer::check(data));

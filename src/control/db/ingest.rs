@@ -12,19 +12,7 @@ use super::Db;
 use super::scores::{self, Check};
 use super::{DbError, Engine, Tx};
 use crate::control::scoring::{self, CheckInput, LatestScore, MonitorState};
-
-/// One result as submitted, already validated for shape (src/web/ingest.rs).
-#[derive(Clone, Debug)]
-pub struct ResultIn {
-    /// Canonical address text, as stored in `servers.address`.
-    pub server: String,
-    pub ts: i64,
-    pub offset: Option<f64>,
-    pub rtt: Option<f64>,
-    pub stratum: Option<i64>,
-    pub leap: Option<i64>,
-    pub error: Option<String>,
-}
+use crate::shared::monitor_protocol::ResultIn;
 
 /// Why a batch was refused; nothing was changed.
 #[derive(Debug)]

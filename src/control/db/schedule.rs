@@ -71,8 +71,8 @@ impl CheckSchedule {
     }
 }
 
-/// Largest batch a monitor may ask for.
-pub const MAX_BATCH: i64 = 500;
+/// Largest batch a monitor may ask for (the protocol's limit).
+pub const MAX_BATCH: i64 = crate::shared::monitor_protocol::MAX_BATCH as i64;
 
 /// A monitor as the ingest API sees it.
 #[derive(Clone, Debug)]

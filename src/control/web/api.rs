@@ -60,13 +60,13 @@ pub fn internal_router() -> Router<AppState> {
         .route(
             "/monitor/results",
             post(super::ingest::post_results).layer(axum::extract::DefaultBodyLimit::max(
-                super::ingest::MAX_BODY,
+                crate::shared::monitor_protocol::MAX_RESULTS_BODY,
             )),
         )
         .route(
             "/monitor/self-check",
             post(super::ingest::post_self_check).layer(axum::extract::DefaultBodyLimit::max(
-                super::ingest::MAX_SELF_CHECK_BODY,
+                crate::shared::monitor_protocol::MAX_SELF_CHECK_BODY,
             )),
         )
 }

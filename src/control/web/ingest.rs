@@ -1,10 +1,8 @@
 //! The monitor ingest API (`/api/v1/monitor/...`): a monitor authenticates
 //! with its bearer token, asks for a batch of servers, and submits the
-//! results. Shapes are validated here with messages that name the field;
-//! the rules and the transaction are in `crate::control::db::ingest`.
-
-use std::collections::HashSet;
-use std::net::IpAddr;
+//! results. Bodies are parsed and their shapes validated, with messages
+//! that name the field, by `crate::shared::monitor_protocol`; the rules
+//! and the transaction are in `crate::control::db::ingest`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,11 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use crate::control::db::ingest::{self, Applied, IngestError, ResultIn};
+use crate::control::db::ingest::{self, Applied, IngestError};
 use crate::control::db::schedule::{self, Batch, MAX_BATCH, MonitorAuth};
 use crate::control::scoring::MonitorState;
-use crate::shared::monitor_protocol::ResultsDocument;
-use crate::shared::monitor_protocol::SelfCheckReport;
+use crate::shared::monitor_protocol;
 
 /// An ingest failure: a status and a message, sent as `{"error": ...}`.
 #[derive(Debug)]
@@ -169,133 +166,6 @@ pub async fn get_batch(
     }))
 }
 
-/// Longest error text kept.
-const MAX_ERROR_LEN: usize = 200;
-
-/// Largest results document accepted: a full batch of results, each with
-/// the longest error text written entirely in `\uXXXX` escapes, and room
-/// for the other fields and spacing.
-pub const MAX_BODY: usize = MAX_BATCH as usize * (MAX_ERROR_LEN * 6 + 400) + 4096;
-
-/// Checks every result's shape; the first problem is the message.
-fn validate(body: ResultsDocument) -> Result<(i64, Vec<ResultIn>), IngestFailure> {
-    if body.results.len() > MAX_BATCH as usize {
-        return Err(IngestFailure::bad_request(format!(
-            "results: at most {MAX_BATCH} per batch, got {}",
-            body.results.len()
-        )));
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(body.results.len());
-    for (i, r) in body.results.into_iter().enumerate() {
-        let field = |name: &str| format!("results[{i}].{name}");
-        let address: IpAddr = r.server.parse().map_err(|_| {
-            IngestFailure::bad_request(format!(
-                "{}: {:?} is not an IP address",
-                field("server"),
-                r.server
-            ))
-        })?;
-        let server = address.to_string();
-        if !seen.insert(server.clone()) {
-            return Err(IngestFailure::bad_request(format!(
-                "{}: {server} appears more than once",
-                field("server")
-            )));
-        }
-        if r.ts <= 0 {
-            return Err(IngestFailure::bad_request(format!(
-                "{}: must be unix seconds, got {}",
-                field("ts"),
-                r.ts
-            )));
-        }
-        for (name, value) in [("offset", r.offset), ("rtt", r.rtt)] {
-            if let Some(v) = value
-                && !v.is_finite()
-            {
-                return Err(IngestFailure::bad_request(format!(
-                    "{}: must be a finite number of seconds",
-                    field(name)
-                )));
-            }
-        }
-        if let Some(rtt) = r.rtt
-            && !(0.0..=60.0).contains(&rtt)
-        {
-            return Err(IngestFailure::bad_request(format!(
-                "{}: must be 0..60 seconds, got {rtt}",
-                field("rtt")
-            )));
-        }
-        if let Some(leap) = r.leap
-            && !(0..=3).contains(&leap)
-        {
-            return Err(IngestFailure::bad_request(format!(
-                "{}: must be 0..3, got {leap}",
-                field("leap")
-            )));
-        }
-        if let Some(stratum) = r.stratum
-            && !(0..=16).contains(&stratum)
-        {
-            return Err(IngestFailure::bad_request(format!(
-                "{}: must be 0..16, got {stratum}",
-                field("stratum")
-            )));
-        }
-        match &r.error {
-            Some(e) if e.trim().is_empty() => {
-                return Err(IngestFailure::bad_request(format!(
-                    "{}: must not be empty (use null for no error)",
-                    field("error")
-                )));
-            }
-            Some(e) if e.len() > MAX_ERROR_LEN => {
-                return Err(IngestFailure::bad_request(format!(
-                    "{}: at most {MAX_ERROR_LEN} bytes",
-                    field("error")
-                )));
-            }
-            Some(_) => {}
-            None => {
-                // A reply: the numbers scoring needs must be there.
-                for (name, present) in [
-                    ("offset", r.offset.is_some()),
-                    ("rtt", r.rtt.is_some()),
-                    ("stratum", r.stratum.is_some()),
-                    ("leap", r.leap.is_some()),
-                ] {
-                    if !present {
-                        return Err(IngestFailure::bad_request(format!(
-                            "{}: required when error is null",
-                            field(name)
-                        )));
-                    }
-                }
-                if let Some(stratum) = r.stratum
-                    && stratum > 10
-                {
-                    return Err(IngestFailure::bad_request(format!(
-                        "{}: {stratum} is above 10, which must be reported as an error",
-                        field("stratum")
-                    )));
-                }
-            }
-        }
-        out.push(ResultIn {
-            server,
-            ts: r.ts,
-            offset: r.offset,
-            rtt: r.rtt,
-            stratum: r.stratum,
-            leap: r.leap,
-            error: r.error,
-        });
-    }
-    Ok((body.batch_id, out))
-}
-
 /// `POST /api/v1/monitor/results`: applies a batch of results, all or nothing.
 pub async fn post_results(
     State(state): State<AppState>,
@@ -323,9 +193,8 @@ async fn apply_results(
     monitor_id: i64,
     body: &[u8],
 ) -> Result<Applied, IngestFailure> {
-    let parsed: ResultsDocument = serde_json::from_slice(body)
-        .map_err(|e| IngestFailure::bad_request(format!("invalid results document: {e}")))?;
-    let (batch_id, results) = validate(parsed)?;
+    let (batch_id, results) =
+        monitor_protocol::parse_results(body).map_err(IngestFailure::bad_request)?;
     Ok(ingest::apply_batch(
         &state.db,
         monitor_id,
@@ -336,13 +205,6 @@ async fn apply_results(
     .await?)
 }
 
-/// Largest self-check report accepted: `MAX_REFERENCES` references with
-/// their longest texts, escaped.
-pub const MAX_SELF_CHECK_BODY: usize = MAX_REFERENCES * (MAX_ERROR_LEN * 6 + 300 * 6 + 200) + 1024;
-
-/// References a self-check may list.
-const MAX_REFERENCES: usize = 16;
-
 /// `POST /api/v1/monitor/self-check`: the monitor's own clock against its
 /// references. Stored for staff; a report that is not ok stops the
 /// monitor's batches and refuses the results of batches issued before it.
@@ -352,9 +214,8 @@ pub async fn post_self_check(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, IngestFailure> {
     let (monitor, _) = authenticate(&state, &headers).await?;
-    let report: SelfCheckReport = serde_json::from_slice(&body)
-        .map_err(|e| IngestFailure::bad_request(format!("invalid self-check report: {e}")))?;
-    let detail = describe_self_check(&report)?;
+    let (report, detail) =
+        monitor_protocol::parse_self_check(&body).map_err(IngestFailure::bad_request)?;
     // The control plane's own limit holds whatever the agent was told: ok
     // only when the agent says so and the offset is within both.
     let limit =
@@ -373,64 +234,4 @@ pub async fn post_self_check(
         tracing::warn!(monitor = monitor.name, %detail, "monitor's clock is off its references");
     }
     Ok(Json(serde_json::json!({ "ok": ok })))
-}
-
-/// Checks a self-check report's shape and words it for staff.
-fn describe_self_check(report: &SelfCheckReport) -> Result<String, IngestFailure> {
-    let finite = |v: f64, what: &str| {
-        if v.is_finite() && v.abs() <= 1e6 {
-            Ok(())
-        } else {
-            Err(IngestFailure::bad_request(format!(
-                "{what}: must be a finite number of seconds"
-            )))
-        }
-    };
-    finite(report.max_offset, "max_offset")?;
-    if let Some(offset) = report.offset {
-        finite(offset, "offset")?;
-    }
-    if report.references.is_empty() || report.references.len() > MAX_REFERENCES {
-        return Err(IngestFailure::bad_request(format!(
-            "references: 1..{MAX_REFERENCES} expected, got {}",
-            report.references.len()
-        )));
-    }
-    let mut parts = Vec::with_capacity(report.references.len());
-    for (i, reference) in report.references.iter().enumerate() {
-        let printable = |text: &str, max: usize, what: &str| {
-            if text.is_empty() || text.len() > max || text.chars().any(char::is_control) {
-                Err(IngestFailure::bad_request(format!(
-                    "references[{i}].{what}: 1..{max} bytes of printable text expected"
-                )))
-            } else {
-                Ok(())
-            }
-        };
-        printable(&reference.server, 300, "server")?;
-        match (&reference.error, reference.offset) {
-            (Some(error), _) => {
-                printable(error, MAX_ERROR_LEN, "error")?;
-                parts.push(format!("{}: {error}", reference.server));
-            }
-            (None, Some(offset)) => {
-                finite(offset, &format!("references[{i}].offset"))?;
-                parts.push(format!("{}: {:+.1} ms", reference.server, offset * 1000.0));
-            }
-            (None, None) => {
-                return Err(IngestFailure::bad_request(format!(
-                    "references[{i}]: an offset or an error expected"
-                )));
-            }
-        }
-    }
-    let summary = match report.offset {
-        Some(offset) => format!(
-            "median offset {:+.1} ms (limit {:.1} ms)",
-            offset * 1000.0,
-            report.max_offset * 1000.0
-        ),
-        None => "no reference answered".to_string(),
-    };
-    Ok(format!("{summary}; {}", parts.join(", ")))
 }

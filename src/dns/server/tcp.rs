@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ use crate::dns::answer::{self, Client, Context, Transport};
 
 /// Largest response over TCP. Every answer of this server is far smaller;
 /// a larger one would be sent truncated (TC) rather than grow the buffer.
-const TCP_RESPONSE_SIZE: usize = 16 * 1024;
+pub const TCP_RESPONSE_SIZE: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSettings {
@@ -196,12 +196,52 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let mut rng = SmallRng::from_rng(&mut rand::rng());
-    let mut query = Vec::with_capacity(512);
-    let mut response = vec![0u8; 2 + TCP_RESPONSE_SIZE];
     let client = Client {
         source: peer.ip(),
         transport: Transport::Tcp,
     };
+    serve_frames(&mut stream, settings, |query, response| {
+        let table = shared.table.load();
+        let geo = shared.geo.load();
+        let cookies = shared.cookies.load();
+        let ctx = Context {
+            table: &table,
+            geo: &geo,
+            config: &shared.answer_config,
+            cookies: &cookies,
+            now: super::udp::unix_seconds(),
+        };
+        let Some((answer_length, outcome)) =
+            answer::respond_with_outcome(&ctx, query, client, &mut rng, response)
+        else {
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        (shared.server_answers).add_direct(&table, outcome.handed_out.as_slice());
+        if let Some(slot) = shared.worker_counters.last() {
+            slot.add(&outcome);
+        }
+        Some(answer_length)
+    })
+    .await;
+}
+
+/// One connection's framing (RFC 1035 section 4.2.2, RFC 7766): a two-byte
+/// length, then the query; each answered in order by `answer` (the
+/// answer's length in the buffer it is given, or None to close: not a
+/// query, so nothing sensible can follow) and written with its length.
+/// Ends when the peer closes, at the idle timeout or the end of the
+/// connection's life, or after `max_queries`. Any byte stream will do: the
+/// fuzz target feeds it bytes.
+pub async fn serve_frames<S, A>(stream: &mut S, settings: TcpSettings, mut answer: A)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    A: FnMut(&[u8], &mut [u8]) -> Option<usize>,
+{
+    // A query is at most 65 535 bytes (its length is two bytes); the
+    // buffer grows to the longest one sent and no further.
+    let mut query = Vec::with_capacity(512);
+    let mut response = vec![0u8; 2 + TCP_RESPONSE_SIZE];
     let idle = settings.idle_timeout;
     // Every read and write ends by the idle timeout and by the end of the
     // connection's life, whichever is sooner.
@@ -220,34 +260,14 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => return,
         }
-        let answered = {
-            let table = shared.table.load();
-            let geo = shared.geo.load();
-            let cookies = shared.cookies.load();
-            let ctx = Context {
-                table: &table,
-                geo: &geo,
-                config: &shared.answer_config,
-                cookies: &cookies,
-                now: super::udp::unix_seconds(),
-            };
-            let answered =
-                answer::respond_with_outcome(&ctx, &query, client, &mut rng, &mut response[2..]);
-            if let Some((_, outcome)) = &answered {
-                (shared.server_answers).add_direct(&table, outcome.handed_out.as_slice());
-            }
-            answered
-        };
-        let Some((answer_length, outcome)) = answered else {
-            // Not a query (a response, or no header): nothing sensible can
-            // follow on this stream.
-            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let Some(answer_length) = answer(&query, &mut response[2..]) else {
             return;
         };
-        if let Some(slot) = shared.worker_counters.last() {
-            slot.add(&outcome);
-        }
-        response[..2].copy_from_slice(&(answer_length as u16).to_be_bytes());
+        // The answer fits its buffer, so its length fits two bytes.
+        let Ok(prefix) = u16::try_from(answer_length) else {
+            return;
+        };
+        response[..2].copy_from_slice(&prefix.to_be_bytes());
         let write = stream.write_all(&response[..2 + answer_length]);
         match tokio::time::timeout_at(deadline(), write).await {
             Ok(Ok(())) => {}

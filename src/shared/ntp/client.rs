@@ -156,29 +156,42 @@ async fn one_sample(
             Ok(Ok(n)) => n,
         };
         let t4 = NtpTimestamp::from_system_time(SystemTime::now());
-        let Ok(reply) = Packet::decode(&buf[..received]) else {
-            continue; // Not NTP; keep waiting for the real reply.
-        };
-        // A reply must answer this request (origin = our transmit time);
-        // anything else is late, duplicated or spoofed.
-        if reply.mode != MODE_SERVER || reply.origin != t1 {
-            continue;
+        match read_reply(&buf[..received], t1, t4) {
+            // Not NTP, or not the reply to this request: keep waiting.
+            None => continue,
+            Some(outcome) => return outcome.map(Some),
         }
-        if let Some(code) = reply.kiss_code() {
-            return Err(CheckError::Kod(code));
-        }
-        if reply.stratum > 10 {
-            return Err(CheckError::StratumTooHigh(reply.stratum));
-        }
-        let (offset, rtt) = offset_and_delay(t1, reply.receive, reply.transmit, t4);
-        return Ok(Some(Measurement {
-            offset,
-            rtt: rtt.max(0.0),
-            stratum: reply.stratum,
-            leap: reply.leap,
-            refid: reply.refid_text(),
-        }));
     }
+}
+
+/// What a datagram received at `t4` says about the request sent at `t1`:
+/// None when it is not the reply to it (not NTP, not a server's packet, or
+/// late, duplicated or spoofed: its origin is not our transmit time); else
+/// the measurement, or why the server is not usable (a KoD, a stratum
+/// above 10).
+pub fn read_reply(
+    datagram: &[u8],
+    t1: NtpTimestamp,
+    t4: NtpTimestamp,
+) -> Option<Result<Measurement, CheckError>> {
+    let reply = Packet::decode(datagram).ok()?;
+    if reply.mode != MODE_SERVER || reply.origin != t1 {
+        return None;
+    }
+    if let Some(code) = reply.kiss_code() {
+        return Some(Err(CheckError::Kod(code)));
+    }
+    if reply.stratum > 10 {
+        return Some(Err(CheckError::StratumTooHigh(reply.stratum)));
+    }
+    let (offset, rtt) = offset_and_delay(t1, reply.receive, reply.transmit, t4);
+    Some(Ok(Measurement {
+        offset,
+        rtt: rtt.max(0.0),
+        stratum: reply.stratum,
+        leap: reply.leap,
+        refid: reply.refid_text(),
+    }))
 }
 
 #[cfg(test)]

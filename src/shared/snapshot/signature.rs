@@ -111,14 +111,18 @@ impl fmt::Debug for SigningKey {
 impl SigningKey {
     /// Reads a PKCS#8 `PRIVATE KEY` PEM file holding an Ed25519 key.
     pub fn read_file(path: &Path) -> Result<SigningKey, KeyError> {
-        let bytes = read_key_file(path)?;
-        let der = PrivateKeyDer::from_pem_slice(&bytes)
-            .map_err(|e| key_error(path, format!("not a PEM private key: {e}")))?;
+        SigningKey::from_pem(&read_key_file(path)?).map_err(|message| key_error(path, message))
+    }
+
+    /// The key from the text of a PKCS#8 `PRIVATE KEY` PEM file.
+    pub fn from_pem(bytes: &[u8]) -> Result<SigningKey, String> {
+        let der = PrivateKeyDer::from_pem_slice(bytes)
+            .map_err(|e| format!("not a PEM private key: {e}"))?;
         let PrivateKeyDer::Pkcs8(der) = der else {
-            return Err(key_error(path, "not a PKCS#8 key (want PRIVATE KEY)"));
+            return Err("not a PKCS#8 key (want PRIVATE KEY)".into());
         };
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
-            .map_err(|e| key_error(path, format!("not an Ed25519 key: {e}")))?;
+            .map_err(|e| format!("not an Ed25519 key: {e}"))?;
         let id = KeyId::of(pair.public_key().as_ref());
         Ok(SigningKey { pair, id })
     }
@@ -205,12 +209,16 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads a `PUBLIC KEY` PEM file holding an Ed25519 key.
     pub fn read_file(path: &Path) -> Result<PublicKey, KeyError> {
-        let bytes = read_key_file(path)?;
-        let der = SubjectPublicKeyInfoDer::from_pem_slice(&bytes)
-            .map_err(|e| key_error(path, format!("not a PEM public key: {e}")))?;
+        PublicKey::from_pem(&read_key_file(path)?).map_err(|message| key_error(path, message))
+    }
+
+    /// The key from the text of a `PUBLIC KEY` PEM file.
+    pub fn from_pem(bytes: &[u8]) -> Result<PublicKey, String> {
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(bytes)
+            .map_err(|e| format!("not a PEM public key: {e}"))?;
         let der: &[u8] = der.as_ref();
         if der.len() != SPKI_PREFIX.len() + 32 || der[..SPKI_PREFIX.len()] != SPKI_PREFIX {
-            return Err(key_error(path, "not an Ed25519 public key"));
+            return Err("not an Ed25519 public key".into());
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(&der[SPKI_PREFIX.len()..]);

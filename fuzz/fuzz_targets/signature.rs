@@ -1,0 +1,9 @@
+//! The `signature` target; its property is in fuzz/checks/signature.rs.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../checks/mod.rs"]
+mod checks;
+
+fuzz_target!(|data: &[u8]| checks::signature::check(data));
