@@ -685,3 +685,74 @@ async fn two_submissions_of_one_batch_at_once_apply_it_once() {
     })
     .await;
 }
+
+/// Monitors asking for batches at the same moment: a candidate pair's
+/// check waits until no monitor was handed the server for a minute, so no
+/// server goes to two monitors as a candidate at once, however their
+/// requests interleave (on PostgreSQL they run in parallel).
+#[tokio::test]
+async fn monitors_asking_at_once_never_share_a_candidate_server() {
+    use timepool::control::db::schedule::{CheckSchedule, issue_batch, monitor_by_token};
+    for_each_engine(false, |app| async move {
+        let operator = account(&app.db, "op").await;
+        for i in 1..=40 {
+            server(&app.db, operator, &format!("192.0.2.{i}")).await;
+        }
+        let mut monitors = Vec::new();
+        for i in 1..=6 {
+            let (_, token) = monitor(&app.db, &format!("m{i}"), "active", None, None).await;
+            let auth = monitor_by_token(&app.db, &token)
+                .await
+                .expect("monitor")
+                .expect("known token");
+            monitors.push(auth);
+        }
+        select(&app.db).await;
+        // Every pair a candidate (the first pass may have made some test).
+        sqlx::query("UPDATE server_scores SET status = 'candidate'")
+            .execute(&app.db.pool)
+            .await
+            .expect("candidates");
+        let at = now();
+        let mut requests = tokio::task::JoinSet::new();
+        for round in 0..3 {
+            for monitor in &monitors {
+                let db = app.db.clone();
+                let monitor = monitor.clone();
+                requests.spawn(async move {
+                    let schedule = CheckSchedule::default();
+                    let limit = 5 + round;
+                    issue_batch(&db, &monitor, &schedule, limit, at).await
+                });
+            }
+        }
+        let mut handed = 0;
+        while let Some(joined) = requests.join_next().await {
+            let batch = joined.expect("task").expect("issue_batch");
+            handed += batch.servers.len();
+        }
+        assert!(handed > 0, "some candidates were handed out");
+        let shared: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT bs.server_id, COUNT(*) FROM monitor_batch_servers bs
+             GROUP BY bs.server_id HAVING COUNT(*) > 1",
+        )
+        .fetch_all(&app.db.pool)
+        .await
+        .expect("shared servers");
+        assert_eq!(
+            shared,
+            vec![],
+            "servers handed to more than one monitor at once"
+        );
+        // Each handed server was marked, so the next minute's requests
+        // skip them too.
+        let marked: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM servers WHERE last_issued_at = $1")
+                .bind(at)
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("marked");
+        assert_eq!(marked as usize, handed);
+    })
+    .await;
+}

@@ -14,6 +14,8 @@
 //!
 //! Applying the results is `ingest`.
 
+use std::collections::HashSet;
+
 use sqlx::Row;
 
 use super::{Db, DbError, Engine};
@@ -147,7 +149,12 @@ pub async fn issue_batch(
     // waiting first: a burst of "check now" never delays the checks that
     // keep the scores.
     let sql = format!(
-        "SELECT ss.server_id AS id, s.address FROM server_scores ss
+        "SELECT ss.server_id AS id, s.address,
+                CASE WHEN ss.status = 'candidate'
+                      AND NOT (s.check_requested_at IS NOT NULL
+                               AND COALESCE(ss.last_issued_at, ss.status_since) < s.check_requested_at)
+                     THEN 1 ELSE 0 END AS needs_gap
+         FROM server_scores ss
          JOIN servers s ON s.id = ss.server_id
          WHERE ss.monitor_id = $1
            AND ss.status <> 'paused'
@@ -175,8 +182,40 @@ pub async fn issue_batch(
         .fetch_all(&mut *tx)
         .await?;
     let mut chosen: Vec<(i64, String)> = Vec::with_capacity(rows.len());
+    let mut needs_gap = HashSet::new();
     for row in &rows {
-        chosen.push((row.try_get("id")?, row.try_get("address")?));
+        let id: i64 = row.try_get("id")?;
+        if row.try_get::<i64, _>("needs_gap")? == 1 {
+            needs_gap.insert(id);
+        }
+        chosen.push((id, row.try_get("address")?));
+    }
+    if !chosen.is_empty() {
+        // The servers' rows, locked in id order (on PostgreSQL a FOR
+        // UPDATE under ORDER BY locks in that order; the ingest's score
+        // updates lock them the same way), so two writers of them never
+        // deadlock; and their hand-out time as it is now, once any other
+        // monitor's batch that took them has committed. A candidate whose
+        // server was just handed to another monitor waits its minute.
+        let lock = match db.engine {
+            Engine::Postgres => " FOR UPDATE",
+            Engine::Sqlite => "",
+        };
+        let ids = id_list(chosen.iter().map(|(id, _)| *id));
+        let current = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, COALESCE(last_issued_at, 0) AS last FROM servers
+             WHERE id IN ({ids}) ORDER BY id{lock}"
+        )))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut taken = HashSet::new();
+        for row in &current {
+            let id: i64 = row.try_get("id")?;
+            if needs_gap.contains(&id) && row.try_get::<i64, _>("last")? > now - schedule.min_gap {
+                taken.insert(id);
+            }
+        }
+        chosen.retain(|(id, _)| !taken.contains(id));
     }
     if chosen.is_empty() {
         tx.rollback().await?;
@@ -209,17 +248,8 @@ pub async fn issue_batch(
         }
         query.execute(&mut *tx).await?;
     }
-    // One statement each, the ids in order: concurrent writers of these
-    // rows (other monitors' batches, the ingest's server scores) lock
-    // them in the same order on PostgreSQL. The ids are integers read
-    // from the database, not outside input.
-    let mut ids: Vec<i64> = chosen.iter().map(|(id, _)| *id).collect();
-    ids.sort_unstable();
-    let ids = ids
-        .iter()
-        .map(|id| id.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    // The servers' rows are locked already (above).
+    let ids = id_list(chosen.iter().map(|(id, _)| *id));
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE servers SET last_issued_at = $1 WHERE id IN ({ids})"
     )))
@@ -244,4 +274,15 @@ pub async fn issue_batch(
         batch_id: Some(batch_id),
         servers: chosen.into_iter().map(|(_, address)| address).collect(),
     })
+}
+
+/// Ids as an SQL list, in order. They are integers read from the
+/// database, not outside input.
+fn id_list(ids: impl Iterator<Item = i64>) -> String {
+    let mut ids: Vec<i64> = ids.collect();
+    ids.sort_unstable();
+    ids.iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

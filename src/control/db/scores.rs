@@ -282,6 +282,19 @@ pub async fn set_server_scores(
              FROM json_array_elements($1::json) AS e(value)"
         }
     };
+    if engine == Engine::Postgres {
+        // Lock the rows in id order first, as the batches that hand out
+        // these servers do (db::schedule): an UPDATE locks them in the
+        // order of its join, and two writers in different orders can
+        // deadlock. (SQLite has one writer at a time.)
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH v AS ({pairs})
+             SELECT s.id FROM servers s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR UPDATE OF s"
+        )))
+        .bind(&document)
+        .execute(&mut **tx)
+        .await?;
+    }
     // UPDATE ... FROM works on SQLite >= 3.33 and PostgreSQL.
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH v AS ({pairs})
