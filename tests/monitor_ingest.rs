@@ -118,6 +118,23 @@ async fn db_state(db: &Db) -> String {
             row.try_get::<i64, _>("id").expect("id")
         ));
     }
+    for row in sqlx::query(
+        "SELECT server_id, monitor_id, score, good_points, score_ts FROM server_scores
+         ORDER BY server_id, monitor_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("pairs")
+    {
+        out.push_str(&format!(
+            "p{}/{}={}/{}/{:?} ",
+            row.try_get::<i64, _>("server_id").expect("server"),
+            row.try_get::<i64, _>("monitor_id").expect("monitor"),
+            row.try_get::<f64, _>("score").expect("score"),
+            row.try_get::<i64, _>("good_points").expect("points"),
+            row.try_get::<Option<i64>, _>("score_ts").expect("score_ts"),
+        ));
+    }
     for row in
         sqlx::query("SELECT id, state, healthy_streak, last_batch_id FROM monitors ORDER BY id")
             .fetch_all(&db.pool)
@@ -753,6 +770,73 @@ async fn monitors_asking_at_once_never_share_a_candidate_server() {
                 .await
                 .expect("marked");
         assert_eq!(marked as usize, handed);
+    })
+    .await;
+}
+
+/// A failure after the checks are written (here the servers' score
+/// update, the last write of a batch, refused by a trigger) rolls back the
+/// whole batch: no check, no pair score, no monitor state, the batch not
+/// applied; the monitor's resend, once the failure is gone, applies it
+/// once.
+#[tokio::test]
+async fn a_failure_after_the_checks_are_written_rolls_the_batch_back() {
+    for_each_engine(false, |app| async move {
+        let operator = account(&app.db, "op").await;
+        server(&app.db, operator, "192.0.2.10").await;
+        server(&app.db, operator, "192.0.2.20").await;
+        let (_, token) = monitor(&app.db, "m1", "active", None, None).await;
+        select(&app.db).await;
+        let (Some(batch_id), servers) = batch(&app, &token, 10).await else {
+            panic!("no batch")
+        };
+        assert_eq!(servers.len(), 2);
+        let document = json!({"batch_id": batch_id, "results": [good("192.0.2.10", 0.001), good("192.0.2.20", 0.002)]});
+        let (create, drop) = match app.db.engine {
+            timepool::control::db::Engine::Sqlite => (
+                vec!["CREATE TRIGGER fail_scores BEFORE UPDATE OF score ON servers
+                      BEGIN SELECT RAISE(ABORT, 'injected failure'); END"],
+                "DROP TRIGGER fail_scores",
+            ),
+            timepool::control::db::Engine::Postgres => (
+                vec![
+                    "CREATE FUNCTION fail_scores() RETURNS trigger AS $$
+                     BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql",
+                    "CREATE TRIGGER fail_scores BEFORE UPDATE OF score ON servers
+                     FOR EACH ROW EXECUTE FUNCTION fail_scores()",
+                ],
+                "DROP TRIGGER fail_scores ON servers",
+            ),
+        };
+        for sql in create {
+            sqlx::query(sql).execute(&app.db.pool).await.expect("trigger");
+        }
+        let before = db_state(&app.db).await;
+        let log_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM score_log")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("log");
+        let (status, v) = submit(&app, &token, document.clone()).await;
+        assert!(status.is_server_error(), "{status} {v}");
+        assert!(
+            !v["error"].as_str().unwrap_or("").contains("injected"),
+            "the database's words stay in the log: {v}"
+        );
+        assert_eq!(db_state(&app.db).await, before, "nothing of the batch stays");
+        sqlx::query(drop).execute(&app.db.pool).await.expect("drop trigger");
+
+        // The agent sends it again: applied, once.
+        let (status, v) = submit(&app, &token, document.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["results"], 2);
+        let log_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM score_log")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("log");
+        // A check row per result and a server row per server.
+        assert_eq!(log_after - log_before, 4);
+        let (status, _) = submit(&app, &token, document).await;
+        assert_eq!(status, StatusCode::CONFLICT, "applied once");
     })
     .await;
 }
