@@ -409,26 +409,34 @@ fn a_thousand_concurrent_tcp_connections() {
         assert_eq!(reply.id, i as u16);
         assert_eq!(reply.answer.len(), 4);
     }
-    // Idle past the timeout: closed by the server (read returns EOF).
-    std::thread::sleep(Duration::from_millis(2500));
-    let started = Instant::now();
+    // Idle: each is closed by the server (a read returns EOF, not the
+    // read timeout), and not before its idle timeout of 2 s.
+    let replied = Instant::now();
     for (i, stream) in streams.iter_mut().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut byte = [0u8; 1];
         let read = std::io::Read::read(stream, &mut byte);
         assert!(
             matches!(read, Ok(0)),
             "connection {i} closed by the server: {read:?}"
         );
+        if i == 0 {
+            // The first was answered first, so it was idle longest.
+            let idle = replied.elapsed();
+            assert!(
+                idle >= Duration::from_millis(1000),
+                "closed after {idle:?}, before its idle timeout"
+            );
+        }
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "all were already closed"
-    );
     server.shutdown();
 }
 
 /// The GeoIP database is reloaded when its file changes; a corrupt file is
-/// rejected and the previous table keeps serving.
+/// rejected and the previous table keeps serving. Queries run all along:
+/// every one is answered, NOERROR, across both swaps.
 #[test]
 fn geoip_database_reloads_and_rejects_a_corrupt_file() {
     use timepool::shared::geo::Continent;
@@ -455,19 +463,57 @@ fn geoip_database_reloads_and_rejects_a_corrupt_file() {
         reply.answer[0].data.clone()
     };
     assert!(located().contains("country de"), "{}", located());
-    // A corrupt file: rejected, Germany still Germany.
-    std::fs::write(dir.join("bad.tmp"), b"not a MaxMind database").unwrap();
-    std::fs::rename(dir.join("bad.tmp"), &database).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(located().contains("country de"));
-    assert!(
+    // Load beside the swaps: one query after another, each must come back
+    // NOERROR with addresses.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut answered, mut bad) = (0u64, Vec::new());
+            let ask = Ask {
+                subnet: Some((24, "85.214.1.0".parse().unwrap())),
+                ..Ask::edns(1232)
+            };
+            let packet = query("pool.ntp.org", 1, &ask);
+            while !stop.load(Ordering::Relaxed) {
+                match udp_exchange(address, &packet) {
+                    Some(reply) => {
+                        let reply = parse_reply(&reply);
+                        if reply.rcode == "NOERROR" && !reply.answer.is_empty() {
+                            answered += 1;
+                        } else {
+                            bad.push(format!(
+                                "{} with {} answers",
+                                reply.rcode,
+                                reply.answer.len()
+                            ));
+                        }
+                    }
+                    None => bad.push("no answer".to_string()),
+                }
+            }
+            (answered, bad)
+        })
+    };
+    let failures = || {
         server
             .shared()
             .counters
             .reload_failures
             .load(Ordering::Relaxed)
-            >= 1
-    );
+    };
+    // A corrupt file: rejected, Germany still Germany.
+    std::fs::write(dir.join("bad.tmp"), b"not a MaxMind database").unwrap();
+    std::fs::rename(dir.join("bad.tmp"), &database).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failures() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the corrupt file was never tried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(located().contains("country de"));
     // A new database that puts the network in France: swapped in.
     let mut writer = MmdbWriter::new("GeoLite2-Country", "reload test", 1_704_067_200);
     writer
@@ -492,6 +538,14 @@ fn geoip_database_reloads_and_rejects_a_corrupt_file() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    stop.store(true, Ordering::Relaxed);
+    let (answered, bad) = load.join().expect("load thread");
+    assert!(answered >= 1, "the load ran");
+    assert_eq!(
+        bad,
+        Vec::<String>::new(),
+        "every query answered NOERROR ({answered} were)"
+    );
     server.shutdown();
     let _ = std::fs::remove_dir_all(dir);
 }
