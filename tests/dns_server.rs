@@ -549,3 +549,241 @@ fn geoip_database_reloads_and_rejects_a_corrupt_file() {
     server.shutdown();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// What the fake control plane of the next test serves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Serve {
+    /// The example snapshot with this serial.
+    Good(u64),
+    /// A 200 whose body is cut-off JSON.
+    Invalid,
+    /// A 200 whose body never ends.
+    Endless,
+    /// Nothing: the request is read and no answer ever comes.
+    Hang,
+}
+
+/// A control plane that misbehaves on demand: plain HTTP on loopback, a
+/// thread per connection. It counts the requests and how many bytes of
+/// an endless body the node read before it hung up.
+struct FakeControlPlane {
+    address: SocketAddr,
+    serve: Arc<std::sync::Mutex<Serve>>,
+    requests: Arc<AtomicU64>,
+    endless_written: Arc<AtomicU64>,
+}
+
+impl FakeControlPlane {
+    fn start(first: Serve) -> FakeControlPlane {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let serve = Arc::new(std::sync::Mutex::new(first));
+        let requests = Arc::new(AtomicU64::new(0));
+        let endless_written = Arc::new(AtomicU64::new(0));
+        let (serving, counting, writing) =
+            (serve.clone(), requests.clone(), endless_written.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (serving, counting, writing) =
+                    (serving.clone(), counting.clone(), writing.clone());
+                std::thread::spawn(move || Self::answer(stream, &serving, &counting, &writing));
+            }
+        });
+        FakeControlPlane {
+            address,
+            serve,
+            requests,
+            endless_written,
+        }
+    }
+
+    fn answer(
+        mut stream: TcpStream,
+        serve: &std::sync::Mutex<Serve>,
+        requests: &AtomicU64,
+        endless_written: &AtomicU64,
+    ) {
+        // The request's head (the node sends no body).
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match std::io::Read::read(&mut stream, &mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        requests.fetch_add(1, Ordering::Relaxed);
+        let mode = *serve.lock().unwrap();
+        match mode {
+            Serve::Good(serial) => {
+                let mut document: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(support::example_snapshot()).unwrap())
+                        .unwrap();
+                document["serial"] = serial.into();
+                let body = serde_json::to_vec(&document).unwrap();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+            Serve::Invalid => {
+                let body = br#"{"version": 1, "serial": 99, "origins": ["#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(body);
+            }
+            Serve::Endless => {
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                let chunk = vec![b' '; 1 << 20];
+                let mut written = 0u64;
+                while stream.write_all(&chunk).is_ok() {
+                    written += chunk.len() as u64;
+                    // More than the node may read, by far: it did not stop.
+                    if written > 512 << 20 {
+                        break;
+                    }
+                }
+                endless_written.fetch_max(written, Ordering::Relaxed);
+            }
+            Serve::Hang => {
+                // Hold the connection, say nothing, until the node gives up
+                // (its timeout closes it) or the mode changes.
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                while *serve.lock().unwrap() == Serve::Hang {
+                    match std::io::Read::read(&mut stream, &mut byte) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn set(&self, serve: Serve) {
+        *self.serve.lock().unwrap() = serve;
+    }
+}
+
+/// A node following a control plane that serves an invalid snapshot, a
+/// body without end, then nothing at all while SIGHUP asks for a pull at
+/// the same time: the node keeps answering from the last good snapshot
+/// throughout, counts each failure, stops reading the endless body at its
+/// limit, gives up on the silent one at its timeout, takes the next good
+/// snapshot, and stops cleanly on SIGTERM.
+#[test]
+fn a_node_survives_a_control_plane_that_misbehaves() {
+    let dir = temp_dir("misbehaving");
+    let plane = FakeControlPlane::start(Serve::Good(10));
+    let port = support::free_udp_and_tcp_port();
+    let metrics_port = support::free_udp_and_tcp_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_timepool"))
+        .args(["dns", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--snapshot-url",
+            &format!("http://{}/api/v1/snapshot", plane.address),
+        ])
+        .arg("--snapshot-cache")
+        .arg(dir.join("cache.json"))
+        .args(["--snapshot-poll", "0.2", "--snapshot-timeout", "2"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--threads", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn timepool");
+    let pid = child.id() as i32;
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
+    let failed_pulls = || {
+        let Ok(mut stream) = TcpStream::connect(metrics) else {
+            return -1.0;
+        };
+        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stream, &mut text);
+        text.lines()
+            .find_map(|l| l.strip_prefix("timepool_dns_reloads_total{result=\"failed\"}"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("the node came up", &|| {
+        udp_exchange(address, &query("pool.ntp.org", 6, &Ask::default())).is_some()
+    });
+    assert_eq!(soa_serial(address), 10);
+    let answers = || {
+        let reply = parse_reply(
+            &udp_exchange(address, &query("pool.ntp.org", 1, &Ask::default())).expect("answered"),
+        );
+        reply.rcode == "NOERROR" && !reply.answer.is_empty()
+    };
+
+    // Cut-off JSON: refused, counted, the old snapshot serves.
+    let before = failed_pulls();
+    plane.set(Serve::Invalid);
+    wait("the invalid snapshot was refused", &|| {
+        failed_pulls() > before
+    });
+    assert_eq!(soa_serial(address), 10);
+    assert!(answers());
+
+    // A body without end: the node stops reading past its 64 MiB limit.
+    let before = failed_pulls();
+    plane.set(Serve::Endless);
+    wait("the endless body was refused", &|| {
+        failed_pulls() > before && plane.endless_written.load(Ordering::Relaxed) > 0
+    });
+    let written = plane.endless_written.load(Ordering::Relaxed);
+    eprintln!("the node read {} MiB of the endless body", written >> 20);
+    assert!(
+        written <= 96 << 20,
+        "the node read {written} bytes of a body without end"
+    );
+    assert_eq!(soa_serial(address), 10);
+    assert!(answers());
+
+    // Silence: a pull hangs; SIGHUP asks for another at once. Both wait
+    // on the silent control plane; the node answers all the while.
+    plane.set(Serve::Hang);
+    let asked = plane.requests.load(Ordering::Relaxed);
+    wait("a pull is hanging", &|| {
+        plane.requests.load(Ordering::Relaxed) > asked
+    });
+    let before = failed_pulls();
+    // SAFETY: kill(2) on our own child's PID with a valid signal number.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    for _ in 0..20 {
+        assert!(answers(), "answers while the control plane is silent");
+        assert_eq!(soa_serial(address), 10);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    wait("the silent pull timed out", &|| failed_pulls() > before);
+    plane.set(Serve::Good(11));
+    wait("the next good snapshot was taken", &|| {
+        soa_serial(address) == 11
+    });
+    assert!(answers());
+
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    let _ = std::fs::remove_dir_all(dir);
+}
