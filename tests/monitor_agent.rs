@@ -707,6 +707,175 @@ async fn a_monitor_with_its_clock_off_submits_nothing_until_it_is_back() {
     }
 }
 
+/// A TCP proxy in front of the API that the test can take down: while
+/// down it cuts every connection it carries and closes each new one at
+/// once, as a control plane that is gone. Returns its base URL, the
+/// switch and the count of connections it turned away.
+async fn switchable_proxy(
+    upstream: &str,
+) -> (
+    String,
+    tokio::sync::watch::Sender<bool>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let upstream: SocketAddr = upstream
+        .trim_start_matches("http://")
+        .parse()
+        .expect("upstream address");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let base = format!("http://{}", listener.local_addr().expect("proxy address"));
+    let (switch, up) = tokio::sync::watch::channel(true);
+    let refused = std::sync::Arc::new(AtomicU64::new(0));
+    let counting = refused.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let mut up = up.clone();
+            if !*up.borrow_and_update() {
+                counting.fetch_add(1, Ordering::Relaxed);
+                drop(inbound);
+                continue;
+            }
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let went_down = async {
+                    while *up.borrow_and_update() {
+                        if up.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = went_down => {}
+                }
+            });
+        }
+    });
+    (base, switch, refused)
+}
+
+/// Results checked while the API is down are kept and delivered once it
+/// is back: the batch is taken, the API goes away while its servers are
+/// checked, the agent's sends are turned away, and after the API returns
+/// the batch is applied once, with the check times of before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_checked_while_the_api_is_down_are_delivered_when_it_is_back() {
+    use std::sync::atomic::Ordering;
+    const ANSWERS: &str = "127.0.0.8";
+    const SILENT: &str = "127.0.0.9";
+    let port = common_free_port();
+    let at = |ip: &str| SocketAddr::new(ip.parse().expect("ip"), port);
+    let _answers = Responder::start(
+        at(ANSWERS),
+        Behaviour::Offset {
+            offset: 0.0,
+            stratum: 2,
+        },
+    )
+    .await
+    .expect("responder");
+    // A server that never answers keeps the batch's checks going for a
+    // few seconds: the time to take the API away.
+    let _silent = Responder::start(at(SILENT), Behaviour::Silent)
+        .await
+        .expect("responder");
+    for (engine, url) in web_support::database_urls().await {
+        eprintln!("--- engine: {engine}");
+        let (db, api, web) = serve_api(&url).await;
+        let account = operator_account(&db).await;
+        for ip in [ANSWERS, SILENT] {
+            sqlx::query("INSERT INTO servers (account_id, address, ip_version, netspeed, created_at) VALUES ($1, $2, 4, 1000, 0)")
+                .bind(account).bind(ip).execute(&db.pool).await.expect("server");
+        }
+        let (_, token) = paired_monitor(&db, "agent").await;
+        let (proxied, switch, refused) = switchable_proxy(&api).await;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Running until stopped, as in production (a test's one batch
+        // would end it after a single try to send).
+        let agent = tokio::spawn(timepool::monitor::agent::run_until(
+            MonitorArgs {
+                retry_ms: 50,
+                max_batches: 0,
+                ..agent_args(&proxied, &token, port)
+            },
+            stop_rx,
+        ));
+        // The batch is taken: down goes the API.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let batch: i64 = loop {
+            let row = sqlx::query("SELECT MAX(id) AS id FROM monitor_batches")
+                .fetch_one(&db.pool)
+                .await
+                .expect("batch");
+            if let Some(id) = row.try_get::<Option<i64>, _>("id").expect("id") {
+                break id;
+            }
+            assert!(std::time::Instant::now() < deadline, "no batch taken");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        switch.send_replace(false);
+        let went_down = timepool::control::db::now();
+        // The agent finishes its checks and tries to send, again and again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while refused.load(Ordering::Relaxed) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent never tried to send while the API was down"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let applied = |db: Db| async move {
+            sqlx::query("SELECT applied_at FROM monitor_batches WHERE id = $1")
+                .bind(batch)
+                .fetch_one(&db.pool)
+                .await
+                .expect("batch")
+                .try_get::<Option<i64>, _>("applied_at")
+                .expect("applied_at")
+        };
+        assert_eq!(applied(db.clone()).await, None, "nothing got through");
+        let came_back = timepool::control::db::now();
+        switch.send_replace(true);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while applied(db.clone()).await.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the batch was not delivered once the API was back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_tx.send(true);
+        agent.await.expect("join").expect("the agent stops");
+        // Once: a check row per server, timed before the API came back.
+        let rows = sqlx::query(
+            "SELECT l.ts FROM score_log l JOIN monitors m ON m.id = l.monitor_id WHERE m.name = 'agent'",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .expect("log");
+        assert_eq!(rows.len(), 2, "one check per server, applied once");
+        for row in rows {
+            let ts: i64 = row.try_get("ts").expect("ts");
+            assert!(
+                ts <= came_back,
+                "checked at {ts}, before the API came back at {came_back}"
+            );
+            assert!(ts + 60 >= went_down, "checked in this batch");
+        }
+        let (error, _, _, _) = latest(&db, SILENT).await;
+        assert_eq!(error.as_deref(), Some("timeout"));
+        let (error, _, _, _) = latest(&db, ANSWERS).await;
+        assert_eq!(error, None);
+        web.abort();
+        db.pool.close().await;
+    }
+}
+
 /// The binary: with the API down it keeps retrying (with backoff), and
 /// SIGTERM stops it cleanly.
 #[test]
