@@ -25,6 +25,14 @@
 # of a core (cgroup CPU quota) so the server is the bottleneck, and a run at
 # 80% of that capped rate (lost queries should be 0). Servers are stopped by
 # PID; every run is bounded in time.
+#
+# A server that answers fast but wrongly would look good: every run counts
+# the answers by rcode, and every real server (not the reflector, which
+# echoes) must give the same mix, within 1 point, or the script fails. A
+# capped server is checked to be in the capped cgroup, every process of
+# it. The servers run in an order rotated each round, so the machine's
+# drift over a round favours none of them, and each ratio printed is the
+# median of the per-round ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${BENCH_SECONDS:-15}"
@@ -135,13 +143,37 @@ stop_server() { # SIGTERM, then SIGKILL after 10 s
   server_pid=""
 }
 
-# One dnsperf run; prints "qps lost avg_latency_us cpu_us_per_query".
-measure() { # extra dnsperf args...
-  local before after output completed lost qps latency
+# Every process of the server is in the cgroup whose procs file is given
+# (cgroup v2: /proc/PID/cgroup has "0::/PATH"; v1: the cpu controller's
+# line), else the capped figures would not be capped: fail.
+check_in_cgroup() { # cgroup directory
+  local want=${1#/sys/fs/cgroup} pid
+  want=${want#/cpu}
+  for pid in $(tree_pids "$server_pid"); do
+    [ -r "/proc/$pid/cgroup" ] || continue
+    if ! grep -Eq "^(0::|[0-9]+:([^:]*,)?cpu(,[^:]*)?:)$want\$" "/proc/$pid/cgroup"; then
+      echo "process $pid of the server is not in $want:"; cat "/proc/$pid/cgroup"; exit 1
+    fi
+  done
+}
+
+# dnsperf's "Response codes:" line as "RCODE=PERCENT ..." (sorted).
+rcode_mix() {
+  awk '/Response codes:/ { sub(/.*Response codes: */, ""); n = split($0, f, /, */);
+       for (i = 1; i <= n; i++) { split(f[i], p, / /); gsub(/[()%]/, "", p[3]); print p[1] "=" p[3] } }' \
+    | sort | paste -sd' '
+}
+
+# One dnsperf run; prints "qps lost avg_latency_us cpu_us_per_query" and
+# keeps the rcode mix of the run in $work/NAME.rcodes.
+measure() { # name, extra dnsperf args...
+  local name=$1 before after output completed lost qps latency
+  shift
   before=$(cpu_ticks "$server_pid")
   output=$(taskset -c 1 dnsperf -B -d "$work/queries.raw" -s 127.0.0.1 -p "$port" \
     -l "$seconds" -c 4 -q 200 -t 1 "$@" 2>&1)
   after=$(cpu_ticks "$server_pid")
+  rcode_mix <<<"$output" >> "$work/$name.rcodes"
   completed=$(awk '/Queries completed:/ {print $3}' <<<"$output")
   lost=$(awk '/Queries lost:/ {print $3}' <<<"$output")
   qps=$(awk '/Queries per second:/ {printf "%.0f", $4}' <<<"$output")
@@ -159,11 +191,12 @@ header() {
 }
 run_all() { # name
   local name=$1 q l lat cpu cq cl clat ccpu rate eq el elat ecpu
-  read -r q l lat cpu <<<"$(measure)"
+  read -r q l lat cpu <<<"$(measure "$name")"
   move_tree "$cgroup/cgroup.procs"
-  read -r cq cl clat ccpu <<<"$(measure)"
+  check_in_cgroup "$cgroup"
+  read -r cq cl clat ccpu <<<"$(measure "$name")"
   rate=$((cq * 8 / 10))
-  read -r eq el elat ecpu <<<"$(measure -Q "$rate")"
+  read -r eq el elat ecpu <<<"$(measure "$name" -Q "$rate")"
   move_tree "$root_procs"
   result[$name,$round]="$q $l $lat $cpu $cq $cl $clat $ccpu $eq $el"
   row "$name" "$q" "$l" "$lat" "$cpu" "$cq" "$cl" "$clat" "$ccpu" "$eq" "$el"
@@ -175,8 +208,7 @@ echo "== $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xa
 # a wildcard listen address (each reply's source set from the query's
 # destination, IP_PKTINFO) and response rate limiting on at a rate that
 # limits nothing (every query still pays for the check; dnsperf's sockets
-# are all one /24). They run one after another, in an order rotated each
-# round, so that the machine's drift over a round favours none of them.
+# are all one /24).
 run_timepool() { # variant
   case $1 in
     timepool)
@@ -196,14 +228,7 @@ run_timepool() { # variant
   run_all "$1"
   stop_server
 }
-variants=(timepool ${baseline:+baseline} tp-any tp-rrl)
-
-one_round() {
-local count=${#variants[@]} i
-for i in $(seq 0 $((count - 1))); do
-  run_timepool "${variants[$(((i + round - 1) % count))]}"
-done
-
+run_knot() {
 mkdir -p "$work/knot"
 cat > "$work/knot.conf" <<CONF
 server:
@@ -226,7 +251,9 @@ CONF
 start_server knot answers_pool knotd -c "$work/knot.conf"
 run_all knot
 stop_server
+}
 
+run_nsd() {
 cat > "$work/nsd.conf" <<CONF
 server:
     ip-address: 127.0.0.1@$port
@@ -253,10 +280,29 @@ CONF
 start_server nsd answers_pool nsd -d -c "$work/nsd.conf"
 run_all nsd
 stop_server
+}
 
+run_null() {
 start_server null answers_anything "$timepool" bench-reflector --listen "127.0.0.1:$port" --threads 1
 run_all null
 stop_server
+}
+
+# Every server of the benchmark, in the order of round 1; each round
+# starts one further along.
+servers="timepool${baseline:+ baseline} tp-any tp-rrl knot nsd null"
+read -ra order <<<"$servers"
+one_round() {
+  local count=${#order[@]} i name
+  for i in $(seq 0 $((count - 1))); do
+    name=${order[$(((i + round - 1) % count))]}
+    case $name in
+      knot) run_knot ;;
+      nsd) run_nsd ;;
+      null) run_null ;;
+      *) run_timepool "$name" ;;
+    esac
+  done
 }
 
 # Memory at the pool's full size: 10 000 servers, every country zone,
@@ -277,7 +323,6 @@ done
 # Each figure: the median over the rounds (the middle one; the lower
 # middle for an even count).
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-servers="timepool${baseline:+ baseline} tp-any tp-rrl knot nsd null"
 for name in $servers; do
   medians=""
   for column in $(seq "$columns"); do
@@ -297,27 +342,52 @@ fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 field() { cut -d' ' -f"$2" <<<"${result[$1]}"; } # name, column (1 q/s, 4 cpu, 5 capped q/s, 10 lost at 80%)
+each_round_ratio() { # name, other name: capped q/s ratios of every round, one per line
+  for round in $(seq "$rounds"); do
+    ratio "$(cut -d' ' -f5 <<<"${result[$1,$round]}")" "$(cut -d' ' -f5 <<<"${result[$2,$round]}")"; echo
+  done
+}
+# The median of the per-round ratios, then every round's: "1.10 (1.08/1.10/1.14)".
+round_ratio() { # name, other name
+  echo "$(each_round_ratio "$1" "$2" | median) ($(each_round_ratio "$1" "$2" | paste -sd/))"
+}
 echo
-echo "capped q/s ratios: timepool/knot $(ratio "$(field timepool 5)" "$(field knot 5)")," \
-  "timepool/nsd $(ratio "$(field timepool 5)" "$(field nsd 5)")," \
-  "timepool/null $(ratio "$(field timepool 5)" "$(field null 5)")"
+echo "capped q/s ratios (median of the rounds' ratios): timepool/knot $(round_ratio timepool knot)," \
+  "timepool/nsd $(round_ratio timepool nsd), timepool/null $(round_ratio timepool null)"
 echo "uncapped cpu us per query: timepool $(field timepool 4), knot $(field knot 4), nsd $(field nsd 4)," \
   "null $(field null 4); timepool - null = $(awk -v a="$(field timepool 4)" -v b="$(field null 4)" 'BEGIN { printf "%.2f", a - b }') us"
 if [ -n "$baseline" ]; then
-  echo "timepool/baseline: capped q/s $(ratio "$(field timepool 5)" "$(field baseline 5)")" \
-    "(each round: $(for round in $(seq "$rounds"); do ratio "$(cut -d' ' -f5 <<<"${result[timepool,$round]}")" "$(cut -d' ' -f5 <<<"${result[baseline,$round]}")"; echo; done | paste -sd/))," \
+  echo "timepool/baseline: capped q/s $(round_ratio timepool baseline)," \
     "uncapped cpu us per query $(field timepool 4) vs $(field baseline 4)"
 fi
-each_round_ratio() { # name, other name: capped q/s ratios of every round, a/b/c
-  for round in $(seq "$rounds"); do
-    ratio "$(cut -d' ' -f5 <<<"${result[$1,$round]}")" "$(cut -d' ' -f5 <<<"${result[$2,$round]}")"; echo
-  done | paste -sd/
-}
-echo "capped q/s against plain timepool: wildcard address (tp-any) $(ratio "$(field tp-any 5)" "$(field timepool 5)")" \
-  "(each round: $(each_round_ratio tp-any timepool)), rate limiting on (tp-rrl)" \
-  "$(ratio "$(field tp-rrl 5)" "$(field timepool 5)") (each round: $(each_round_ratio tp-rrl timepool))"
+echo "capped q/s against plain timepool: wildcard address (tp-any) $(round_ratio tp-any timepool)," \
+  "rate limiting on (tp-rrl) $(round_ratio tp-rrl timepool)"
 every_round() { # name, column: the values of all rounds, a/b/c
   for round in $(seq "$rounds"); do cut -d' ' -f"$2" <<<"${result[$1,$round]}"; done | paste -sd/
 }
 echo "lost at 80% of the capped rate, each round: timepool $(every_round timepool 10)," \
   "knot $(every_round knot 10), nsd $(every_round nsd 10), null $(every_round null 10)"
+
+# The same answers from every real server: the rcode mix of each run,
+# within 1 point of timepool's first (the reflector echoes, so it is left
+# out).
+reference=$(head -n 1 "$work/timepool.rcodes")
+echo "rcode mix (timepool's first run): $reference"
+mismatch=0
+for name in $servers; do
+  [ "$name" = null ] && continue
+  while read -r mix; do
+    if ! awk -v a="$reference" -v b="$mix" 'BEGIN {
+        n = split(a, x, " "); m = split(b, y, " "); if (n != m) exit 1;
+        for (i = 1; i <= n; i++) { split(x[i], p, "="); split(y[i], q, "=");
+          if (p[1] != q[1] || p[2] - q[2] > 1 || q[2] - p[2] > 1) exit 1 } }'; then
+      echo "RCODE MIX DIFFERS: $name answered $mix"
+      mismatch=1
+    fi
+  done < "$work/$name.rcodes"
+done
+if [ "$mismatch" -ne 0 ]; then
+  echo "bench-dns.sh: the servers did not give the same answers; the figures above do not compare"
+  exit 1
+fi
+echo "every real server gave the same rcode mix in every run"
