@@ -23,9 +23,12 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))
         .map_err(|e| context("cannot replace", e))?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(".tmp.{}", std::process::id()));
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(file_name);
+    prefix.push(".tmp.");
+    remove_stale_temporaries(directory, &prefix);
+    let mut temp_name = prefix;
+    temp_name.push(std::process::id().to_string());
     let temp = directory.join(temp_name);
     let written = (|| {
         let mut file = std::fs::File::create(&temp)?;
@@ -47,6 +50,31 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .map_err(|e| context("cannot fsync the directory", e))
 }
 
+/// Temporary files of this target left by a process that was killed
+/// while writing (`.NAME.tmp.PID` of a PID no longer running): removed, so
+/// kills and restarts do not fill the disk with copies of the snapshot.
+/// Best effort; a running writer's file is left alone.
+fn remove_stale_temporaries(directory: &Path, prefix: &std::ffi::OsStr) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    let prefix = prefix.as_encoded_bytes();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .as_encoded_bytes()
+            .strip_prefix(prefix)
+            .and_then(|pid| std::str::from_utf8(pid).ok())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -59,6 +87,16 @@ mod tests {
         super::write(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        // A temporary file left by a killed writer (a PID not running) is
+        // removed by the next write; one of a running process is not.
+        let stale = dir.join(format!(".snapshot.json.tmp.{}", u32::MAX - 1));
+        let running = dir.join(".snapshot.json.tmp.1");
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::write(&running, b"busy").unwrap();
+        super::write(&path, b"four").unwrap();
+        assert!(!stale.exists());
+        assert!(running.exists());
+        std::fs::remove_file(&running).unwrap();
         // A directory that does not exist: an error, nothing written.
         assert!(super::write(&dir.join("missing/x.json"), b"three").is_err());
         let _ = std::fs::remove_dir_all(&dir);

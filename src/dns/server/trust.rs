@@ -126,12 +126,16 @@ impl SnapshotTrust {
             })
         };
         let bytes = std::fs::read(path).map_err(read_error)?;
-        let signature = if self.keys.is_empty() {
-            None
-        } else {
-            signature::read_signature_file(path).map_err(read_error)?
-        };
-        self.accept(&bytes, signature.as_deref(), &source)
+        if !self.keys.is_empty() {
+            let text = signature::read_signature_file(path).map_err(read_error)?;
+            signature::verify_file_text(&bytes, text.as_deref(), &self.keys).map_err(|error| {
+                Rejection::Signature {
+                    source: source.clone(),
+                    error,
+                }
+            })?;
+        }
+        zone::load_bytes(&bytes, &source).map_err(Rejection::Invalid)
     }
 
     /// A snapshot may replace the one served only if its serial is not

@@ -320,15 +320,41 @@ pub fn signature_path(snapshot: &Path) -> PathBuf {
 /// Replace a snapshot file and its `FILE.sig` (removed when `signature`
 /// is `None`), each atomically and only if it does not already hold these
 /// bytes (an unchanged file keeps its time, so watchers see no change).
-/// The signature goes first, so a watcher of the snapshot file never sees
-/// the new bytes beside the old signature. The zone builder's output and a
-/// DNS node's cache are both written this way.
+/// The zone builder's output and a DNS node's cache are both written this
+/// way.
+///
+/// Two files cannot be replaced at once, so the pair passes through a
+/// state that fits both: first `FILE.sig` gets the new signature line
+/// above the lines it had (one of which signs the bytes still in place),
+/// then the bytes are replaced, then only the new line stays. A process
+/// killed at any point, and a reader at any moment, finds bytes that one
+/// of the lines signs ([`verify_file_text`] takes any of them).
 pub fn write_signed(path: &Path, bytes: &[u8], signature: Option<&str>) -> std::io::Result<()> {
     let signature_path = signature_path(path);
+    let bytes_in_place = std::fs::read(path).is_ok_and(|current| current == bytes);
     match signature {
         Some(line) => {
             let text = format!("{line}\n");
-            if std::fs::read(&signature_path).map_or(true, |current| current != text.as_bytes()) {
+            let current = std::fs::read(&signature_path).ok();
+            if current.as_deref() != Some(text.as_bytes()) {
+                // The lines now there (two after an earlier write was
+                // cut short, one of them for the bytes in place).
+                let old: Vec<&str> = current
+                    .as_deref()
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .map(|c| {
+                        c.lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && *l != line)
+                            .take(MAX_SIGNATURE_LINES - 1)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !bytes_in_place && !old.is_empty() {
+                    let all = format!("{line}\n{}\n", old.join("\n"));
+                    crate::shared::atomic_file::write(&signature_path, all.as_bytes())?;
+                    crate::shared::atomic_file::write(path, bytes)?;
+                }
                 crate::shared::atomic_file::write(&signature_path, text.as_bytes())?;
             }
         }
@@ -341,6 +367,42 @@ pub fn write_signed(path: &Path, bytes: &[u8], signature: Option<&str>) -> std::
         return Ok(());
     }
     crate::shared::atomic_file::write(path, bytes)
+}
+
+/// Most lines a `FILE.sig` holds: the new signature and, while the file
+/// is replaced, the old one, or the two of a write cut short.
+const MAX_SIGNATURE_LINES: usize = 3;
+
+/// Checks the text of a `FILE.sig` against the snapshot's bytes: one
+/// signature line, or more while the file is being replaced (see
+/// [`write_signed`]); any of them may sign them. The first line's error is
+/// the one reported.
+pub fn verify_file_text(
+    bytes: &[u8],
+    text: Option<&str>,
+    keys: &[PublicKey],
+) -> Result<KeyId, SignatureError> {
+    let text = text.ok_or(SignatureError::Missing)?;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .take(MAX_SIGNATURE_LINES + 1)
+        .collect();
+    if lines.len() > MAX_SIGNATURE_LINES {
+        return Err(SignatureError::Malformed(format!(
+            "more than {MAX_SIGNATURE_LINES} signature lines"
+        )));
+    }
+    let (first, others) = lines
+        .split_first()
+        .ok_or_else(|| SignatureError::Malformed("an empty signature file".into()))?;
+    verify(bytes, Some(first), keys).or_else(|error| {
+        others
+            .iter()
+            .find_map(|line| verify(bytes, Some(line), keys).ok())
+            .ok_or(error)
+    })
 }
 
 /// The detached signature of a snapshot file, if there is one (read no
@@ -359,7 +421,8 @@ pub fn read_signature_file(snapshot: &Path) -> std::io::Result<Option<String>> {
         }
     };
     let mut text = String::new();
-    file.take(MAX_SIGNATURE_LEN as u64 + 1)
+    // A few lines at most (see `write_signed`), each within the limit.
+    file.take(MAX_SIGNATURE_LINES as u64 * (MAX_SIGNATURE_LEN as u64 + 1) + 1)
         .read_to_string(&mut text)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     Ok(Some(text))
@@ -435,6 +498,53 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("k"), openssl).unwrap();
         assert!(SigningKey::read_file(&dir.join("k")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_signature_file_fits_its_bytes_whenever_a_write_is_cut_short() {
+        let dir = std::env::temp_dir().join(format!("timepool-sigpair-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, public) = key_pair(&dir, "k");
+        let keys = std::slice::from_ref(&public);
+        let path = dir.join("snapshot.json");
+        let read = |path: &Path| {
+            (
+                std::fs::read(path).unwrap(),
+                read_signature_file(path).unwrap(),
+            )
+        };
+        let (old, new, newer) = (b"old".as_slice(), b"new".as_slice(), b"newer".as_slice());
+        write_signed(&path, old, Some(&key.sign(old))).unwrap();
+        let (bytes, text) = read(&path);
+        assert_eq!(bytes, old);
+        assert_eq!(text.as_deref().map(|t| t.lines().count()), Some(1));
+        // Killed after the signature file got both lines, before the bytes:
+        // the old bytes and both lines; then after the bytes: the new ones.
+        let both = format!("{}\n{}\n", key.sign(new), key.sign(old));
+        std::fs::write(signature_path(&path), &both).unwrap();
+        assert!(verify_file_text(old, Some(&both), keys).is_ok());
+        assert!(verify_file_text(new, Some(&both), keys).is_ok());
+        assert!(verify_file_text(b"other", Some(&both), keys).is_err());
+        // The next write from the first of those states: the lines it
+        // passes through include the one for the bytes in place, and it
+        // ends with one line for its own bytes.
+        write_signed(&path, newer, Some(&key.sign(newer))).unwrap();
+        let (bytes, text) = read(&path);
+        assert_eq!(bytes, newer);
+        assert_eq!(text.as_deref().map(|t| t.lines().count()), Some(1));
+        assert!(verify_file_text(&bytes, text.as_deref(), keys).is_ok());
+        // Too many lines, or none: malformed.
+        let four = format!("{0}\n{0}\n{0}\n{0}\n", key.sign(newer));
+        assert!(matches!(
+            verify_file_text(newer, Some(&four), keys),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert!(matches!(
+            verify_file_text(newer, Some("\n"), keys),
+            Err(SignatureError::Malformed(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
