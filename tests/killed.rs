@@ -1,0 +1,406 @@
+//! Killed in the middle: SIGKILL, with no chance to clean up, of the web
+//! app while a monitor agent's batches are applied and snapshots are
+//! published, and of a DNS node while it pulls and writes its snapshot
+//! cache, again and again at random moments, on SQLite and PostgreSQL.
+//! After it all: every batch the agent checked is applied, each once (it
+//! resends what was not acknowledged; no check logged twice); after each
+//! kill the published snapshot and the node's cache are each whole and
+//! signed by a line of their `FILE.sig`; killed writers leave no pile of
+//! temporary files; and a node started with only its cache serves it.
+
+mod support;
+mod web_support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+use support::{Ask, query, soa_serial, udp_exchange};
+use timepool::shared::ntp::responder::{Behaviour, Responder};
+use timepool::shared::snapshot::signature::{
+    PublicKey, read_signature_file, signature_path, verify_file_text,
+};
+
+/// Servers checked by the agent (each a responder on 127.0.1.N).
+const SERVERS: u8 = 40;
+/// Kills of the web app, and as many of the DNS node, per engine.
+const KILLS: usize = 6;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn timepool() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_timepool"))
+}
+
+/// A random pause: the kills land anywhere in the work.
+fn pause(min_ms: u64, max_ms: u64) {
+    std::thread::sleep(Duration::from_millis(rand::random_range(min_ms..max_ms)));
+}
+
+/// The snapshot at `path` is whole, valid and signed by a line of its
+/// `FILE.sig` (when it exists yet); returns its serial.
+fn check_signed_snapshot(path: &Path, key: &PublicKey, what: &str) -> Option<u32> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = read_signature_file(path).expect("read FILE.sig");
+    if let Err(error) = verify_file_text(&bytes, text.as_deref(), std::slice::from_ref(key)) {
+        panic!(
+            "{what}: {} and {} do not fit: {error}",
+            path.display(),
+            signature_path(path).display()
+        );
+    }
+    let table = timepool::dns::zone::load_bytes(&bytes, what)
+        .unwrap_or_else(|e| panic!("{what}: {} is not a whole snapshot: {e}", path.display()));
+    Some(table.serial)
+}
+
+/// Temporary files a killed writer may leave beside `path`.
+fn temporaries(path: &Path) -> usize {
+    let name = path
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .to_string();
+    std::fs::read_dir(path.parent().expect("dir"))
+        .expect("read dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!(".{name}.tmp."))
+        })
+        .count()
+}
+
+struct Setup {
+    dir: PathBuf,
+    url: String,
+    web_port: u16,
+    key: PathBuf,
+    public: PathBuf,
+}
+
+impl Setup {
+    fn web(&self) -> Child {
+        let mut cmd = timepool();
+        cmd.arg("web")
+            .args(["--listen", &format!("127.0.0.1:{}", self.web_port)])
+            .args(["--database", &self.url])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--config")
+            .arg(self.dir.join("web.toml"))
+            .args(["--allow-loopback", "--no-join-check"])
+            .args([
+                "--check-interval-secs",
+                "1",
+                "--testing-check-interval-secs",
+                "1",
+            ])
+            .args(["--min-check-gap-secs", "0", "--zone-check-secs", "0.5"])
+            // A killed builder's lease runs out soon, so the next one
+            // publishes.
+            .args(["--leader-lease-secs", "2"])
+            .arg("--snapshot-out")
+            .arg(self.dir.join("published.json"))
+            .arg("--snapshot-signing-key")
+            .arg(&self.key);
+        web_support::start_web_command(cmd).0
+    }
+
+    fn node(&self, dns_port: u16, url: &str) -> Child {
+        let child = timepool()
+            .args(["dns", "--listen", &format!("127.0.0.1:{dns_port}")])
+            .args(["--snapshot-url", url])
+            .arg("--snapshot-cache")
+            .arg(self.dir.join("cache.json"))
+            .arg("--snapshot-public-key")
+            .arg(&self.public)
+            .args(["--snapshot-poll", "0.1", "--snapshot-timeout", "2"])
+            .args(["--threads", "1"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn timepool dns");
+        child
+    }
+}
+
+fn kill(child: &mut Child) {
+    // SIGKILL by the handle of a process this test started.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn killed_processes_lose_nothing_and_leave_whole_files() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ntp_port = free_port();
+    let _responders: Vec<Responder> = runtime.block_on(async {
+        let mut all = Vec::new();
+        for n in 1..=SERVERS {
+            let at = SocketAddr::from(([127, 0, 1, n], ntp_port));
+            let behaviour = Behaviour::Offset {
+                offset: 0.0,
+                stratum: 2,
+            };
+            all.push(Responder::start(at, behaviour).await.expect("responder"));
+        }
+        all
+    });
+    for (engine, url) in runtime.block_on(web_support::database_urls()) {
+        eprintln!("--- engine: {engine}");
+        killed_on(&runtime, engine, &url, ntp_port);
+    }
+}
+
+fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_port: u16) {
+    let dir = std::env::temp_dir().join(format!("timepool-killed-{}-{engine}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (key, public) = (dir.join("snapshot.key"), dir.join("snapshot.pub"));
+    let status = timepool()
+        .args(["admin", "gen-snapshot-key"])
+        .arg(&key)
+        .arg(&public)
+        .stdout(Stdio::null())
+        .status()
+        .expect("gen-snapshot-key");
+    assert!(status.success());
+    let public_key = PublicKey::read_file(&public).expect("public key");
+    // One selector pass at the start of each web app is enough: the
+    // pairs are made here.
+    std::fs::write(dir.join("web.toml"), "[selector]\ninterval_secs = 3600\n").expect("config");
+
+    // The pool: servers in de, each with an active pair of one monitor.
+    let (db, monitor_id, token) = runtime.block_on(async {
+        let db = timepool::control::db::Db::connect(url).await.expect("db");
+        let account: i64 =
+            sqlx::query("INSERT INTO accounts (name, created_at) VALUES ('op', 0) RETURNING id")
+                .fetch_one(&db.pool)
+                .await
+                .expect("account")
+                .try_get("id")
+                .expect("id");
+        for n in 1..=SERVERS {
+            sqlx::query(
+                "INSERT INTO servers (account_id, address, ip_version, geo_zone, netspeed,
+                                      score, score_ts, created_at)
+                 VALUES ($1, $2, 4, 'de', 1000, 20, 1, 0)",
+            )
+            .bind(account)
+            .bind(format!("127.0.1.{n}"))
+            .execute(&db.pool)
+            .await
+            .expect("server");
+        }
+        let (monitor_id, token) = web_support::active_monitor(&db, "killed").await;
+        let now = timepool::control::db::now();
+        timepool::control::db::pairs::selector_pass(&db, &Default::default(), now)
+            .await
+            .expect("selector");
+        sqlx::query("UPDATE server_scores SET status = 'active', good_points = 100, score = 20")
+            .execute(&db.pool)
+            .await
+            .expect("active pairs");
+        (db, monitor_id, token)
+    });
+
+    let setup = Setup {
+        dir: dir.clone(),
+        url: url.to_string(),
+        web_port: free_port(),
+        key,
+        public,
+    };
+    let published = dir.join("published.json");
+    let cache = dir.join("cache.json");
+    let mut web = setup.web();
+
+    // The agent, as in production: runs until SIGTERM, resends.
+    let mut agent = timepool()
+        .args([
+            "monitor",
+            "--api",
+            &format!("http://127.0.0.1:{}", setup.web_port),
+        ])
+        .args(["--token", &token, "--retry-ms", "50", "--batch-size", "500"])
+        .args([
+            "--samples",
+            "1",
+            "--sample-gap-ms",
+            "0",
+            "--timeout-ms",
+            "500",
+        ])
+        .args(["--ntp-port", &ntp_port.to_string()])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn timepool monitor");
+    let checked = Arc::new(Mutex::new(BTreeSet::new()));
+    let reader = {
+        let checked = checked.clone();
+        let stderr = agent.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            let mut tail = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("batch checked")
+                    && let Some(id) = line
+                        .split("batch_id=")
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .and_then(|id| id.parse::<i64>().ok())
+                {
+                    checked.lock().expect("checked").insert(id);
+                }
+                tail.push(line);
+            }
+            tail
+        })
+    };
+
+    // The node following the web app, its cache written on every change.
+    let snapshot_url = format!("http://127.0.0.1:{}/api/v1/snapshot", setup.web_port);
+    let dns_port = support::free_udp_and_tcp_port();
+    let dns: SocketAddr = format!("127.0.0.1:{dns_port}").parse().expect("address");
+    let mut node = setup.node(dns_port, &snapshot_url);
+
+    // Snapshots change all the time: one server's weight grows every
+    // 50 ms, so the builder publishes and the node writes its cache as
+    // often as they do.
+    let stop_changes = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let changes = {
+        let stop = stop_changes.clone();
+        let db = db.clone();
+        runtime.spawn(async move {
+            let mut speed = 1000i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Never back to an earlier value: every build is new.
+                speed += 1;
+                let _ = sqlx::query("UPDATE servers SET netspeed = $1 WHERE address = '127.0.1.1'")
+                    .bind(speed)
+                    .execute(&db.pool)
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let mut serials = BTreeSet::new();
+    for round in 0..KILLS {
+        pause(1500, 3500);
+        kill(&mut web);
+        let serial = check_signed_snapshot(&published, &public_key, "the published snapshot");
+        eprintln!("kill {round}: web killed, published serial {serial:?}");
+        serials.extend(serial);
+        web = setup.web();
+        pause(100, 900);
+        kill(&mut node);
+        let serial = check_signed_snapshot(&cache, &public_key, "the node's cache");
+        eprintln!("kill {round}: node killed, cache serial {serial:?}");
+        node = setup.node(dns_port, &snapshot_url);
+    }
+
+    assert!(
+        serials.len() >= 2,
+        "snapshots were published between the kills: {serials:?}"
+    );
+
+    // Let the agent catch up, then stop everything cleanly.
+    pause(1500, 1600);
+    stop_changes.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = runtime.block_on(changes);
+    web_support::sigterm_and_wait(agent);
+    let tail = reader.join().expect("agent log");
+    kill(&mut node);
+    web_support::sigterm_and_wait(web);
+
+    // Every batch the agent checked is applied; every applied batch's
+    // results are logged exactly once.
+    let checked = checked.lock().expect("checked").clone();
+    assert!(
+        checked.len() >= KILLS,
+        "the agent checked only {} batches:\n{}",
+        checked.len(),
+        tail.join("\n")
+    );
+    let (unapplied, expected_rows, rows) = runtime.block_on(async {
+        let mut unapplied = Vec::new();
+        for id in &checked {
+            let applied: Option<i64> =
+                sqlx::query("SELECT applied_at FROM monitor_batches WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&db.pool)
+                    .await
+                    .expect("batch")
+                    .try_get("applied_at")
+                    .expect("applied_at");
+            if applied.is_none() {
+                unapplied.push(*id);
+            }
+        }
+        let expected: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM monitor_batch_servers bs
+             JOIN monitor_batches b ON b.id = bs.batch_id
+             WHERE b.monitor_id = $1 AND b.applied_at IS NOT NULL",
+        )
+        .bind(monitor_id)
+        .fetch_one(&db.pool)
+        .await
+        .expect("expected rows");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM score_log WHERE monitor_id = $1")
+            .bind(monitor_id)
+            .fetch_one(&db.pool)
+            .await
+            .expect("rows");
+        (unapplied, expected, rows)
+    });
+    assert_eq!(
+        unapplied,
+        Vec::<i64>::new(),
+        "batches checked but never applied:\n{}",
+        tail.join("\n")
+    );
+    assert_eq!(rows, expected_rows, "each applied result logged once");
+    eprintln!(
+        "{engine}: {} batches checked and applied, {rows} results logged once, through {KILLS} kills of each",
+        checked.len()
+    );
+
+    // Whole files, and no pile of temporaries from the killed writers.
+    check_signed_snapshot(&published, &public_key, "the published snapshot");
+    let cache_serial =
+        check_signed_snapshot(&cache, &public_key, "the node's cache").expect("a cache");
+    assert!(temporaries(&published) <= 1, "temporaries of the snapshot");
+    assert!(temporaries(&cache) <= 1, "temporaries of the cache");
+
+    // A node with only its cache (the control plane gone) serves it.
+    let mut alone = setup.node(dns_port, "http://127.0.0.1:1/api/v1/snapshot");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while udp_exchange(dns, &query("pool.ntp.org", 6, &Ask::default())).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not start from its cache"
+        );
+    }
+    assert_eq!(soa_serial(dns), cache_serial);
+    kill(&mut alone);
+    runtime.block_on(db.pool.close());
+    let _ = std::fs::remove_dir_all(&dir);
+}
