@@ -119,7 +119,7 @@ impl Setup {
     }
 
     fn node(&self, dns_port: u16, url: &str) -> Child {
-        let child = timepool()
+        timepool()
             .args(["dns", "--listen", &format!("127.0.0.1:{dns_port}")])
             .args(["--snapshot-url", url])
             .arg("--snapshot-cache")
@@ -130,8 +130,7 @@ impl Setup {
             .args(["--threads", "1"])
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawn timepool dns");
-        child
+            .expect("spawn timepool dns")
     }
 }
 
