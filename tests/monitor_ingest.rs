@@ -840,3 +840,117 @@ async fn a_failure_after_the_checks_are_written_rolls_the_batch_back() {
     })
     .await;
 }
+
+/// Every writer at once for a few seconds: monitors submitting batches,
+/// operators saving their servers' forms, the zone builder publishing and
+/// the selector passing over the pairs. On SQLite (one writer at a time)
+/// they wait for each other: no "database is locked" reaches a monitor or
+/// a person, nothing fails; on PostgreSQL the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_never_see_a_locked_database() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use timepool::control::db::schedule::CheckSchedule;
+    use timepool::control::zone_builder::{BuildConfig, build_and_publish};
+    use web_support::for_each_engine_configured;
+    // Pairs due again a second after their check: batches keep coming.
+    let schedule = |settings: &mut timepool::control::web::Settings| {
+        settings.check_schedule = CheckSchedule {
+            active_interval: 1,
+            testing_interval: 1,
+            min_gap: 0,
+        };
+    };
+    for_each_engine_configured(schedule, |app| async move {
+        let operator = account(&app.db, "op").await;
+        let mut addresses = Vec::new();
+        for i in 1..=30 {
+            let address = format!("192.0.2.{i}");
+            server(&app.db, operator, &address).await;
+            addresses.push(address);
+        }
+        let mut monitors = Vec::new();
+        for i in 1..=3 {
+            monitors.push(monitor(&app.db, &format!("m{i}"), "active", None, None).await);
+        }
+        select(&app.db).await;
+        let mut owners = Vec::new();
+        for i in 1..=2 {
+            let mut c = app.client();
+            c.signup(&format!("owner{i}@example.net")).await;
+            let id = c.add_server(&format!("8.8.{i}.8"), "de").await;
+            owners.push((c, id));
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let done = Arc::new(AtomicUsize::new(0));
+        let app = Arc::new(app);
+        let mut writers = tokio::task::JoinSet::new();
+        for (_, token) in monitors {
+            let (app, done) = (app.clone(), done.clone());
+            writers.spawn(async move {
+                while std::time::Instant::now() < until {
+                    let (id, servers) = batch(&app, &token, 50).await;
+                    let Some(id) = id else {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let results: Vec<Value> = servers.iter().map(|s| good(s, 0.001)).collect();
+                    let (status, body) =
+                        submit(&app, &token, json!({"batch_id": id, "results": results})).await;
+                    if status != StatusCode::OK {
+                        return Err(format!("results: {status} {body}"));
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            });
+        }
+        for (mut client, id) in owners {
+            let done = done.clone();
+            writers.spawn(async move {
+                let mut speed = 1500;
+                while std::time::Instant::now() < until {
+                    speed = if speed == 1500 { 10000 } else { 1500 };
+                    let page = format!("/manage/servers/{id}");
+                    let r = client
+                        .post(&page, &[("zone", "de"), ("netspeed", &speed.to_string())])
+                        .await;
+                    if !r.status.is_success() && !r.status.is_redirection() {
+                        return Err(format!("form: {} {}", r.status, r.body));
+                    }
+                    if r.body.contains("locked") {
+                        return Err(format!("form: {}", r.body));
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            });
+        }
+        {
+            let (app, done) = (app.clone(), done.clone());
+            writers.spawn(async move {
+                let config = BuildConfig::for_origin("pool.example.org", Vec::new(), None);
+                while std::time::Instant::now() < until {
+                    build_and_publish(&app.db, &config, &app.state.snapshot, now())
+                        .await
+                        .map_err(|e| format!("builder: {e}"))?;
+                    select(&app.db).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            });
+        }
+        while let Some(joined) = writers.join_next().await {
+            if let Err(error) = joined.expect("writer task") {
+                panic!("{}: a writer failed: {error}", app.engine);
+            }
+        }
+        eprintln!(
+            "{}: {} writes at once in 3 s, none refused",
+            app.engine,
+            done.load(Ordering::Relaxed)
+        );
+        assert!(done.load(Ordering::Relaxed) > 0);
+    })
+    .await;
+}

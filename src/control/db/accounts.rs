@@ -219,7 +219,7 @@ pub async fn insert_account(tx: &mut Tx, name: &str) -> Result<i64, DbError> {
 /// other writer.
 pub async fn lock_account(tx: &mut Tx, engine: Engine, account_id: i64) -> Result<(), DbError> {
     if engine == Engine::Postgres {
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
             .bind(account_id)
             .fetch_optional(&mut **tx)
             .await?;

@@ -127,8 +127,12 @@ struct MonitorRow {
 /// The monitor row first (locked on PostgreSQL) so two submissions of one
 /// monitor apply one after the other and see each other's last_batch_id.
 async fn lock_monitor(tx: &mut Tx, engine: Engine, monitor_id: i64) -> Result<MonitorRow, DbError> {
+    // NO KEY UPDATE: it excludes another submission's lock, and not the
+    // key-share lock PostgreSQL takes for a new row that refers to the
+    // monitor (the selector adding a pair), which would otherwise wait on
+    // this batch while this batch waits on the selector's pairs.
     let lock = match engine {
-        Engine::Postgres => " FOR UPDATE",
+        Engine::Postgres => " FOR NO KEY UPDATE",
         Engine::Sqlite => "",
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(

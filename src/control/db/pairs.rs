@@ -254,6 +254,34 @@ async fn apply(
     added.sort_by_key(key);
     moved.sort_by_key(key);
     removed.sort_by_key(key);
+    if db.engine == Engine::Postgres {
+        // An UPDATE or DELETE joined with the JSON rows locks the pairs in
+        // the join's order, not the key order; a batch being applied locks
+        // its monitor's pairs in key order. So lock the pairs to change
+        // first, in key order (FOR UPDATE under ORDER BY locks in that
+        // order): the two never deadlock.
+        let mut keys: Vec<(i64, i64)> = moved
+            .iter()
+            .chain(removed.iter())
+            .filter_map(|row| Some((row[0].as_i64()?, row[1].as_i64()?)))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if !keys.is_empty() {
+            // Integers read from the database, not outside input.
+            let list = keys
+                .iter()
+                .map(|(server, monitor)| format!("({server},{monitor})"))
+                .collect::<Vec<_>>()
+                .join(",");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT server_id FROM server_scores WHERE (server_id, monitor_id) IN ({list})
+                 ORDER BY server_id, monitor_id FOR UPDATE"
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     let mut done: HashSet<(i64, i64)> = HashSet::new();
     if !added.is_empty() {
         let sql = format!(
@@ -543,7 +571,7 @@ pub async fn request_check(
     // The account locked first (PostgreSQL; SQLite's write transaction
     // already is), so two requests at once count each other.
     if db.engine == Engine::Postgres {
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
             .bind(account_id)
             .fetch_optional(&mut *tx)
             .await?;

@@ -197,8 +197,10 @@ pub async fn issue_batch(
         // deadlock; and their hand-out time as it is now, once any other
         // monitor's batch that took them has committed. A candidate whose
         // server was just handed to another monitor waits its minute.
+        // NO KEY UPDATE: not in the way of a new pair's key-share lock
+        // on its server (see `db::ingest`).
         let lock = match db.engine {
-            Engine::Postgres => " FOR UPDATE",
+            Engine::Postgres => " FOR NO KEY UPDATE",
             Engine::Sqlite => "",
         };
         let ids = id_list(chosen.iter().map(|(id, _)| *id));

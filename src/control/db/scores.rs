@@ -289,7 +289,7 @@ pub async fn set_server_scores(
         // deadlock. (SQLite has one writer at a time.)
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH v AS ({pairs})
-             SELECT s.id FROM servers s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR UPDATE OF s"
+             SELECT s.id FROM servers s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR NO KEY UPDATE OF s"
         )))
         .bind(&document)
         .execute(&mut **tx)
