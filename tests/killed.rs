@@ -12,35 +12,25 @@ mod support;
 mod web_support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::Row;
 use support::{Ask, query, soa_serial, udp_exchange};
-use timepool::shared::ntp::responder::{Behaviour, Responder};
 use timepool::shared::snapshot::signature::{
     PublicKey, read_signature_file, signature_path, verify_file_text,
+};
+use web_support::processes::{
+    Agent, Started, free_port, logged_and_applied, pool_with_active_pairs, responders, timepool,
+    unapplied,
 };
 
 /// Servers checked by the agent (each a responder on 127.0.1.N).
 const SERVERS: u8 = 40;
 /// Kills of the web app, and as many of the DNS node, per engine.
 const KILLS: usize = 6;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn timepool() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_timepool"))
-}
 
 /// A random pause: the kills land anywhere in the work.
 fn pause(min_ms: u64, max_ms: u64) {
@@ -91,7 +81,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn web(&self) -> Child {
+    fn web(&self) -> Started {
         let mut cmd = timepool();
         cmd.arg("web")
             .args(["--listen", &format!("127.0.0.1:{}", self.web_port)])
@@ -115,29 +105,25 @@ impl Setup {
             .arg(self.dir.join("published.json"))
             .arg("--snapshot-signing-key")
             .arg(&self.key);
-        web_support::start_web_command(cmd).0
+        Started::new(web_support::start_web_command(cmd).0)
     }
 
-    fn node(&self, dns_port: u16, url: &str) -> Child {
-        timepool()
-            .args(["dns", "--listen", &format!("127.0.0.1:{dns_port}")])
-            .args(["--snapshot-url", url])
-            .arg("--snapshot-cache")
-            .arg(self.dir.join("cache.json"))
-            .arg("--snapshot-public-key")
-            .arg(&self.public)
-            .args(["--snapshot-poll", "0.1", "--snapshot-timeout", "2"])
-            .args(["--threads", "1"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn timepool dns")
+    fn node(&self, dns_port: u16, url: &str) -> Started {
+        Started::new(
+            timepool()
+                .args(["dns", "--listen", &format!("127.0.0.1:{dns_port}")])
+                .args(["--snapshot-url", url])
+                .arg("--snapshot-cache")
+                .arg(self.dir.join("cache.json"))
+                .arg("--snapshot-public-key")
+                .arg(&self.public)
+                .args(["--snapshot-poll", "0.1", "--snapshot-timeout", "2"])
+                .args(["--threads", "1"])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn timepool dns"),
+        )
     }
-}
-
-fn kill(child: &mut Child) {
-    // SIGKILL by the handle of a process this test started.
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
@@ -148,18 +134,7 @@ fn killed_processes_lose_nothing_and_leave_whole_files() {
         .build()
         .expect("runtime");
     let ntp_port = free_port();
-    let _responders: Vec<Responder> = runtime.block_on(async {
-        let mut all = Vec::new();
-        for n in 1..=SERVERS {
-            let at = SocketAddr::from(([127, 0, 1, n], ntp_port));
-            let behaviour = Behaviour::Offset {
-                offset: 0.0,
-                stratum: 2,
-            };
-            all.push(Responder::start(at, behaviour).await.expect("responder"));
-        }
-        all
-    });
+    let _responders = runtime.block_on(responders(1, SERVERS, ntp_port, false));
     for (engine, url) in runtime.block_on(web_support::database_urls()) {
         eprintln!("--- engine: {engine}");
         killed_on(&runtime, engine, &url, ntp_port);
@@ -187,34 +162,13 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
     // The pool: servers in de, each with an active pair of one monitor.
     let (db, monitor_id, token) = runtime.block_on(async {
         let db = timepool::control::db::Db::connect(url).await.expect("db");
-        let account: i64 =
-            sqlx::query("INSERT INTO accounts (name, created_at) VALUES ('op', 0) RETURNING id")
-                .fetch_one(&db.pool)
-                .await
-                .expect("account")
-                .try_get("id")
-                .expect("id");
-        for n in 1..=SERVERS {
-            sqlx::query(
-                "INSERT INTO servers (account_id, address, ip_version, geo_zone, netspeed,
-                                      score, score_ts, created_at)
-                 VALUES ($1, $2, 4, 'de', 1000, 20, 1, 0)",
-            )
-            .bind(account)
-            .bind(format!("127.0.1.{n}"))
-            .execute(&db.pool)
-            .await
-            .expect("server");
-        }
-        let (monitor_id, token) = web_support::active_monitor(&db, "killed").await;
-        let now = timepool::control::db::now();
-        timepool::control::db::pairs::selector_pass(&db, &Default::default(), now)
-            .await
-            .expect("selector");
-        sqlx::query("UPDATE server_scores SET status = 'active', good_points = 100, score = 20")
-            .execute(&db.pool)
-            .await
-            .expect("active pairs");
+        let account: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (name, created_at) VALUES ('op', 0) RETURNING id",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("account");
+        let (monitor_id, token) = pool_with_active_pairs(&db, account, 1, SERVERS).await;
         (db, monitor_id, token)
     });
 
@@ -230,49 +184,7 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
     let mut web = setup.web();
 
     // The agent, as in production: runs until SIGTERM, resends.
-    let mut agent = timepool()
-        .args([
-            "monitor",
-            "--api",
-            &format!("http://127.0.0.1:{}", setup.web_port),
-        ])
-        .args(["--token", &token, "--retry-ms", "50", "--batch-size", "500"])
-        .args([
-            "--samples",
-            "1",
-            "--sample-gap-ms",
-            "0",
-            "--timeout-ms",
-            "500",
-        ])
-        .args(["--ntp-port", &ntp_port.to_string()])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn timepool monitor");
-    let checked = Arc::new(Mutex::new(BTreeSet::new()));
-    let reader = {
-        let checked = checked.clone();
-        let stderr = agent.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            let mut tail = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("batch checked")
-                    && let Some(id) = line
-                        .split("batch_id=")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .and_then(|id| id.parse::<i64>().ok())
-                {
-                    checked.lock().expect("checked").insert(id);
-                }
-                tail.push(line);
-            }
-            tail
-        })
-    };
+    let agent = Agent::spawn(setup.web_port, &token, ntp_port, 500);
 
     // The node following the web app, its cache written on every change.
     let snapshot_url = format!("http://127.0.0.1:{}/api/v1/snapshot", setup.web_port);
@@ -304,13 +216,13 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
     let mut serials = BTreeSet::new();
     for round in 0..KILLS {
         pause(1500, 3500);
-        kill(&mut web);
+        web.kill();
         let serial = check_signed_snapshot(&published, &public_key, "the published snapshot");
         eprintln!("kill {round}: web killed, published serial {serial:?}");
         serials.extend(serial);
         web = setup.web();
         pause(100, 900);
-        kill(&mut node);
+        node.kill();
         let serial = check_signed_snapshot(&cache, &public_key, "the node's cache");
         eprintln!("kill {round}: node killed, cache serial {serial:?}");
         node = setup.node(dns_port, &snapshot_url);
@@ -325,50 +237,24 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
     pause(1500, 1600);
     stop_changes.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = runtime.block_on(changes);
-    web_support::sigterm_and_wait(agent);
-    let tail = reader.join().expect("agent log");
-    kill(&mut node);
-    web_support::sigterm_and_wait(web);
+    let checked = agent.checked();
+    let tail = agent.stop();
+    node.kill();
+    web_support::sigterm_and_wait(web.take());
 
     // Every batch the agent checked is applied; every applied batch's
     // results are logged exactly once.
-    let checked = checked.lock().expect("checked").clone();
     assert!(
         checked.len() >= KILLS,
         "the agent checked only {} batches:\n{}",
         checked.len(),
         tail.join("\n")
     );
-    let (unapplied, expected_rows, rows) = runtime.block_on(async {
-        let mut unapplied = Vec::new();
-        for id in &checked {
-            let applied: Option<i64> =
-                sqlx::query("SELECT applied_at FROM monitor_batches WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&db.pool)
-                    .await
-                    .expect("batch")
-                    .try_get("applied_at")
-                    .expect("applied_at");
-            if applied.is_none() {
-                unapplied.push(*id);
-            }
-        }
-        let expected: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM monitor_batch_servers bs
-             JOIN monitor_batches b ON b.id = bs.batch_id
-             WHERE b.monitor_id = $1 AND b.applied_at IS NOT NULL",
+    let (unapplied, (rows, expected_rows)) = runtime.block_on(async {
+        (
+            unapplied(&db, &checked).await,
+            logged_and_applied(&db, monitor_id).await,
         )
-        .bind(monitor_id)
-        .fetch_one(&db.pool)
-        .await
-        .expect("expected rows");
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM score_log WHERE monitor_id = $1")
-            .bind(monitor_id)
-            .fetch_one(&db.pool)
-            .await
-            .expect("rows");
-        (unapplied, expected, rows)
     });
     assert_eq!(
         unapplied,
@@ -399,7 +285,7 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
         );
     }
     assert_eq!(soa_serial(dns), cache_serial);
-    kill(&mut alone);
+    alone.kill();
     runtime.block_on(db.pool.close());
     let _ = std::fs::remove_dir_all(&dir);
 }

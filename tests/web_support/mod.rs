@@ -4,6 +4,8 @@
 //! that drives the router in process.
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 

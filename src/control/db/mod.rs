@@ -59,6 +59,30 @@ pub fn default_sqlite_url(data_dir: &Path) -> String {
     format!("sqlite://{}/timepool.db?mode=rwc", data_dir.display())
 }
 
+/// The longest a request waits for a database connection.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether an error says the database cannot serve us now (down,
+/// restarting, unreachable, out of connections, or SQLite still busy
+/// after its timeout) rather than that the request was wrong: the same
+/// request may succeed later, so it is answered 503, try again.
+pub fn is_unavailable(error: &DbError) -> bool {
+    match error {
+        DbError::Io(_) | DbError::PoolTimedOut | DbError::PoolClosed | DbError::Tls(_) => true,
+        DbError::Database(e) => e.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (08), operator
+            // intervention such as a shutdown (57P), too many connections
+            // (53300); SQLite: busy (5) and locked (6).
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "53300"
+                || code == "5"
+                || code == "6"
+        }),
+        _ => false,
+    }
+}
+
 impl Db {
     /// Connects, switches SQLite to WAL, and runs the migrations.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
@@ -83,6 +107,10 @@ impl Db {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if engine == Engine::Sqlite { 8 } else { 16 })
+            // A request waits this long for a connection, not sqlx's 30 s:
+            // with the database down, pages and the API say so at once
+            // (503) instead of hanging.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;
         let db = Db { pool, engine };

@@ -92,6 +92,21 @@ impl IntoResponse for ApiError {
         let (status, message) = match self.0 {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not found".to_string()),
             AppError::BadRequest(msg) => (StatusCode::BAD_REQUEST, msg),
+            AppError::Db(err) if crate::control::db::is_unavailable(&err) => {
+                tracing::warn!(error = %err, "the database is unavailable to the API");
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({
+                        "error": "the database is unavailable; try again later"
+                    })),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("30"),
+                );
+                return response;
+            }
             // The rest are not expected here; let the page mapping log them.
             other => {
                 let status = other.into_response().status();

@@ -88,6 +88,18 @@ impl IntoResponse for AppError {
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
                 return response;
             }
+            AppError::Db(err) if crate::control::db::is_unavailable(&err) => {
+                tracing::warn!(error = %err, "the database is unavailable");
+                let mut response = error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    tr("Temporarily unavailable"),
+                    tr("The database cannot be reached at the moment. Nothing was changed; please try again in a minute."),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+                return response;
+            }
             AppError::Db(err) => {
                 tracing::error!(error = %err, "database error");
                 (

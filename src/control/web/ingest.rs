@@ -35,6 +35,15 @@ impl IngestFailure {
 
 impl From<crate::control::db::DbError> for IngestFailure {
     fn from(err: crate::control::db::DbError) -> IngestFailure {
+        if crate::control::db::is_unavailable(&err) {
+            // The agent keeps its results and sends them again.
+            tracing::warn!(error = %err, "the database is unavailable to the ingest API");
+            return IngestFailure {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "the database is unavailable; nothing was changed; send again later"
+                    .to_string(),
+            };
+        }
         tracing::error!(error = %err, "database error in the ingest API");
         IngestFailure {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,6 +84,11 @@ impl IntoResponse for IngestFailure {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         }
         response
     }
