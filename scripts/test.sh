@@ -61,7 +61,7 @@ step "cargo test (unit, integration on SQLite and PostgreSQL, browser, chronyd, 
 # Every TIMEPOOL_*_REQUIRED=1: a missing component fails its test instead
 # of skipping it (PostgreSQL above included).
 TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 TIMEPOOL_SMTP_REQUIRED=1 \
-    TIMEPOOL_PG_REQUIRED=1 cargo test --all-targets
+    TIMEPOOL_PG_REQUIRED=1 TIMEPOOL_MOUNT_REQUIRED=1 cargo test --all-targets
 cargo test --doc
 
 step "snapshot check"

@@ -23,8 +23,8 @@ use timepool::shared::snapshot::signature::{
     PublicKey, read_signature_file, signature_path, verify_file_text,
 };
 use web_support::processes::{
-    Agent, Started, free_port, logged_and_applied, pool_with_active_pairs, responders, timepool,
-    unapplied,
+    Agent, Started, free_port, logged_and_applied, pool_with_active_pairs, responders,
+    snapshot_key_pair, timepool, unapplied,
 };
 
 /// Servers checked by the agent (each a responder on 127.0.1.N).
@@ -145,16 +145,7 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
     let dir = std::env::temp_dir().join(format!("timepool-killed-{}-{engine}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let (key, public) = (dir.join("snapshot.key"), dir.join("snapshot.pub"));
-    let status = timepool()
-        .args(["admin", "gen-snapshot-key"])
-        .arg(&key)
-        .arg(&public)
-        .stdout(Stdio::null())
-        .status()
-        .expect("gen-snapshot-key");
-    assert!(status.success());
-    let public_key = PublicKey::read_file(&public).expect("public key");
+    let (key, public, public_key) = snapshot_key_pair(&dir);
     // One selector pass at the start of each web app is enough: the
     // pairs are made here.
     std::fs::write(dir.join("web.toml"), "[selector]\ninterval_secs = 3600\n").expect("config");

@@ -52,6 +52,7 @@ use crate::control::zone_rules::{
     self, AdvertisedZone, DocumentSettings, EligibleServer, OriginSettings, ScoreRamp,
 };
 use crate::control::zone_tree;
+use crate::shared::repeated_failure::RepeatedFailure;
 use crate::shared::snapshot::signature::{self, SigningKey};
 use crate::shared::snapshot::{self, SnapshotError};
 use crate::shared::zones;
@@ -660,6 +661,9 @@ pub async fn run(db: Db, config: BuildConfig, store: Arc<SnapshotStore>, schedul
     };
     let mut built_from: Option<[u8; 32]> = None;
     let mut last_build: Option<tokio::time::Instant> = None;
+    // A full disk or a database that stays down fails every build: one
+    // line per cause, and one when publishing works again.
+    let failures = RepeatedFailure::default();
     let mut first = true;
     loop {
         if !first {
@@ -726,14 +730,23 @@ pub async fn run(db: Db, config: BuildConfig, store: Arc<SnapshotStore>, schedul
         )
         .await
         {
-            Ok(_) => built_from = Some(inputs.digest()),
+            Ok(_) => {
+                built_from = Some(inputs.digest());
+                if failures.succeeded() {
+                    tracing::info!("zone snapshots are published again");
+                }
+            }
             Err(BuildError::NotLeader) => {
                 store.leading.store(false, Ordering::Relaxed);
                 tracing::warn!(instance = %fence.holder, "lost the zone builder's lease before publishing; another instance publishes");
             }
             Err(error) => {
                 store.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, "zone snapshot not published; the previous one stays");
+                if failures.failed(&error.to_string()) {
+                    tracing::error!(%error, "zone snapshot not published; the previous one stays (said again only when the cause changes)");
+                } else {
+                    tracing::debug!(%error, "zone snapshot still not published");
+                }
             }
         }
     }

@@ -10,6 +10,7 @@
 //! - `netaddr`: which addresses are public unicast;
 //! - `encoding`: hexadecimal, and base64 for PEM files;
 //! - `atomic_file`: replace a file atomically;
+//! - `repeated_failure`: a failure counted each time, logged once per cause;
 //! - `file_version`: notice that a file changed (inode, length, mtime);
 //! - `process`: umask 077 and the open-file limit, set at start;
 //! - `prometheus`: the Prometheus text format;
@@ -41,6 +42,7 @@ pub mod netaddr;
 pub mod ntp;
 pub mod process;
 pub mod prometheus;
+pub mod repeated_failure;
 pub mod signals;
 pub mod snapshot;
 pub mod zones;

@@ -27,6 +27,29 @@ pub fn timepool() -> Command {
     Command::new(env!("CARGO_BIN_EXE_timepool"))
 }
 
+/// A snapshot signing key pair made by `timepool admin gen-snapshot-key`
+/// in `dir`: the private key's file, the public key's file and the key.
+pub fn snapshot_key_pair(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    timepool::shared::snapshot::signature::PublicKey,
+) {
+    let (key, public) = (dir.join("snapshot.key"), dir.join("snapshot.pub"));
+    let status = timepool()
+        .args(["admin", "gen-snapshot-key"])
+        .arg(&key)
+        .arg(&public)
+        .stdout(Stdio::null())
+        .status()
+        .expect("gen-snapshot-key");
+    assert!(status.success(), "gen-snapshot-key: {status}");
+    let public_key = timepool::shared::snapshot::signature::PublicKey::read_file(&public)
+        .expect("the public key");
+    (key, public, public_key)
+}
+
 /// A process this test started, killed (SIGKILL, by its handle) when the
 /// test ends early; `take` it to stop it another way.
 pub struct Started(Option<Child>);

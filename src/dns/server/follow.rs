@@ -25,6 +25,7 @@ use super::StartError;
 use super::state::{Shared, Source};
 use super::trust::{Rejection, Rejections, SnapshotTrust};
 use crate::dns::zone::ZoneTable;
+use crate::shared::repeated_failure::RepeatedFailure;
 use crate::shared::snapshot::{NODE_HEADER, NODE_SERIAL_HEADER, signature};
 
 /// Largest snapshot accepted, counted after gzip is undone (a pool-sized
@@ -111,6 +112,8 @@ pub struct Follower {
     node_name: Option<String>,
     authorization: Option<String>,
     etag: Mutex<Option<String>>,
+    /// Failed writes of the cache (a full disk): counted, logged once.
+    pub cache_failures: RepeatedFailure,
 }
 
 impl Follower {
@@ -137,6 +140,7 @@ impl Follower {
             node_name: client.node_name.clone(),
             authorization: client.node_token.as_ref().map(|t| format!("Bearer {t}")),
             etag: Mutex::new(None),
+            cache_failures: RepeatedFailure::default(),
         })
     }
 
@@ -231,8 +235,17 @@ impl Follower {
     /// A failed write is logged; serving goes on.
     pub fn write_cache(&self, bytes: &[u8], signature: Option<&str>) {
         let Some(cache) = &self.cache else { return };
-        if let Err(error) = signature::write_signed(cache, bytes, signature) {
-            tracing::warn!(%error, "cannot write the snapshot cache");
+        match signature::write_signed(cache, bytes, signature) {
+            Ok(()) => {
+                if self.cache_failures.succeeded() {
+                    tracing::info!(cache = %cache.display(), "the snapshot cache is written again");
+                }
+            }
+            Err(error) => {
+                if self.cache_failures.failed(&error.to_string()) {
+                    tracing::warn!(%error, "cannot write the snapshot cache; the previous one stays (said again only when the cause changes)");
+                }
+            }
         }
     }
 }

@@ -470,6 +470,13 @@ pub fn render(shared: &Shared) -> String {
         &[("result", "failed")],
         counters.reload_failures.load(Ordering::Relaxed) as f64,
     );
+    one(
+        &mut page,
+        "timepool_dns_cache_write_failures_total",
+        "counter",
+        "Failed writes of the snapshot cache (--snapshot-cache; a full disk, say); the previous cache stays.",
+        shared.cache_write_failures() as f64,
+    );
     page.family(
         "timepool_dns_snapshot_rejections_total",
         "counter",

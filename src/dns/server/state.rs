@@ -242,6 +242,14 @@ impl Shared {
     pub fn serial(&self) -> u32 {
         self.table.load().serial
     }
+
+    /// Failed writes of the snapshot cache (0 when there is none).
+    pub fn cache_write_failures(&self) -> u64 {
+        match &self.source {
+            Source::Url(follower) => follower.cache_failures.count(),
+            Source::File(_) => 0,
+        }
+    }
 }
 
 /// Reload the snapshot on a blocking thread and log a rejection (SIGHUP
