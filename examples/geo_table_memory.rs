@@ -2,6 +2,9 @@
 //! load time, the table's heap bytes, and the process RSS after the load
 //! (the file bytes are freed by then) and at its peak (during the load).
 //!
+//! With RELOADS=N, also the RSS after each of N reloads done as the DNS
+//! node does them (KEEP_FREED=1: without handing freed memory back).
+//!
 //! cargo run --release --example geo_table_memory [FILE.mmdb]
 //! (default: data/geoip/GeoLite2-City.mmdb, see scripts/geoip.sh)
 
@@ -50,5 +53,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         proc_status("VmRSS:"),
         proc_status("VmHWM:")
     );
+    // RELOADS=N: load it N times more as the DNS node reloads it, each on
+    // a new thread (tokio's blocking threads come and go), the old table
+    // dropped once the new one is in, freed memory handed back as the node
+    // does; KEEP_FREED=1 skips that, to see what it saves.
+    let reloads: usize = match std::env::var("RELOADS") {
+        Ok(text) => text.parse().map_err(|e| format!("RELOADS={text}: {e}"))?,
+        Err(_) => 0,
+    };
+    let keep_freed = std::env::var_os("KEEP_FREED").is_some();
+    let mut current = table;
+    for reload in 1..=reloads {
+        let path = path.clone();
+        let loaded = std::thread::spawn(move || GeoTable::open(&path))
+            .join()
+            .map_err(|_| "the reload thread panicked")??;
+        current = loaded;
+        if !keep_freed {
+            timepool::shared::process::return_freed_memory();
+        }
+        println!(
+            "after reload {reload}{}: VmRSS {}",
+            if keep_freed {
+                " (freed memory kept)"
+            } else {
+                ""
+            },
+            proc_status("VmRSS:")
+        );
+    }
+    drop(current);
     Ok(())
 }

@@ -99,11 +99,14 @@ pub struct DnsArgs {
     /// Packets per recvmmsg/sendmmsg call.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// SO_RCVBUF of the UDP sockets, bytes (default: the system's).
-    #[arg(long)]
+    /// SO_RCVBUF of the UDP sockets, bytes (default: the system's). Beyond
+    /// net.core.rmem_max it needs CAP_NET_ADMIN (SO_RCVBUFFORCE), else it
+    /// is capped with a warning.
+    #[arg(long, env = "TIMEPOOL_UDP_RECV_BUFFER")]
     pub udp_recv_buffer: Option<usize>,
-    /// SO_SNDBUF of the UDP sockets, bytes (default: the system's).
-    #[arg(long)]
+    /// SO_SNDBUF of the UDP sockets, bytes (default: the system's; beyond
+    /// net.core.wmem_max as for the receive buffer).
+    #[arg(long, env = "TIMEPOOL_UDP_SEND_BUFFER")]
     pub udp_send_buffer: Option<usize>,
     /// Seconds between checks of the snapshot file for a change.
     #[arg(long, default_value_t = 1.0)]

@@ -1,5 +1,6 @@
 //! Process-wide settings every long-running command makes at start: the
-//! file-creation mask and the open-file limit.
+//! file-creation mask and the open-file limit; and giving freed memory
+//! back to the system after a reload.
 
 use std::io;
 
@@ -40,5 +41,22 @@ pub fn raise_open_file_limit() {
                 tracing::warn!(error = %io::Error::last_os_error(), "cannot raise the open file limit");
             }
         }
+    }
+}
+
+/// Gives the memory the allocator holds free back to the system
+/// (glibc's `malloc_trim`; elsewhere nothing). Called after a reload has
+/// freed its temporaries and the table it replaced. glibc keeps freed
+/// memory in per-thread arenas, and a reload runs on whichever blocking
+/// thread is free, often a new one with a new arena: without this the
+/// soak run saw a DNS node's RSS grow by ~30 MB at every GeoIP reload
+/// (72 -> 225 MB in 5 minutes), and examples/geo_table_memory shows the
+/// same (8 reloads: 201 MB kept, 48 MB trimmed).
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes a plain size (the padding to keep) and
+    // only returns free pages; it is thread-safe in glibc.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -222,7 +222,10 @@ impl DnsServer {
             workers.push(
                 std::thread::Builder::new()
                     .name("timepool-follow".into())
-                    .spawn(move || follow::follow_control_plane(&shared, poll))
+                    .spawn(move || {
+                        os::lower_this_thread_priority();
+                        follow::follow_control_plane(&shared, poll)
+                    })
                     .map_err(StartError::Io)?,
             );
         }

@@ -119,7 +119,10 @@ impl Shared {
         };
         let table = self.count_reload(GeoTable::open(path))?;
         tracing::info!(file = %path.display(), database = table.description(), "GeoIP database loaded");
-        self.geo.store(Arc::new(table));
+        // The old table is freed here unless a worker still holds it (then
+        // after its batch, and its pages go back at the next reload).
+        drop(self.geo.swap(Arc::new(table)));
+        crate::shared::process::return_freed_memory();
         Ok(())
     }
 
@@ -162,7 +165,11 @@ impl Shared {
             "zone snapshot loaded"
         );
         // `old` is dropped here, on the reload thread, not on a worker (a
-        // worker still holding a guard drops its copy after its batch).
+        // worker still holding a guard drops its copy after its batch);
+        // then the parse's temporaries and the old table go back to the
+        // system.
+        drop(old);
+        crate::shared::process::return_freed_memory();
         serial
     }
 
@@ -257,7 +264,11 @@ impl Shared {
 /// itself and logs by its own rules).
 pub async fn reload_logged(shared: &Arc<Shared>) {
     let reloading = shared.clone();
-    match tokio::task::spawn_blocking(move || reloading.reload()).await {
+    let reload = move || {
+        super::os::lower_this_thread_priority();
+        reloading.reload()
+    };
+    match tokio::task::spawn_blocking(reload).await {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => tracing::error!(
             %error,

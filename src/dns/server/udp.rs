@@ -77,10 +77,10 @@ pub fn bind_sockets(
         }
         socket.set_reuse_port(true)?;
         if let Some(size) = settings.recv_buffer {
-            socket.set_recv_buffer_size(size)?;
+            set_buffer_size(&socket, Buffer::Receive, size)?;
         }
         if let Some(size) = settings.send_buffer {
-            socket.set_send_buffer_size(size)?;
+            set_buffer_size(&socket, Buffer::Send, size)?;
         }
         if settings.freebind {
             set_freebind(&socket, address)?;
@@ -99,6 +99,74 @@ pub fn bind_sockets(
         sockets.push(socket);
     }
     Ok(sockets)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffer {
+    Receive,
+    Send,
+}
+
+/// SO_RCVBUF (SO_SNDBUF) of `size` bytes. The kernel silently caps those
+/// at net.core.rmem_max (wmem_max), 208 KiB on many systems, far below
+/// what a busy node wants (the soak run: a GeoIP reload slowed the worker
+/// for a few hundred ms and 4 MiB overflowed). As Knot and NSD do, a
+/// capped size is asked again with SO_RCVBUFFORCE (SO_SNDBUFFORCE), which
+/// the limit does not bind, for a process with CAP_NET_ADMIN; without it
+/// the capped size stays and a warning says how to get the rest.
+pub fn set_buffer_size(socket: &Socket, buffer: Buffer, size: usize) -> io::Result<()> {
+    let (set, force, name, sysctl) = match buffer {
+        Buffer::Receive => (
+            Socket::set_recv_buffer_size as fn(&Socket, usize) -> io::Result<()>,
+            libc::SO_RCVBUFFORCE,
+            "--udp-recv-buffer",
+            "net.core.rmem_max",
+        ),
+        Buffer::Send => (
+            Socket::set_send_buffer_size as fn(&Socket, usize) -> io::Result<()>,
+            libc::SO_SNDBUFFORCE,
+            "--udp-send-buffer",
+            "net.core.wmem_max",
+        ),
+    };
+    set(socket, size).map_err(|e| io::Error::new(e.kind(), format!("{name} {size}: {e}")))?;
+    // Linux reports twice the size asked (the rest is its bookkeeping).
+    if buffer_size(socket, buffer)? >= size.saturating_mul(2) {
+        return Ok(());
+    }
+    let Ok(value) = libc::c_int::try_from(size) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name} {size}: too large"),
+        ));
+    };
+    // SAFETY: the descriptor is an open socket; the option value is a
+    // c_int that lives across the call, and its size is given.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            force,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if forced != 0 {
+        tracing::warn!(
+            asked = size,
+            got = buffer_size(socket, buffer)? / 2,
+            "{name} capped by {sysctl}: raise it (sysctl -w {sysctl}={size}) or give the daemon CAP_NET_ADMIN"
+        );
+    }
+    Ok(())
+}
+
+/// The buffer's size as the kernel reports it (twice the usable size).
+pub fn buffer_size(socket: &Socket, buffer: Buffer) -> io::Result<usize> {
+    match buffer {
+        Buffer::Receive => socket.recv_buffer_size(),
+        Buffer::Send => socket.send_buffer_size(),
+    }
 }
 
 /// IP_FREEBIND (IPV6_FREEBIND): the bind succeeds for an address not (yet)
@@ -646,5 +714,40 @@ fn peer_address(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
             Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Socket, Type};
+
+    fn system_limit(name: &str) -> usize {
+        let path = format!("/proc/sys/net/core/{name}");
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{path} unreadable"))
+    }
+
+    #[test]
+    fn a_buffer_beyond_the_system_limit_is_forced_when_allowed() {
+        for (buffer, limit) in [(Buffer::Receive, "rmem_max"), (Buffer::Send, "wmem_max")] {
+            let max = system_limit(limit);
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+            let wanted = max * 4;
+            set_buffer_size(&socket, buffer, wanted).expect("set");
+            let got = buffer_size(&socket, buffer).expect("get") / 2;
+            // SAFETY: geteuid cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                // Root has CAP_NET_ADMIN: the limit does not bind.
+                assert!(got >= wanted, "{buffer:?}: {got} < {wanted}");
+            } else {
+                assert!(got >= max, "{buffer:?}: {got} < {max}");
+            }
+            // Within the limit: exactly what was asked.
+            set_buffer_size(&socket, buffer, 65536).expect("set");
+            assert_eq!(buffer_size(&socket, buffer).expect("get"), 2 * 65536);
+        }
     }
 }

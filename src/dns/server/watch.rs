@@ -53,7 +53,11 @@ pub(super) async fn watch_files(
             tokio::time::sleep(Duration::from_millis(20)).await;
             geoip_seen = shared.geoip_path.as_deref().and_then(file_version);
             let reloading = shared.clone();
-            match tokio::task::spawn_blocking(move || reloading.reload_geoip()).await {
+            let reload = move || {
+                super::os::lower_this_thread_priority();
+                reloading.reload_geoip()
+            };
+            match tokio::task::spawn_blocking(reload).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(
                     %error,
