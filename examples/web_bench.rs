@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use timepool::control::db::scores::{self, Check};
 use timepool::control::db::{Db, monitors, servers};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+#[path = "support/http.rs"]
+mod http;
+use http::{BoxError, get_request, read_response, split_url};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -136,60 +138,12 @@ async fn seed(url: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// "http://127.0.0.1:8080/path" -> ("127.0.0.1:8080", "/path")
-fn split_url(url: &str) -> Result<(String, String), BoxError> {
-    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    Ok((host.to_string(), path.to_string()))
-}
-
-/// Reads one HTTP/1.1 response with Content-Length or chunked body; returns the status.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16, BoxError> {
-    buf.clear();
-    let mut chunk = [0u8; 16384];
-    let header_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-    let status: u16 = head.get(9..12).ok_or("status")?.parse()?;
-    if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length:")) {
-        let len: usize = len.trim().parse()?;
-        while buf.len() < header_end + len {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err("short body".into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    } else {
-        // Chunked: read until the terminating zero-length chunk.
-        while !buf[header_end..].ends_with(b"0\r\n\r\n") {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err("short chunked body".into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-    Ok(status)
-}
-
 async fn load(url: &str, rate: u64, secs: u64) -> Result<(), BoxError> {
     let (host, path) = split_url(url)?;
     let total = rate * secs;
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(100);
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let request = get_request(&host, &path);
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let (host, request, next) = (host.clone(), request.clone(), next.clone());
@@ -210,7 +164,7 @@ async fn load(url: &str, rate: u64, secs: u64) -> Result<(), BoxError> {
                 }
                 let ok = match stream.as_mut() {
                     Some(s) => match s.write_all(request.as_bytes()).await {
-                        Ok(()) => matches!(read_response(s, &mut buf).await, Ok(200)),
+                        Ok(()) => matches!(read_response(s, &mut buf).await, Ok((200, _))),
                         Err(_) => false,
                     },
                     None => false,

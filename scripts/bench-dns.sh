@@ -68,27 +68,8 @@ port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DG
 ticks=$(getconf CLK_TCK)
 
 # The cgroup that caps a server at 25% of one core (v2 or v1 hierarchy).
-make_cgroup() {
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    # The cpu controller must be on for the root's children to have
-    # cpu.max (if it cannot be turned on, the check below says so).
-    if ! grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control; then
-      { echo +cpu > /sys/fs/cgroup/cgroup.subtree_control; } 2>/dev/null || true
-    fi
-    cgroup=/sys/fs/cgroup/timepool-bench-$$
-    mkdir -p "$cgroup"
-    [ -f "$cgroup/cpu.max" ] || { echo "no cpu.max in $cgroup: cannot cap a server"; exit 1; }
-    echo "25000 100000" > "$cgroup/cpu.max"
-    root_procs=/sys/fs/cgroup/cgroup.procs
-  else
-    cgroup=/sys/fs/cgroup/cpu/timepool-bench-$$
-    mkdir -p "$cgroup"
-    echo 100000 > "$cgroup/cpu.cfs_period_us"
-    echo 25000 > "$cgroup/cpu.cfs_quota_us"
-    root_procs=/sys/fs/cgroup/cpu/cgroup.procs
-  fi
-}
-make_cgroup
+. scripts/cgroup.sh
+make_cpu_cgroup "timepool-bench-$$" 25000 100000
 
 # The server's process and its children (NSD forks its workers).
 tree_pids() {
