@@ -686,25 +686,63 @@ impl FakeControlPlane {
 fn a_node_survives_a_control_plane_that_misbehaves() {
     let dir = temp_dir("misbehaving");
     let plane = FakeControlPlane::start(Serve::Good(10));
-    let port = support::free_udp_and_tcp_port();
-    let metrics_port = support::free_udp_and_tcp_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_timepool"))
-        .args(["dns", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--snapshot-url",
-            &format!("http://{}/api/v1/snapshot", plane.address),
-        ])
-        .arg("--snapshot-cache")
-        .arg(dir.join("cache.json"))
-        .args(["--snapshot-poll", "0.2", "--snapshot-timeout", "2"])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .args(["--threads", "1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn timepool");
+    // A failed wait says what the node logged.
+    let node_log = || std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+    // Metrics on port 0, the port read from the log; the DNS port is found
+    // free first and found again when something took it before the node
+    // could bind it (seen under scripts/test.sh).
+    let start_node = |port: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_timepool"))
+            .args(["dns", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--snapshot-url",
+                &format!("http://{}/api/v1/snapshot", plane.address),
+            ])
+            .arg("--snapshot-cache")
+            .arg(dir.join("cache.json"))
+            .args(["--snapshot-poll", "0.2", "--snapshot-timeout", "2"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--threads", "1"])
+            .stderr(std::fs::File::create(dir.join("node.log")).expect("node log"))
+            .spawn()
+            .expect("spawn timepool")
+    };
+    let logged_metrics = || -> Option<SocketAddr> {
+        let log = node_log();
+        if !log.contains("listening on UDP and TCP") {
+            return None;
+        }
+        let rest = log.split("metrics at http://").nth(1)?;
+        rest.split('/').next()?.parse().ok()
+    };
+    let mut attempts = 0;
+    let (mut child, port, metrics) = 'started: loop {
+        attempts += 1;
+        let port = support::free_udp_and_tcp_port();
+        let mut child = start_node(port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(metrics) = logged_metrics() {
+                break 'started (child, port, metrics);
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                assert!(
+                    attempts < 5 && node_log().contains("Address already in use"),
+                    "the node did not start; its log:\n{}",
+                    node_log()
+                );
+                continue 'started;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not start; its log:\n{}",
+                node_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let pid = child.id() as i32;
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
     let failed_pulls = || {
         let Ok(mut stream) = TcpStream::connect(metrics) else {
             return -1.0;
