@@ -38,7 +38,10 @@ pub(super) fn pin_to_cpu(cpu: usize) {
 /// takes that time from the UDP workers of a busy node (or of one whose
 /// cgroup caps its CPU, where even nice 10 was not enough: the soak run
 /// lost queries at every GeoIP reload), whose socket buffers then overflow.
-/// As an idle thread it only takes longer. Only reloads run on the threads
+/// As an idle thread it only takes longer, and under a flood that keeps
+/// every core busy it waits until the flood eases: the node answers from
+/// the previous table meanwhile, which is the right order of things for a
+/// node whose job is answering. Only reloads run on the threads
 /// that call this (the follow thread, tokio's blocking threads of the
 /// daemon's runtime), and an unprivileged thread cannot leave the class
 /// again, so it is never restored. Where the class is refused, the lowest

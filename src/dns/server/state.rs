@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -103,6 +103,32 @@ impl std::fmt::Display for ReloadError {
 
 impl std::error::Error for ReloadError {}
 
+/// Free a table just swapped out here, on the reload thread, rather than on
+/// the UDP worker that happens to let go of it last: freeing tens of MB
+/// takes a worker's time from its queries. A worker holds a table for one
+/// batch (microseconds), so this waits for that; a holder that keeps it
+/// longer (a TCP answer being written) frees it itself.
+fn free_on_this_thread<T>(old: Arc<T>) {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let mut old = old;
+    loop {
+        match Arc::try_unwrap(old) {
+            Ok(unshared) => {
+                drop(unshared);
+                return;
+            }
+            Err(shared) if Instant::now() < deadline => {
+                old = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(shared) => {
+                drop(shared);
+                return;
+            }
+        }
+    }
+}
+
 pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -119,9 +145,7 @@ impl Shared {
         };
         let table = self.count_reload(GeoTable::open(path))?;
         tracing::info!(file = %path.display(), database = table.description(), "GeoIP database loaded");
-        // The old table is freed here unless a worker still holds it (then
-        // after its batch, and its pages go back at the next reload).
-        drop(self.geo.swap(Arc::new(table)));
+        free_on_this_thread(self.geo.swap(Arc::new(table)));
         crate::shared::process::return_freed_memory();
         Ok(())
     }
@@ -164,11 +188,9 @@ impl Shared {
             from,
             "zone snapshot loaded"
         );
-        // `old` is dropped here, on the reload thread, not on a worker (a
-        // worker still holding a guard drops its copy after its batch);
-        // then the parse's temporaries and the old table go back to the
+        // Then the parse's temporaries and the old table go back to the
         // system.
-        drop(old);
+        free_on_this_thread(old);
         crate::shared::process::return_freed_memory();
         serial
     }
@@ -276,5 +298,36 @@ pub async fn reload_logged(shared: &Arc<Shared>) {
             "snapshot rejected; still serving the previous one"
         ),
         Err(error) => tracing::error!(%error, "snapshot reload task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::thread::{self, ThreadId};
+
+    /// Tells on which thread it was freed.
+    struct Table(mpsc::Sender<ThreadId>);
+
+    impl Drop for Table {
+        fn drop(&mut self) {
+            let _ = self.0.send(thread::current().id());
+        }
+    }
+
+    #[test]
+    fn a_swapped_out_table_is_freed_on_the_reload_thread_not_the_worker() {
+        let (freed_on, freed) = mpsc::channel();
+        let table = Arc::new(Table(freed_on));
+        // A worker in the middle of a batch still holds the old table.
+        let held = Arc::clone(&table);
+        let worker = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            drop(held);
+        });
+        free_on_this_thread(table);
+        assert_eq!(freed.recv().expect("freed"), thread::current().id());
+        worker.join().expect("worker");
     }
 }
