@@ -11,9 +11,8 @@
 mod support;
 mod web_support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use support::{Ask, query, udp_exchange};
@@ -168,20 +167,16 @@ fn the_control_plane_rides_out_a_database_outage() {
 
     let agent = Agent::spawn(web_port, &token, ntp_port, 2000);
 
-    let dns_port = support::free_udp_and_tcp_port();
-    let dns: SocketAddr = format!("127.0.0.1:{dns_port}").parse().expect("address");
-    let mut node = Started::new(
-        timepool()
-            .args(["dns", "--listen", &format!("127.0.0.1:{dns_port}")])
-            .args([
-                "--snapshot-url",
-                &format!("http://127.0.0.1:{web_port}/api/v1/snapshot"),
-            ])
-            .args(["--snapshot-poll", "0.2", "--threads", "1"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn timepool dns"),
-    );
+    let mut command = timepool();
+    command
+        .arg("dns")
+        .args([
+            "--snapshot-url",
+            &format!("http://127.0.0.1:{web_port}/api/v1/snapshot"),
+        ])
+        .args(["--snapshot-poll", "0.2", "--threads", "1"]);
+    let (node, dns, _) = support::start_dns_node(command, &dir.join("node.log"));
+    let mut node = Started::new(node);
     // The pool's SOA from the snapshot served (the servers here are
     // loopback addresses, which a snapshot never hands out).
     let answers = || {

@@ -338,21 +338,14 @@ fn the_binary_serves_and_reloads_on_sighup() {
     let dir = temp_dir("binary");
     let path = dir.join("snapshot.json");
     publish(&path, 7);
-    // A free port: bind, note it, release (the daemon binds it next).
-    let port = support::free_udp_and_tcp_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_timepool"))
-        .args([
-            "dns",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--snapshot",
-        ])
-        .arg(&path)
-        .args(["--reload-interval", "3600", "--threads", "1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn timepool");
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_timepool"));
+    node.args(["dns", "--snapshot"]).arg(&path).args([
+        "--reload-interval",
+        "3600",
+        "--threads",
+        "1",
+    ]);
+    let (mut child, address, _) = support::start_dns_node(node, &dir.join("node.log"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while udp_exchange(address, &query("pool.ntp.org", 6, &Ask::default())).is_none() {
         assert!(Instant::now() < deadline, "daemon did not come up");
@@ -688,61 +681,17 @@ fn a_node_survives_a_control_plane_that_misbehaves() {
     let plane = FakeControlPlane::start(Serve::Good(10));
     // A failed wait says what the node logged.
     let node_log = || std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
-    // Metrics on port 0, the port read from the log; the DNS port is found
-    // free first and found again when something took it before the node
-    // could bind it (seen under scripts/test.sh).
-    let start_node = |port: u16| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_timepool"))
-            .args(["dns", "--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--snapshot-url",
-                &format!("http://{}/api/v1/snapshot", plane.address),
-            ])
-            .arg("--snapshot-cache")
-            .arg(dir.join("cache.json"))
-            .args(["--snapshot-poll", "0.2", "--snapshot-timeout", "2"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .args(["--threads", "1"])
-            .stderr(std::fs::File::create(dir.join("node.log")).expect("node log"))
-            .spawn()
-            .expect("spawn timepool")
-    };
-    let logged_metrics = || -> Option<SocketAddr> {
-        let log = node_log();
-        if !log.contains("listening on UDP and TCP") {
-            return None;
-        }
-        let rest = log.split("metrics at http://").nth(1)?;
-        rest.split('/').next()?.parse().ok()
-    };
-    let mut attempts = 0;
-    let (mut child, port, metrics) = 'started: loop {
-        attempts += 1;
-        let port = support::free_udp_and_tcp_port();
-        let mut child = start_node(port);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(metrics) = logged_metrics() {
-                break 'started (child, port, metrics);
-            }
-            if child.try_wait().ok().flatten().is_some() {
-                assert!(
-                    attempts < 5 && node_log().contains("Address already in use"),
-                    "the node did not start; its log:\n{}",
-                    node_log()
-                );
-                continue 'started;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the node did not start; its log:\n{}",
-                node_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_timepool"));
+    node.args(["dns", "--snapshot-url"])
+        .arg(format!("http://{}/api/v1/snapshot", plane.address))
+        .arg("--snapshot-cache")
+        .arg(dir.join("cache.json"))
+        .args(["--snapshot-poll", "0.2", "--snapshot-timeout", "2"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(["--threads", "1"]);
+    let (mut child, address, metrics) = support::start_dns_node(node, &dir.join("node.log"));
+    let metrics = metrics.expect("metrics address logged");
     let pid = child.id() as i32;
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let failed_pulls = || {
         let Ok(mut stream) = TcpStream::connect(metrics) else {
             return -1.0;
@@ -758,7 +707,11 @@ fn a_node_survives_a_control_plane_that_misbehaves() {
     let wait = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !done() {
-            assert!(Instant::now() < deadline, "{what}");
+            assert!(
+                Instant::now() < deadline,
+                "{what}; the node's log:\n{}",
+                node_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };

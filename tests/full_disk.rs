@@ -12,7 +12,6 @@ mod support;
 mod web_support;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -169,29 +168,25 @@ fn a_full_disk_keeps_the_old_files_and_says_so_once() {
     );
     wait("the web app published", &mut || published.exists());
 
-    let dns_port = support::free_udp_and_tcp_port();
-    let dns: SocketAddr = format!("127.0.0.1:{dns_port}").parse().expect("address");
-    let metrics_port = free_port();
     let node_log = dir.join("node.log");
     let cache = dir.join("node/cache.json");
-    let mut node = Started::new(
-        timepool()
-            .args(["dns", "--listen", &format!("127.0.0.1:{dns_port}")])
-            .args([
-                "--snapshot-url",
-                &format!("http://127.0.0.1:{web_port}/api/v1/snapshot"),
-            ])
-            .arg("--snapshot-cache")
-            .arg(&cache)
-            .arg("--snapshot-public-key")
-            .arg(&public)
-            .args(["--snapshot-poll", "0.1", "--threads", "1"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .env("NO_COLOR", "1")
-            .stderr(std::fs::File::create(&node_log).expect("node log"))
-            .spawn()
-            .expect("spawn timepool dns"),
-    );
+    let mut command = timepool();
+    command
+        .arg("dns")
+        .args([
+            "--snapshot-url",
+            &format!("http://127.0.0.1:{web_port}/api/v1/snapshot"),
+        ])
+        .arg("--snapshot-cache")
+        .arg(&cache)
+        .arg("--snapshot-public-key")
+        .arg(&public)
+        .args(["--snapshot-poll", "0.1", "--threads", "1"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("NO_COLOR", "1");
+    let (node, dns, metrics) = support::start_dns_node(command, &node_log);
+    let mut node = Started::new(node);
+    let metrics = metrics.expect("metrics address logged");
     let serving =
         || udp_exchange(dns, &query("pool.ntp.org", 6, &Ask::default())).map(|_| soa_serial(dns));
     wait("the node serves and keeps a cache", &mut || {
@@ -208,7 +203,7 @@ fn a_full_disk_keeps_the_old_files_and_says_so_once() {
             serving().is_some_and(|serial| serial > before)
         });
     }
-    let failures = metric(metrics_port, "timepool_dns_cache_write_failures_total");
+    let failures = metric(metrics.port(), "timepool_dns_cache_write_failures_total");
     assert!(failures >= 3.0, "cache write failures counted: {failures}");
     assert_eq!(
         whole(&cache, &public_key),

@@ -14,7 +14,6 @@ mod web_support;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,21 +107,21 @@ impl Setup {
         Started::new(web_support::start_web_command(cmd).0)
     }
 
-    fn node(&self, dns_port: u16, url: &str) -> Started {
-        Started::new(
-            timepool()
-                .args(["dns", "--listen", &format!("127.0.0.1:{dns_port}")])
-                .args(["--snapshot-url", url])
-                .arg("--snapshot-cache")
-                .arg(self.dir.join("cache.json"))
-                .arg("--snapshot-public-key")
-                .arg(&self.public)
-                .args(["--snapshot-poll", "0.1", "--snapshot-timeout", "2"])
-                .args(["--threads", "1"])
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn timepool dns"),
-        )
+    /// A node following `url`, started on a port of its own choosing, and
+    /// its DNS address.
+    fn node(&self, url: &str) -> (Started, SocketAddr) {
+        let mut command = timepool();
+        command
+            .arg("dns")
+            .args(["--snapshot-url", url])
+            .arg("--snapshot-cache")
+            .arg(self.dir.join("cache.json"))
+            .arg("--snapshot-public-key")
+            .arg(&self.public)
+            .args(["--snapshot-poll", "0.1", "--snapshot-timeout", "2"])
+            .args(["--threads", "1"]);
+        let (node, dns, _) = support::start_dns_node(command, &self.dir.join("node.log"));
+        (Started::new(node), dns)
     }
 }
 
@@ -177,11 +176,16 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
     // The agent, as in production: runs until SIGTERM, resends.
     let agent = Agent::spawn(setup.web_port, &token, ntp_port, 500);
 
-    // The node following the web app, its cache written on every change.
+    // The node following the web app, its cache written on every change;
+    // started once there is a snapshot to pull (with neither that nor a
+    // cache it refuses to start).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !published.exists() {
+        assert!(Instant::now() < deadline, "no snapshot published");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let snapshot_url = format!("http://127.0.0.1:{}/api/v1/snapshot", setup.web_port);
-    let dns_port = support::free_udp_and_tcp_port();
-    let dns: SocketAddr = format!("127.0.0.1:{dns_port}").parse().expect("address");
-    let mut node = setup.node(dns_port, &snapshot_url);
+    let (mut node, _) = setup.node(&snapshot_url);
 
     // Snapshots change all the time: one server's weight grows every
     // 50 ms, so the builder publishes and the node writes its cache as
@@ -216,7 +220,7 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
         node.kill();
         let serial = check_signed_snapshot(&cache, &public_key, "the node's cache");
         eprintln!("kill {round}: node killed, cache serial {serial:?}");
-        node = setup.node(dns_port, &snapshot_url);
+        node = setup.node(&snapshot_url).0;
     }
 
     assert!(
@@ -267,7 +271,7 @@ fn killed_on(runtime: &tokio::runtime::Runtime, engine: &str, url: &str, ntp_por
     assert!(temporaries(&cache) <= 1, "temporaries of the cache");
 
     // A node with only its cache (the control plane gone) serves it.
-    let mut alone = setup.node(dns_port, "http://127.0.0.1:1/api/v1/snapshot");
+    let (mut alone, dns) = setup.node("http://127.0.0.1:1/api/v1/snapshot");
     let deadline = Instant::now() + Duration::from_secs(20);
     while udp_exchange(dns, &query("pool.ntp.org", 6, &Ask::default())).is_none() {
         assert!(

@@ -248,8 +248,61 @@ pub fn tcp_exchange(server: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     tcp_receive(&mut stream)
 }
 
+/// A `timepool dns` started from `command` (everything but `--listen`) on
+/// 127.0.0.1 port 0, its log written to `log`: the daemon finds a port free
+/// for both UDP and TCP itself, so no other process can take it between a
+/// test's choice and the bind (seen under scripts/test.sh). Returns once
+/// the node logs that it listens: the child, its DNS address, and its
+/// metrics address when `--metrics-listen` was given. A node that exits or
+/// is silent for 20 s fails the test with its log.
+pub fn start_dns_node(
+    mut command: std::process::Command,
+    log: &std::path::Path,
+) -> (std::process::Child, SocketAddr, Option<SocketAddr>) {
+    let mut child = command
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(log).expect("node log"))
+        .spawn()
+        .expect("spawn timepool dns");
+    let logged = || -> Option<(SocketAddr, Option<SocketAddr>)> {
+        let text = std::fs::read_to_string(log).ok()?;
+        let listening = text
+            .lines()
+            .find(|l| l.contains("listening on UDP and TCP"))?;
+        let dns = listening
+            .split("address=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let metrics = text
+            .split("metrics at http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next()?.parse().ok());
+        Some((dns, metrics))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((dns, metrics)) = logged() {
+            return (child, dns, metrics);
+        }
+        let exited = child.try_wait().ok().flatten().is_some();
+        if exited || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "timepool dns did not start; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A port on 127.0.0.1 free for both UDP and TCP at the time of the call
-/// (for a child process that binds both, like `timepool dns`).
+/// (for a child process that binds both; `timepool dns` itself is better
+/// started by `start_dns_node`).
 #[allow(dead_code)]
 pub fn free_udp_and_tcp_port() -> u16 {
     for _ in 0..100 {
