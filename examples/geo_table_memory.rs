@@ -13,22 +13,15 @@ use std::time::Instant;
 
 use timepool::shared::geo::GeoTable;
 
-/// A line of /proc/self/status such as "VmRSS:     1234 kB", if present.
+#[path = "support/proc.rs"]
+mod proc;
+
+/// This process's memory field of /proc/self/status ("VmRSS", "VmHWM").
 fn proc_status(field: &str) -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with(field))
-                .map(|line| {
-                    line.split_whitespace()
-                        .skip(1)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
+    match proc::status_value(None, field) {
+        Some(kb) => format!("{kb} kB"),
+        None => "unknown".to_owned(),
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("data/geoip/GeoLite2-City.mmdb"));
-    println!("before load: VmRSS {}", proc_status("VmRSS:"));
+    println!("before load: VmRSS {}", proc_status("VmRSS"));
     let started = Instant::now();
     let table = GeoTable::open(&path)?;
     let load_time = started.elapsed();
@@ -50,8 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "after load: VmRSS {}, peak VmHWM {}",
-        proc_status("VmRSS:"),
-        proc_status("VmHWM:")
+        proc_status("VmRSS"),
+        proc_status("VmHWM")
     );
     // RELOADS=N: load it N times more as the DNS node reloads it, each on
     // a new thread (tokio's blocking threads come and go), the old table
@@ -79,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 ""
             },
-            proc_status("VmRSS:")
+            proc_status("VmRSS")
         );
     }
     drop(current);

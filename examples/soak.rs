@@ -40,12 +40,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use timepool::dns::server::udp;
 use timepool::shared::snapshot::signature::{SigningKey, generate_key_pair, write_signed};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/proc.rs"]
+mod proc;
 use http::{BoxError, get, get_request, read_response};
 
 /// One row per WINDOW.
@@ -286,7 +289,7 @@ async fn soak(config: Config) -> Result<bool, BoxError> {
         // A new snapshot at the start of every window but the first.
         if window > 0 {
             serial += 1;
-            publish(&snapshot, &pools[(serial % 2) as usize], serial, &key)?;
+            publish(&snapshot, &pools[(window % 2) as usize], serial, &key)?;
         }
         if window % 6 == 5 {
             replace_geoip(&config.geoip, &geo_file)?;
@@ -642,21 +645,14 @@ struct Sample {
 
 impl Sample {
     fn of(pid: u32) -> Sample {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
+        let field = |name: &str| proc::status_value(Some(pid), name).unwrap_or(0);
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map(|d| d.count() as u64)
             .unwrap_or(0);
         Sample {
-            rss_mib: field("VmRSS:") as f64 / 1024.0,
+            rss_mib: field("VmRSS") as f64 / 1024.0,
             fds,
-            threads: field("Threads:"),
+            threads: field("Threads"),
         }
     }
 }
@@ -798,24 +794,18 @@ impl DnsLoad {
 }
 
 /// The DNS load's socket receive buffers, bytes.
-const CLIENT_RECEIVE_BUFFER: libc::c_int = 32 << 20;
+const CLIENT_RECEIVE_BUFFER: usize = 32 << 20;
 
-/// SO_RCVBUFFORCE (root: the script runs as root for the cgroup).
-fn force_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) -> Result<(), BoxError> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is an open socket; the value is a c_int that
-    // lives across the call, and its size is given.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result != 0 {
-        return Err(format!("SO_RCVBUFFORCE: {}", std::io::Error::last_os_error()).into());
+/// A receive buffer of `bytes`, past rmem_max as the node's own (the
+/// script runs as root for the cgroup, so it must get all of it).
+fn force_receive_buffer(socket: &UdpSocket, bytes: usize) -> Result<(), BoxError> {
+    let socket = socket2::SockRef::from(socket);
+    udp::set_buffer_size(&socket, udp::Buffer::Receive, bytes)?;
+    let got = udp::buffer_size(&socket, udp::Buffer::Receive)? / 2;
+    if got < bytes {
+        return Err(
+            format!("receive buffer: {got} bytes of {bytes} (CAP_NET_ADMIN needed)").into(),
+        );
     }
     Ok(())
 }

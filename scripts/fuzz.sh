@@ -51,8 +51,15 @@ fi
 
 cargo "${toolchain[@]}" fuzz build
 
-logs="$(mktemp -d)"
-trap 'rm -rf "$logs"' EXIT
+# FUZZ_LOGS=DIR keeps each target's whole log there (an hour-long run's
+# history); without it the logs live in a temporary directory.
+if [ -n "${FUZZ_LOGS:-}" ]; then
+  logs="$FUZZ_LOGS"
+  mkdir -p "$logs"
+else
+  logs="$(mktemp -d)"
+  trap 'rm -rf "$logs"' EXIT
+fi
 failed=()
 for target in "${targets[@]}"; do
   found="fuzz/found/$target"
