@@ -42,17 +42,8 @@ fn answered(dns: SocketAddr, name: &str) -> BTreeSet<IpAddr> {
     seen
 }
 
-fn metric(url: &str, name: &str) -> Option<f64> {
-    let body = ureq::get(url)
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()?;
-    body.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+fn metric(address: SocketAddr, name: &str) -> Option<f64> {
+    support::metric_value(&support::metrics_page(address)?, name)
 }
 
 #[test]
@@ -131,19 +122,14 @@ fn the_demo_closes_the_loop_from_monitors_to_dns() {
     }
 
     // Both sides' metrics saw it.
-    let web_metrics = format!("http://{}/metrics", demo.web_address);
-    assert!(metric(&web_metrics, "timepool_ingest_results_total").unwrap_or(0.0) > 100.0);
+    let web_metrics = demo.web_address;
+    assert!(metric(web_metrics, "timepool_ingest_results_total").unwrap_or(0.0) > 100.0);
     assert!(
-        metric(&web_metrics, "timepool_snapshot_servers{family=\"ipv4\"}").unwrap_or(0.0) >= 20.0
+        metric(web_metrics, "timepool_snapshot_servers{family=\"ipv4\"}").unwrap_or(0.0) >= 20.0
     );
-    let dns_metrics = format!("http://{}/metrics", demo.dns_metrics_address.unwrap());
+    let dns_metrics = demo.dns_metrics_address.unwrap();
     assert!(
-        metric(
-            &dns_metrics,
-            "timepool_dns_queries_total{rcode=\"NOERROR\"}"
-        )
-        .unwrap_or(0.0)
-            > 10.0
+        metric(dns_metrics, "timepool_dns_queries_total{rcode=\"NOERROR\"}").unwrap_or(0.0) > 10.0
     );
 
     // A healthy German server goes 5 s off: its score is capped at -20 at

@@ -693,15 +693,10 @@ fn a_node_survives_a_control_plane_that_misbehaves() {
     let metrics = metrics.expect("metrics address logged");
     let pid = child.id() as i32;
     let failed_pulls = || {
-        let Ok(mut stream) = TcpStream::connect(metrics) else {
-            return -1.0;
-        };
-        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stream, &mut text);
-        text.lines()
-            .find_map(|l| l.strip_prefix("timepool_dns_reloads_total{result=\"failed\"}"))
-            .and_then(|v| v.trim().parse().ok())
+        support::metrics_page(metrics)
+            .and_then(|page| {
+                support::metric_value(&page, "timepool_dns_reloads_total{result=\"failed\"}")
+            })
             .unwrap_or(-1.0)
     };
     let wait = |what: &str, done: &dyn Fn() -> bool| {

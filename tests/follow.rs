@@ -10,12 +10,11 @@ mod support;
 mod web_support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{Ask, parse_reply, query, udp_exchange};
+use support::{Ask, metric, parse_reply, query, udp_exchange};
 use timepool::control::db::Db;
 use timepool::control::zone_builder::{self, BuildConfig, Schedule};
 use timepool::dns::answer::AnswerConfig;
@@ -84,21 +83,7 @@ fn wait_for(server: SocketAddr, expected: &BTreeSet<String>) {
 }
 
 fn scrape(address: SocketAddr) -> String {
-    let mut stream = std::net::TcpStream::connect(address).expect("metrics connect");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text
-}
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(line_start))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+    support::metrics_page(address).expect("the node's metrics")
 }
 
 /// On SQLite and PostgreSQL (required by scripts/test.sh).

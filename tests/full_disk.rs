@@ -81,11 +81,8 @@ fn whole(path: &Path, key: &PublicKey) -> (Vec<u8>, u32) {
 }
 
 fn metric(port: u16, name: &str) -> f64 {
-    let page = web_support::http(port, "GET", "/metrics", &[], None).text();
-    page.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    let page = support::metrics_page(([127, 0, 0, 1], port).into()).expect("metrics");
+    support::metric(&page, name)
 }
 
 fn count_lines(path: &Path, needle: &str) -> usize {

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -152,23 +152,12 @@ fn following(url: &str, cache: &Path) -> SnapshotSource {
     }
 }
 
-fn scrape(address: SocketAddr) -> String {
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
-}
-
 fn rejections(server: &DnsServer, reason: &str) -> f64 {
-    let text = scrape(server.metrics_address().unwrap());
-    let prefix = format!("timepool_dns_snapshot_rejections_total{{reason=\"{reason}\"}}");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    let page = support::metrics_page(server.metrics_address().unwrap()).expect("metrics");
+    support::metric(
+        &page,
+        &format!("timepool_dns_snapshot_rejections_total{{reason=\"{reason}\"}}"),
+    )
 }
 
 /// Waits until the node has counted a rejection for `reason` (the pull

@@ -300,6 +300,35 @@ pub fn start_dns_node(
     }
 }
 
+/// The Prometheus page a metrics endpoint serves at /metrics, or None when
+/// it cannot be had (not listening yet, an error status).
+pub fn metrics_page(address: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(response.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// The value of the sample `name` (the metric's name and labels as the page
+/// prints them, e.g. `timepool_dns_queries_total{rcode="NOERROR"}`).
+pub fn metric_value(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// `metric_value` of a page that must have it.
+pub fn metric(page: &str, name: &str) -> f64 {
+    metric_value(page, name).unwrap_or_else(|| panic!("no {name} in\n{page}"))
+}
+
 /// A port on 127.0.0.1 free for both UDP and TCP at the time of the call
 /// (for a child process that binds both; `timepool dns` itself is better
 /// started by `start_dns_node`).
