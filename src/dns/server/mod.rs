@@ -12,6 +12,8 @@
 //! - `metrics`: per-worker counters and the `/metrics` endpoint;
 //! - `os`: CPU affinity and the open-file limit;
 //! - `reflector`: the benchmark's null reflector on the same UDP loop.
+//! - `xdp`: the AF_XDP fast path (in progress: the program, its loading
+//!   and the frames).
 //!
 //! Architecture invariant: the server moves bytes between sockets and
 //! [`crate::dns::answer`]; it decides no answer itself. It knows nothing
@@ -28,6 +30,7 @@ pub mod tcp;
 pub mod trust;
 pub mod udp;
 mod watch;
+pub mod xdp;
 
 use std::io;
 use std::net::SocketAddr;

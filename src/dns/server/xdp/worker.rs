@@ -1,0 +1,128 @@
+//! The loop of one AF_XDP worker: take a batch of frames from the rx
+//! ring, check each whole (`frame::parse`), answer it through the same
+//! `Responder` as the socket workers, write the reply's headers around the
+//! answer in a free frame, and send the batch. No allocation per frame:
+//! the batch vector and the query copy are the worker's own.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::frame::{self, Malformed};
+use super::socket::{FRAME_SIZE, XdpSocket};
+use crate::dns::server::udp::Responder;
+
+/// Frames taken from the rx ring at once (as Knot).
+pub const BATCH: u32 = 32;
+/// The longest reply sent: an Ethernet frame of a 1500-byte MTU. A reply
+/// that would need more is truncated by the answer path (TC, the client
+/// retries over TCP), as for a client with a small EDNS buffer.
+const MAX_FRAME: usize = 1514;
+/// How long a worker sleeps in poll(2) without traffic before it checks
+/// whether to stop.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// What a worker counts beside its responder's counters.
+#[derive(Debug, Default)]
+pub struct XdpCounters {
+    pub received: AtomicU64,
+    pub answered: AtomicU64,
+    pub truncated_frames: AtomicU64,
+    pub unexpected_frames: AtomicU64,
+    pub bad_lengths: AtomicU64,
+    pub too_short: AtomicU64,
+    /// Replies not sent: no free frame or the tx ring full.
+    pub tx_full: AtomicU64,
+}
+
+impl XdpCounters {
+    fn malformed(&self, why: Malformed) {
+        let counter = match why {
+            Malformed::Truncated => &self.truncated_frames,
+            Malformed::Unexpected => &self.unexpected_frames,
+            Malformed::Length => &self.bad_lengths,
+            Malformed::TooShort => &self.too_short,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Serve `socket` until `stop` is set.
+pub fn serve<R: Responder>(
+    socket: &mut XdpSocket,
+    responder: &mut R,
+    counters: &XdpCounters,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    responder.warm_up();
+    let mut received: Vec<(u64, u32)> = Vec::with_capacity(BATCH as usize);
+    let mut query = [0u8; FRAME_SIZE as usize];
+    while !stop.load(Ordering::Relaxed) {
+        socket.reclaim_sent();
+        socket.receive(BATCH, &mut received);
+        if received.is_empty() {
+            wait_for_frames(socket.raw_fd());
+            continue;
+        }
+        counters
+            .received
+            .fetch_add(received.len() as u64, Ordering::Relaxed);
+        responder.start_batch();
+        let mut failed = 0u64;
+        for &(address, len) in &received {
+            let Some(bytes) = socket.frame(address, len) else {
+                counters.malformed(Malformed::Truncated);
+                continue;
+            };
+            let datagram = match frame::parse(bytes) {
+                Ok(datagram) => datagram,
+                Err(why) => {
+                    counters.malformed(why);
+                    continue;
+                }
+            };
+            // The query is copied out of its frame (a few dozen bytes), so
+            // that the frame can be borrowed for the reply meanwhile.
+            let payload = datagram.payload();
+            let query_len = payload.len();
+            query[..query_len].copy_from_slice(&bytes[payload]);
+            let Some((reply_address, reply)) = socket.reply_frame() else {
+                counters.tx_full.fetch_add(1, Ordering::Relaxed);
+                failed += 1;
+                continue;
+            };
+            let header_len = datagram.reply_header_len();
+            let out = &mut reply[header_len..MAX_FRAME];
+            match responder.respond(&query[..query_len], datagram.source.ip(), out) {
+                Some(answer_len) => {
+                    let frame_len = frame::write_reply(&datagram, reply, answer_len);
+                    if socket.queue_reply(reply_address, frame_len as u32) {
+                        counters.answered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        counters.tx_full.fetch_add(1, Ordering::Relaxed);
+                        failed += 1;
+                    }
+                }
+                None => socket.unused_reply_frame(reply_address),
+            }
+        }
+        socket.recycle(&received);
+        responder.end_batch();
+        socket.send_queued()?;
+        responder.sent(failed);
+    }
+    Ok(())
+}
+
+/// Sleep until the rx ring has frames, or IDLE_POLL has passed.
+fn wait_for_frames(fd: libc::c_int) {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, its count given; a failure (EINTR) only
+    // means the loop comes round sooner.
+    unsafe {
+        libc::poll(&mut poll, 1, IDLE_POLL.as_millis() as libc::c_int);
+    }
+}
