@@ -3,6 +3,8 @@
 # same invocation and the same way (ARCHITECTURE.md, "The DNS hot path").
 #
 #   scripts/bench-dns.sh            15 s per run
+#   scripts/bench-dns.sh --xdp      the AF_XDP benchmark on a veth pair
+#                                   (scripts/bench-dns-xdp.sh; root)
 #   BENCH_SECONDS=5 scripts/bench-dns.sh
 #   BENCH_ROUNDS=3 scripts/bench-dns.sh   3 rounds of all four servers, one
 #                                         after the other, then the median
@@ -35,6 +37,10 @@
 # median of the per-round ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The AF_XDP benchmark on a veth pair is a script of its own.
+if [ "${1:-}" = --xdp ]; then
+  exec scripts/bench-dns-xdp.sh
+fi
 seconds="${BENCH_SECONDS:-15}"
 rounds="${BENCH_ROUNDS:-1}"
 baseline="${BENCH_BASELINE:-}"
@@ -43,6 +49,7 @@ if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
 fi
 
 . scripts/packages.sh
+. scripts/bench-common.sh
 need dnsperf command -v dnsperf
 need knot command -v knotd
 need nsd command -v nsd
@@ -138,12 +145,6 @@ check_in_cgroup() { # cgroup directory
   done
 }
 
-# dnsperf's "Response codes:" line as "RCODE=PERCENT ..." (sorted).
-rcode_mix() {
-  awk '/Response codes:/ { sub(/.*Response codes: */, ""); n = split($0, f, /, */);
-       for (i = 1; i <= n; i++) { split(f[i], p, / /); gsub(/[()%]/, "", p[3]); print p[1] "=" p[3] } }' \
-    | sort | paste -sd' '
-}
 
 # One dnsperf run; prints "qps lost avg_latency_us cpu_us_per_query" and
 # keeps the rcode mix of the run in $work/NAME.rcodes.
@@ -210,25 +211,7 @@ run_timepool() { # variant
   stop_server
 }
 run_knot() {
-mkdir -p "$work/knot"
-cat > "$work/knot.conf" <<CONF
-server:
-    rundir: "$work/knot"
-    listen: 127.0.0.1@$port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "$work/knot"
-log:
-  - target: stderr
-    any: error
-zone:
-  - domain: pool.ntp.org
-    file: "$work/pool.ntp.org.zone"
-    journal-content: none
-    zonefile-load: whole
-CONF
+knot_conf "127.0.0.1@$port"
 start_server knot answers_pool knotd -c "$work/knot.conf"
 run_all knot
 stop_server
@@ -303,7 +286,6 @@ done
 
 # Each figure: the median over the rounds (the middle one; the lower
 # middle for an even count).
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for name in $servers; do
   medians=""
   for column in $(seq "$columns"); do
@@ -321,7 +303,6 @@ if [ "$rounds" -gt 1 ]; then
   done
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 field() { cut -d' ' -f"$2" <<<"${result[$1]}"; } # name, column (1 q/s, 4 cpu, 5 capped q/s, 10 lost at 80%)
 each_round_ratio() { # name, other name: capped q/s ratios of every round, one per line
   for round in $(seq "$rounds"); do
@@ -358,10 +339,7 @@ mismatch=0
 for name in $servers; do
   [ "$name" = null ] && continue
   while read -r mix; do
-    if ! awk -v a="$reference" -v b="$mix" 'BEGIN {
-        n = split(a, x, " "); m = split(b, y, " "); if (n != m) exit 1;
-        for (i = 1; i <= n; i++) { split(x[i], p, "="); split(y[i], q, "=");
-          if (p[1] != q[1] || p[2] - q[2] > 1 || q[2] - p[2] > 1) exit 1 } }'; then
+    if ! same_mix "$reference" "$mix"; then
       echo "RCODE MIX DIFFERS: $name answered $mix"
       mismatch=1
     fi

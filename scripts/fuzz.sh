@@ -27,12 +27,14 @@ fi
 
 # The longest input worth trying per target: a DNS message over UDP, a TCP
 # stream of several, a snapshot or a results document, the test GeoIP
-# database (5 KB) grown a little, an NTP datagram with extensions.
+# database (5 KB) grown a little, an NTP datagram with extensions, an
+# AF_XDP frame.
 max_len() {
   case "$1" in
     answer | query_diff | signature) echo 4096 ;;
     ntp) echo 1024 ;;
     geoip) echo 16384 ;;
+    xdp_frame) echo 2048 ;;
     *) echo 65536 ;;
   esac
 }

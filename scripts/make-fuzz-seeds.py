@@ -229,6 +229,40 @@ def geoip_seeds():
     yield b""
 
 
+def xdp_frame_seeds():
+    """Ethernet frames as an AF_XDP worker receives them: UDP queries over
+    IPv4 and IPv6, padded, and the frames it must refuse (wrong lengths,
+    fragments, IPv4 options, TCP, a VLAN tag, a short payload, ARP)."""
+    macs = bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1])
+    dns = query("pool.ntp.org", 1, additional=opt(), arcount=1)
+
+    def v4(payload, udp_delta=0, first=0x45, protocol=17, fragment=0x4000, total_delta=0):
+        udp = struct.pack("!HHHH", 40000, 53, 8 + len(payload) + udp_delta, 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", first, 0, 20 + len(udp) + total_delta, 0, fragment, 64,
+                         protocol, 0, bytes([198, 18, 0, 2]), bytes([198, 18, 0, 1]))
+        return macs + b"\x08\x00" + ip + udp
+
+    def v6(payload):
+        udp = struct.pack("!HHHH", 40000, 53, 8 + len(payload), 0) + payload
+        client = bytes.fromhex("20010002" + "0" * 22 + "02")
+        server = bytes.fromhex("20010002" + "0" * 22 + "01")
+        return macs + b"\x86\xdd" + struct.pack("!IHBB16s16s", 0x60000000, len(udp), 17, 64, client, server) + udp
+
+    return [
+        v4(dns),
+        v6(dns),
+        v4(dns[:12]) + bytes(20),
+        v4(dns, udp_delta=3),
+        v4(dns, total_delta=40),
+        v4(dns, fragment=0x2000),
+        v4(dns, first=0x46),
+        v4(dns, protocol=6),
+        macs + b"\x81\x00\x00\x05" + v4(dns)[12:],
+        v6(b"\x01\x02\x03"),
+        bytes([255] * 6 + [2, 0, 0, 0, 0, 1]) + b"\x08\x06\x00\x01\x08\x00\x06\x04\x00\x01" + bytes(20),
+    ]
+
+
 TARGETS = {
     "answer": answer_seeds,
     "geoip": geoip_seeds,
@@ -238,6 +272,7 @@ TARGETS = {
     "signature": signature_seeds,
     "snapshot": snapshot_seeds,
     "tcp": tcp_seeds,
+    "xdp_frame": xdp_frame_seeds,
 }
 
 

@@ -27,7 +27,9 @@ need fonts-noto-cjk test -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.t
 need chrony command -v chronyd
 # A real SMTP server for the mail tests (Debian's, run with /usr/bin/python3).
 need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd'
-# ip: the DNS edge tests make network namespaces with addresses of their own.
+# ip: the DNS edge and XDP tests make network namespaces with addresses of
+# their own (setpriv, for the XDP drop-in's capabilities, is util-linux:
+# always there).
 need iproute2 command -v ip
 install_needed
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
@@ -60,7 +62,7 @@ step "cargo test (unit, integration on SQLite and PostgreSQL, browser, chronyd, 
 # --all-targets also runs every criterion benchmark once, as a smoke test.
 # Every TIMEPOOL_*_REQUIRED=1: a missing component fails its test instead
 # of skipping it (PostgreSQL above included).
-TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 TIMEPOOL_SMTP_REQUIRED=1 \
+TIMEPOOL_E2E_REQUIRED=1 TIMEPOOL_CHRONY_REQUIRED=1 TIMEPOOL_NETNS_REQUIRED=1 TIMEPOOL_XDP_REQUIRED=1 TIMEPOOL_SMTP_REQUIRED=1 \
     TIMEPOOL_PG_REQUIRED=1 TIMEPOOL_MOUNT_REQUIRED=1 cargo test --all-targets
 cargo test --doc
 

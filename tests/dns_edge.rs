@@ -27,6 +27,7 @@ fn config(listen: &[&str]) -> DnsConfig {
         metrics_listen: None,
         cookie_secret_file: None,
         rrl: None,
+        xdp: None,
         geoip: None,
         reload_interval: Duration::from_secs(3600),
         answer: AnswerConfig::default(),

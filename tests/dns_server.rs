@@ -5,10 +5,11 @@ mod support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::temp_dir;
 
 use support::{
     Ask, parse_reply, query, soa_serial, tcp_exchange, tcp_receive, tcp_send, udp_exchange,
@@ -26,6 +27,7 @@ fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
         metrics_listen: None,
         cookie_secret_file: None,
         rrl: None,
+        xdp: None,
         geoip: None,
         reload_interval: Duration::from_millis(100),
         answer: AnswerConfig::default(),
@@ -41,13 +43,6 @@ fn config(snapshot: &Path, listen: &[&str]) -> DnsConfig {
             ..TcpSettings::default()
         },
     }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("timepool-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Write a snapshot with the given serial atomically (temp file + rename),

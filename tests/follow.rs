@@ -50,6 +50,7 @@ fn dns_config(url: &str, cache: PathBuf) -> DnsConfig {
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         cookie_secret_file: None,
         rrl: None,
+        xdp: None,
     }
 }
 

@@ -14,17 +14,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::temp_dir;
 
 use support::soa_serial;
 use timepool::dns::server::{DnsConfig, DnsServer, PullClient, SnapshotSource, SnapshotTrust};
 use timepool::shared::snapshot::signature::{PublicKey, SigningKey, write_key_pair};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("timepool-trust-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A key pair written to `dir` as `name.key` / `name.pub`.
 fn keys(dir: &Path, name: &str) -> (SigningKey, PublicKey, PathBuf) {

@@ -87,6 +87,7 @@ fn the_udp_worker_loop_does_not_allocate() {
         answer: AnswerConfig::default(),
         udp: UdpSettings::default(),
         tcp: TcpSettings::default(),
+        xdp: None,
     };
     let server = DnsServer::start(config).expect("starts");
     let address: std::net::SocketAddr = ([127, 0, 0, 1], server.udp_addresses()[0].port()).into();

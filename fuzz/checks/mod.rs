@@ -16,6 +16,7 @@ pub mod query_diff;
 pub mod signature;
 pub mod snapshot;
 pub mod tcp;
+pub mod xdp_frame;
 
 /// A target's property: any bytes in, a panic when it does not hold.
 pub type Check = fn(&[u8]);
@@ -31,4 +32,5 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("signature", signature::check),
     ("snapshot", snapshot::check),
     ("tcp", tcp::check),
+    ("xdp_frame", xdp_frame::check),
 ];

@@ -380,6 +380,7 @@ impl Demo {
             metrics_listen: config.dns_metrics_listen,
             cookie_secret_file: None,
             rrl: None,
+            xdp: None,
         })
         .map_err(|e| {
             format!(

@@ -127,6 +127,19 @@ pub struct DnsArgs {
     /// Close a TCP connection after answering this many queries.
     #[arg(long, default_value_t = 1000)]
     pub tcp_max_queries: u32,
+    /// Answer UDP through AF_XDP on these interfaces: an XDP program hands
+    /// the datagrams for the listen addresses and port to one AF_XDP
+    /// socket per receive queue, past the kernel's UDP stack; everything
+    /// else (TCP, ARP, other traffic) goes on to the kernel. Needs
+    /// CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK
+    /// (scripts/timepool-dns-xdp.conf); the start fails when the program cannot be attached, unless
+    /// --xdp-fallback is given.
+    #[arg(long, env = "TIMEPOOL_XDP", value_delimiter = ',')]
+    pub xdp: Vec<String>,
+    /// With --xdp: when XDP cannot be set up (no privilege, no driver
+    /// support), warn and serve on sockets only instead of exiting.
+    #[arg(long, env = "TIMEPOOL_XDP_FALLBACK", requires = "xdp")]
+    pub xdp_fallback: bool,
     /// Bind listen addresses this host does not have yet (IP_FREEBIND),
     /// e.g. an anycast address configured after the daemon starts.
     #[arg(long, env = "TIMEPOOL_FREEBIND")]
@@ -373,6 +386,10 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
     Ok(DnsConfig {
         cookie_secret_file: args.cookie_secret_file,
         rrl,
+        xdp: (!args.xdp.is_empty()).then_some(crate::dns::server::xdp::XdpSettings {
+            interfaces: args.xdp,
+            fallback: args.xdp_fallback,
+        }),
         metrics_listen: args.metrics_listen,
         listen: args.listen,
         threads,

@@ -198,6 +198,15 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
     }
 }
 
+/// A fresh directory of this test process under the system's temporary
+/// directory (emptied if an earlier run with the same pid left it).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("timepool-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}
+
 pub fn example_snapshot() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.json")
 }
@@ -390,5 +399,6 @@ pub fn loopback_dns_config(
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         cookie_secret_file: None,
         rrl: None,
+        xdp: None,
     }
 }

@@ -523,6 +523,51 @@ pub fn render(shared: &Shared) -> String {
             count as f64,
         );
     }
+    if !shared.xdp_queues.is_empty() {
+        page.family(
+            "timepool_dns_xdp_frames_total",
+            "counter",
+            "Frames of the AF_XDP sockets (--xdp) by interface, queue and outcome: received, answered, dropped as malformed (truncated, unexpected, bad_length, too_short), or not sent (tx_full).",
+        );
+        for queue in shared.xdp_queues.iter() {
+            let number = queue.queue.to_string();
+            let c = &queue.counters;
+            for (outcome, counter) in [
+                ("received", &c.received),
+                ("answered", &c.answered),
+                ("truncated", &c.truncated_frames),
+                ("unexpected", &c.unexpected_frames),
+                ("bad_length", &c.bad_lengths),
+                ("too_short", &c.too_short),
+                ("tx_full", &c.tx_full),
+            ] {
+                page.sample(
+                    "timepool_dns_xdp_frames_total",
+                    &[
+                        ("interface", &queue.interface),
+                        ("queue", &number),
+                        ("outcome", outcome),
+                    ],
+                    counter.load(Ordering::Relaxed) as f64,
+                );
+            }
+        }
+        page.family(
+            "timepool_dns_xdp_kick_errors_total",
+            "counter",
+            "Failed transmit wakeups of the AF_XDP sockets.",
+        );
+        for queue in shared.xdp_queues.iter() {
+            page.sample(
+                "timepool_dns_xdp_kick_errors_total",
+                &[
+                    ("interface", &queue.interface),
+                    ("queue", &queue.queue.to_string()),
+                ],
+                queue.counters.kick_errors.load(Ordering::Relaxed) as f64,
+            );
+        }
+    }
     if shared.follows_url() {
         one(
             &mut page,

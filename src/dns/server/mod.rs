@@ -12,8 +12,8 @@
 //! - `metrics`: per-worker counters and the `/metrics` endpoint;
 //! - `os`: CPU affinity and the open-file limit;
 //! - `reflector`: the benchmark's null reflector on the same UDP loop.
-//! - `xdp`: the AF_XDP fast path (in progress: the program, its loading
-//!   and the frames).
+//! - `xdp`: the AF_XDP fast path for UDP (`--xdp`): the program, its
+//!   sockets and their workers, answering through the same responder.
 //!
 //! Architecture invariant: the server moves bytes between sockets and
 //! [`crate::dns::answer`]; it decides no answer itself. It knows nothing
@@ -80,6 +80,9 @@ pub struct DnsConfig {
     pub cookie_secret_file: Option<PathBuf>,
     /// Response rate limiting for UDP; `None`: off.
     pub rrl: Option<RrlSettings>,
+    /// Serve UDP through AF_XDP on these interfaces (`--xdp`); `None`:
+    /// sockets only.
+    pub xdp: Option<xdp::XdpSettings>,
 }
 
 /// A running DNS daemon.
@@ -90,6 +93,9 @@ pub struct DnsServer {
     tcp_addresses: Vec<SocketAddr>,
     workers: Vec<JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// The XDP programs' links (their sockets went to the workers):
+    /// dropped after the workers stop, which detaches the programs.
+    _xdp_interfaces: Vec<xdp::XdpInterface>,
 }
 
 impl DnsServer {
@@ -129,31 +135,6 @@ impl DnsServer {
         }
         let mut answer_config = config.answer.clone();
         answer_config.started_at = state::unix_now();
-        let shared = Arc::new(Shared {
-            table: ArcSwap::from_pointee(table),
-            geo: ArcSwap::from_pointee(geo),
-            geoip_path: config.geoip.clone(),
-            answer_config,
-            stopping: AtomicBool::new(false),
-            counters,
-            worker_counters: (0..config.listen.len() * config.threads.max(1) + 1)
-                .map(|_| metrics::WorkerCounters::default())
-                .collect(),
-            server_answers: metrics::ServerAnswers::new(
-                config.listen.len() * config.threads.max(1),
-            ),
-            loaded_at: AtomicU64::new(state::unix_now()),
-            last_pull_ok: AtomicU64::new(match &source {
-                state::Source::Url(_) if pulled_at_start => state::unix_now(),
-                _ => 0,
-            }),
-            source,
-            cookies: ArcSwap::from_pointee(cookies),
-            cookie_secret_path: config.cookie_secret_file.clone(),
-            rrl: config.rrl.clone(),
-            trust: config.trust.clone(),
-            reload_lock: std::sync::Mutex::new(()),
-        });
         os::raise_open_file_limit();
         let threads = config.threads.max(1);
         let mut udp_sockets = Vec::new();
@@ -169,6 +150,51 @@ impl DnsServer {
             udp_sockets.extend(sockets);
             tcp_listeners.push(listener);
         }
+        let mut xdp_interfaces = match &config.xdp {
+            Some(settings) => start_xdp(settings, &udp_addresses, &answer_config)?,
+            None => Vec::new(),
+        };
+        let xdp_sockets: Vec<(String, u32, xdp::socket::XdpSocket)> = (xdp_interfaces.iter_mut())
+            .flat_map(|interface| {
+                let name = interface.name.clone();
+                std::mem::take(&mut interface.sockets)
+                    .into_iter()
+                    .map(move |(queue, socket)| (name.clone(), queue, socket))
+            })
+            .collect();
+        // Slots: the UDP workers', the XDP workers', then the TCP tasks'.
+        let udp_worker_count = udp_sockets.len();
+        let answering_workers = udp_worker_count + xdp_sockets.len();
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(table),
+            geo: ArcSwap::from_pointee(geo),
+            geoip_path: config.geoip.clone(),
+            answer_config,
+            stopping: AtomicBool::new(false),
+            counters,
+            worker_counters: (0..answering_workers + 1)
+                .map(|_| metrics::WorkerCounters::default())
+                .collect(),
+            server_answers: metrics::ServerAnswers::new(answering_workers),
+            xdp_queues: (xdp_sockets.iter())
+                .map(|(interface, queue, _)| xdp::worker::XdpQueue {
+                    interface: interface.clone(),
+                    queue: *queue,
+                    counters: xdp::worker::XdpCounters::default(),
+                })
+                .collect(),
+            loaded_at: AtomicU64::new(state::unix_now()),
+            last_pull_ok: AtomicU64::new(match &source {
+                state::Source::Url(_) if pulled_at_start => state::unix_now(),
+                _ => 0,
+            }),
+            source,
+            cookies: ArcSwap::from_pointee(cookies),
+            cookie_secret_path: config.cookie_secret_file.clone(),
+            rrl: config.rrl.clone(),
+            trust: config.trust.clone(),
+            reload_lock: std::sync::Mutex::new(()),
+        });
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -238,7 +264,7 @@ impl DnsServer {
         // per-thread state set up), so serving never waits on a late thread
         // and nothing is allocated after start on the UDP path.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-        let worker_count = udp_sockets.len();
+        let worker_count = answering_workers;
         // A client prefix can reach every worker of its address family, on
         // every listen address: they share its rate limit.
         let family_workers =
@@ -270,6 +296,42 @@ impl DnsServer {
                 .map_err(StartError::Io)?;
             workers.push(handle);
         }
+        // One worker per AF_XDP socket (per queue of each interface). A
+        // client's datagrams reach every queue of its interface (the
+        // sender's hash picks one per flow): those workers share its rate
+        // limit.
+        for (j, (interface, queue, mut socket)) in xdp_sockets.into_iter().enumerate() {
+            let slot = udp_worker_count + j;
+            let sharing = (shared.xdp_queues.iter())
+                .filter(|q| q.interface == interface)
+                .count();
+            let ready_tx = ready_tx.clone();
+            let shared = shared.clone();
+            let cpu = (config.pin_workers && !cpus.is_empty()).then(|| cpus[slot % cpus.len()]);
+            let handle = std::thread::Builder::new()
+                .name(format!("timepool-xdp-{j}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        os::pin_to_cpu(cpu);
+                    }
+                    let mut responder = udp::DnsResponder::new(shared.clone(), slot, sharing);
+                    let Some(counters) = shared.xdp_queues.get(j).map(|q| &q.counters) else {
+                        return;
+                    };
+                    tracing::debug!(interface, queue, "AF_XDP worker serving");
+                    xdp::worker::serve(
+                        &mut socket,
+                        &mut responder,
+                        counters,
+                        &shared.stopping,
+                        move || {
+                            let _ = ready_tx.send(());
+                        },
+                    );
+                })
+                .map_err(StartError::Io)?;
+            workers.push(handle);
+        }
         drop(ready_tx);
         drop(tasks_ready_tx);
         for _ in 0..tasks_started {
@@ -297,6 +359,7 @@ impl DnsServer {
             tcp_addresses,
             workers,
             runtime: Some(runtime),
+            _xdp_interfaces: xdp_interfaces,
         })
     }
 
@@ -344,6 +407,45 @@ impl DnsServer {
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Attach the XDP program to `--xdp`'s interfaces, or say why not: a
+/// refusal stops the start, unless `--xdp-fallback` asks to serve on the
+/// sockets (already bound) alone.
+fn start_xdp(
+    settings: &xdp::XdpSettings,
+    udp_addresses: &[SocketAddr],
+    answer: &AnswerConfig,
+) -> Result<Vec<xdp::XdpInterface>, StartError> {
+    if usize::from(answer.edns_max_payload) > xdp::MAX_PAYLOAD {
+        return Err(StartError::Config(format!(
+            "--xdp sends unfragmented frames of 1514 bytes: --edns-max-payload {} must be at most {}",
+            answer.edns_max_payload,
+            xdp::MAX_PAYLOAD
+        )));
+    }
+    match xdp::setup::attach_all(settings, udp_addresses) {
+        Ok(interfaces) => {
+            for interface in &interfaces {
+                tracing::info!(
+                    interface = interface.name,
+                    ifindex = interface.ifindex,
+                    mode = interface.mode,
+                    queues = interface.sockets.len(),
+                    copy = interface.sockets.iter().any(|(_, s)| s.copy_mode),
+                    "serving UDP through AF_XDP"
+                );
+            }
+            Ok(interfaces)
+        }
+        Err(error) if settings.fallback => {
+            tracing::warn!("{error}; --xdp-fallback: serving UDP on sockets only");
+            Ok(Vec::new())
+        }
+        Err(error) => Err(StartError::Config(format!(
+            "{error}; XDP needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK (scripts/timepool-dns-xdp.conf, the README's XDP drop-in), or give --xdp-fallback to serve on sockets"
+        ))),
     }
 }
 

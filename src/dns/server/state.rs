@@ -47,6 +47,8 @@ pub struct Shared {
     pub worker_counters: Box<[metrics::WorkerCounters]>,
     /// Answers per server address (UDP workers' arrays, TCP and retired).
     pub server_answers: metrics::ServerAnswers,
+    /// The AF_XDP sockets' frame counters (`--xdp`), one per queue.
+    pub xdp_queues: Box<[super::xdp::worker::XdpQueue]>,
     pub(super) source: Source,
     /// What a snapshot must be to be taken (keys, serial floor).
     pub(super) trust: SnapshotTrust,

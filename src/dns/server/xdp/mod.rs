@@ -8,13 +8,17 @@
 //! - `bpf`: the bpf(2) calls (map, load, attach, test run);
 //! - `frame`: reading a received frame and writing a reply's headers;
 //! - `socket`: an AF_XDP socket, its UMEM and rings;
-//! - `worker`: the loop that answers a socket's frames.
+//! - `worker`: the loop that answers a socket's frames;
+//! - `setup`: `--xdp`: the interfaces, the program attached, the sockets.
 
 pub mod bpf;
 pub mod frame;
 pub mod program;
+pub mod setup;
 pub mod socket;
 pub mod worker;
+
+pub use setup::{MAX_PAYLOAD, XdpInterface, XdpSettings};
 
 #[cfg(test)]
 mod tests {
@@ -212,7 +216,7 @@ mod tests {
                 let counters = worker::XdpCounters::default();
                 ready_tx.send(socket.copy_mode).unwrap();
                 let mut reflector = crate::dns::server::reflector::Reflector;
-                worker::serve(&mut socket, &mut reflector, &counters, &stop).expect("serve");
+                worker::serve(&mut socket, &mut reflector, &counters, &stop, || ());
                 counters
             })
         };

@@ -20,6 +20,11 @@ struct Mapping {
     len: usize,
 }
 
+// SAFETY: a mapping is memory of the process, valid on any thread; its
+// owner (a socket, moved whole to the worker that serves it) is the only
+// one to use it.
+unsafe impl Send for Mapping {}
+
 impl Mapping {
     /// mmap(2) of `len` bytes; with `fd`, the socket's ring at `offset`.
     fn new(len: usize, fd: Option<libc::c_int>, offset: libc::off_t) -> io::Result<Mapping> {

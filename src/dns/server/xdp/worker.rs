@@ -16,7 +16,7 @@ pub const BATCH: u32 = 32;
 /// The longest reply sent: an Ethernet frame of a 1500-byte MTU. A reply
 /// that would need more is truncated by the answer path (TC, the client
 /// retries over TCP), as for a client with a small EDNS buffer.
-const MAX_FRAME: usize = 1514;
+pub const MAX_FRAME: usize = 1514;
 /// How long a worker sleeps in poll(2) without traffic before it checks
 /// whether to stop.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -32,6 +32,16 @@ pub struct XdpCounters {
     pub too_short: AtomicU64,
     /// Replies not sent: no free frame or the tx ring full.
     pub tx_full: AtomicU64,
+    /// Failed wakeups of the kernel's transmit (sendto on the socket).
+    pub kick_errors: AtomicU64,
+}
+
+/// One AF_XDP socket's counters, named for the metrics page.
+#[derive(Debug)]
+pub struct XdpQueue {
+    pub interface: String,
+    pub queue: u32,
+    pub counters: XdpCounters,
 }
 
 impl XdpCounters {
@@ -46,16 +56,23 @@ impl XdpCounters {
     }
 }
 
-/// Serve `socket` until `stop` is set.
+/// Serve `socket` until `stop` is set. `ready` is called once everything
+/// the loop uses is allocated.
 pub fn serve<R: Responder>(
     socket: &mut XdpSocket,
     responder: &mut R,
     counters: &XdpCounters,
     stop: &AtomicBool,
-) -> std::io::Result<()> {
+    ready: impl FnOnce(),
+) {
     responder.warm_up();
     let mut received: Vec<(u64, u32)> = Vec::with_capacity(BATCH as usize);
     let mut query = [0u8; FRAME_SIZE as usize];
+    // A failing kick (the interface gone, say) is logged once a minute at
+    // most; the loop goes on, since the XSKMAP still sends our datagrams
+    // here and the kernel takes the ring when it can again.
+    let mut last_warning: Option<std::time::Instant> = None;
+    ready();
     while !stop.load(Ordering::Relaxed) {
         socket.reclaim_sent();
         socket.receive(BATCH, &mut received);
@@ -107,10 +124,15 @@ pub fn serve<R: Responder>(
         }
         socket.recycle(&received);
         responder.end_batch();
-        socket.send_queued()?;
+        if let Err(error) = socket.send_queued() {
+            counters.kick_errors.fetch_add(1, Ordering::Relaxed);
+            if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                last_warning = Some(std::time::Instant::now());
+                tracing::warn!(%error, "AF_XDP transmit wakeup failed; retrying with the next batch");
+            }
+        }
         responder.sent(failed);
     }
-    Ok(())
 }
 
 /// Sleep until the rx ring has frames, or IDLE_POLL has passed.
