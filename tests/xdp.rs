@@ -49,15 +49,22 @@ fn may_run() -> bool {
     let required = std::env::var("TIMEPOOL_XDP_REQUIRED").is_ok_and(|v| v == "1");
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
-    let has_ip = Command::new("ip").arg("-V").output().is_ok();
-    if root && has_ip {
+    // Root in a container may still be refused namespaces: try one.
+    let probe = format!("tpx-probe-{}", std::process::id());
+    let namespaces = root
+        && Command::new("ip")
+            .args(["netns", "add", &probe])
+            .status()
+            .is_ok_and(|s| s.success());
+    if namespaces {
+        let _ = Command::new("ip").args(["netns", "del", &probe]).status();
         return true;
     }
     assert!(
         !required,
-        "TIMEPOOL_XDP_REQUIRED=1 but not root or no `ip` (iproute2)"
+        "TIMEPOOL_XDP_REQUIRED=1 but not root, no `ip` (iproute2) or no network namespaces"
     );
-    eprintln!("skipped: XDP needs root and iproute2 (network namespaces, BPF)");
+    eprintln!("skipped: XDP needs root, iproute2 and network namespaces (and BPF)");
     false
 }
 

@@ -85,6 +85,9 @@ pub fn serve<R: Responder>(
             .fetch_add(received.len() as u64, Ordering::Relaxed);
         responder.start_batch();
         let mut failed = 0u64;
+        // Counted here and added once per batch: one atomic add per batch
+        // rather than per frame.
+        let mut answered = 0u64;
         for &(address, len) in &received {
             let Some(bytes) = socket.frame(address, len) else {
                 counters.malformed(Malformed::Truncated);
@@ -113,7 +116,7 @@ pub fn serve<R: Responder>(
                 Some(answer_len) => {
                     let frame_len = frame::write_reply(&datagram, reply, answer_len);
                     if socket.queue_reply(reply_address, frame_len as u32) {
-                        counters.answered.fetch_add(1, Ordering::Relaxed);
+                        answered += 1;
                     } else {
                         counters.tx_full.fetch_add(1, Ordering::Relaxed);
                         failed += 1;
@@ -123,6 +126,7 @@ pub fn serve<R: Responder>(
             }
         }
         socket.recycle(&received);
+        counters.answered.fetch_add(answered, Ordering::Relaxed);
         responder.end_batch();
         if let Err(error) = socket.send_queued() {
             counters.kick_errors.fetch_add(1, Ordering::Relaxed);
