@@ -8,15 +8,20 @@
 //! counted; a second daemon on the same interface is refused, or serves on
 //! sockets with `--xdp-fallback`.
 //!
+//! The XDP workers allocate nothing per frame: a counting global
+//! allocator counts what threads named `timepool-xdp-N` allocate while
+//! they answer, rate-limit and drop garbage.
+//!
 //! Needs root (namespaces, BPF); skipped with a message elsewhere, unless
 //! TIMEPOOL_XDP_REQUIRED=1 (scripts/test.sh, CI) makes that a failure.
 
 mod support;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -26,6 +31,49 @@ use timepool::dns::answer::AnswerConfig;
 use timepool::dns::rrl::RrlSettings;
 use timepool::dns::server::xdp::XdpSettings;
 use timepool::dns::server::{DnsConfig, DnsServer, SnapshotSource, TcpSettings, UdpSettings};
+
+struct CountingAllocator;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counters are plain atomics, which do not allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) && on_xdp_worker() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) && on_xdp_worker() {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as for alloc and dealloc.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Whether the calling thread is one of the daemon's XDP workers, by its
+/// name, read into a stack buffer (no allocation inside the allocator).
+fn on_xdp_worker() -> bool {
+    let mut name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes (with the NUL) into the
+    // buffer, which is 16 bytes long.
+    let read = unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+    read == 0 && name.starts_with(b"timepool-xdp")
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const A: u16 = 1;
 const TXT: u16 = 16;
@@ -495,6 +543,7 @@ fn xdp_answers_as_the_sockets_do_and_survives_garbage() {
             let server =
                 DnsServer::start(config(&snapshot, xdp(false), port)).expect("starts with --xdp");
             let queue = &server.shared().xdp_queues[0];
+            COUNTING.store(true, Ordering::SeqCst);
             let through_xdp = ask_all(&client_ns, port);
             let answered = queue.counters.answered.load(Ordering::Relaxed);
             // Every reply but the rate limiter's came through AF_XDP.
@@ -542,6 +591,12 @@ fn xdp_answers_as_the_sockets_do_and_survives_garbage() {
                 queue.counters
             );
             let after_garbage = ask_all(&client_ns, port);
+            COUNTING.store(false, Ordering::SeqCst);
+            assert_eq!(
+                ALLOCATIONS.load(Ordering::SeqCst),
+                0,
+                "allocations on the XDP worker while it answered, limited and dropped"
+            );
             assert_eq!(
                 after_garbage, through_xdp,
                 "still answering the same after the garbage"
