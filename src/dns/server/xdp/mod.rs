@@ -119,6 +119,11 @@ mod tests {
         options[14] = 0x46;
         let mut extension = ours[2].clone();
         extension[14 + 6] = 0; // hop-by-hop options
+        // An 802.1Q tag between the MACs and the ethertype: the kernel's
+        // VLAN device and the sockets serve it.
+        let mut tagged = ours[0][..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+        tagged.extend_from_slice(&ours[0][12..]);
         let theirs = [
             datagram("198.18.0.2:4000", "198.18.0.3:53", 30),
             datagram("198.18.0.2:4000", "198.18.0.1:54", 30),
@@ -128,6 +133,7 @@ mod tests {
             tcp,
             options,
             extension,
+            tagged,
             ours[0][..14 + 20 + 7].to_vec(),
             ours[2][..14 + 40 + 7].to_vec(),
             vec![0xff; 14],
