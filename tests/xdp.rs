@@ -590,6 +590,19 @@ fn xdp_answers_as_the_sockets_do_and_survives_garbage() {
                 "{:?}",
                 queue.counters
             );
+            // The metrics page shows them by outcome.
+            let page = timepool::dns::server::metrics::render(server.shared());
+            let sample = |outcome: &str| {
+                support::metric(
+                    &page,
+                    &format!(
+                        "timepool_dns_xdp_frames_total{{interface=\"{SERVER_LINK}\",queue=\"0\",outcome=\"{outcome}\"}}"
+                    ),
+                )
+            };
+            assert_eq!(sample("too_short"), 12.0, "{page}");
+            assert_eq!(sample("bad_length"), 30.0, "{page}");
+            assert!(sample("answered") >= through_xdp.len() as f64, "{page}");
             let after_garbage = ask_all(&client_ns, port);
             COUNTING.store(false, Ordering::SeqCst);
             assert_eq!(
