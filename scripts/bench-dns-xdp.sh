@@ -69,6 +69,7 @@ ip -n "$client_ns" addr add 198.18.10.2/24 dev tpbc
 for ns in "$server_ns" "$client_ns"; do ip -n "$ns" link set lo up; done
 ip -n "$server_ns" link set tpbs up
 ip -n "$client_ns" link set tpbc up
+# `ip netns exec` execs the command: a background one's $! is its PID.
 in_server() { ip netns exec "$server_ns" "$@"; }
 in_client() { ip netns exec "$client_ns" "$@"; }
 
@@ -84,11 +85,17 @@ ready() {
 }
 start_server() { # name, command...
   local name=$1; shift
-  in_server taskset -c 0 "$@" > "$work/$name.log" 2>&1 &
+  # Not through in_server: a function in the background would be a
+  # subshell, and $! its PID, not the server's.
+  ip netns exec "$server_ns" taskset -c 0 "$@" > "$work/$name.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
-    if ready; then return 0; fi
     kill -0 "$server_pid" 2>/dev/null || { echo "$name died:"; cat "$work/$name.log"; exit 1; }
+    if ready; then
+      # Still ours (not an earlier server answering on the port).
+      kill -0 "$server_pid" 2>/dev/null || { echo "$name died:"; cat "$work/$name.log"; exit 1; }
+      return 0
+    fi
     sleep 0.2
   done
   echo "$name did not answer"; cat "$work/$name.log"; exit 1
@@ -151,13 +158,21 @@ run_one() { # name
     knot-xdp) knot_conf "$server_ip@53" tpbs@53; start_server "$name" knotd -c "$work/knot.conf" ;;
     null) start_server "$name" "$timepool" bench-reflector --listen "$server_ip:53" --threads 1 ;;
   esac
-  read -r max lost <<<"$(measure_max "$name")"
-  read -r q l cpu <<<"$(measure_fixed "$name")"
+  # Called directly (not in $(...)), so that a failure ends the script.
+  measure_max "$name" > "$work/max"
+  measure_fixed "$name" > "$work/fixed"
+  read -r max lost < "$work/max"
+  read -r q l cpu < "$work/fixed"
   stop_server
   result[$name,$round]="$max $lost $q $l $cpu"
   printf '%-13s | %10s %7s | %9s %7s %9s\n' "$name" "$max" "$lost%" "$q" "$l" "$cpu"
 }
 
+# The CPU figure counts the whole machine: say so when it is not idle.
+idle_before=$(busy_jiffies); sleep 1; idle_after=$(busy_jiffies)
+if [ $((idle_after - idle_before)) -gt $((ticks / 10)) ]; then
+  echo "warning: the machine is busy before the runs ($((100 * (idle_after - idle_before) / ticks))% of a CPU): the CPU figures count that too"
+fi
 servers=(tp-sockets tp-xdp knot-sockets knot-xdp null)
 echo "== $(nproc) CPUs; $seconds s per run; $rounds round(s); servers on CPU 0, load on CPU 1; veth pair, $(in_server cat /sys/class/net/tpbs/queues/rx-0/../../tx_queue_len 2>/dev/null || echo '?') tx queue"
 printf '%-13s | %-18s | %s\n' "" "max (kxdpgun)" "at $fixed_qps q/s (dnsperf)"

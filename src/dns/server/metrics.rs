@@ -527,7 +527,7 @@ pub fn render(shared: &Shared) -> String {
         page.family(
             "timepool_dns_xdp_frames_total",
             "counter",
-            "Frames of the AF_XDP sockets (--xdp) by interface, queue and outcome: received, answered, dropped as malformed (truncated, unexpected, bad_length, too_short), or not sent (tx_full).",
+            "Frames of the AF_XDP sockets (--xdp) by interface, queue and outcome: received, answered, dropped as malformed (truncated, unexpected, bad_length, too_short, bad_source: to a group MAC or from a martian source), or not sent (tx_full).",
         );
         for queue in shared.xdp_queues.iter() {
             let number = queue.queue.to_string();
@@ -539,6 +539,7 @@ pub fn render(shared: &Shared) -> String {
                 ("unexpected", &c.unexpected_frames),
                 ("bad_length", &c.bad_lengths),
                 ("too_short", &c.too_short),
+                ("bad_source", &c.bad_sources),
                 ("tx_full", &c.tx_full),
             ] {
                 page.sample(

@@ -425,7 +425,22 @@ fn start_xdp(
             xdp::MAX_PAYLOAD
         )));
     }
-    match xdp::setup::attach_all(settings, udp_addresses) {
+    let attached = xdp::setup::attach_all(settings, udp_addresses).and_then(|interfaces| {
+        // A reply of --edns-max-payload bytes must fit the MTU (IPv6 and
+        // UDP headers): XDP replies are never fragmented.
+        let largest = usize::from(answer.edns_max_payload) + 48;
+        match interfaces.iter().find(|i| (i.mtu as usize) < largest) {
+            Some(small) => Err(format!(
+                "--xdp {}: its MTU {} cannot carry replies of --edns-max-payload {} (at most {})",
+                small.name,
+                small.mtu,
+                answer.edns_max_payload,
+                (small.mtu as usize).saturating_sub(48)
+            )),
+            None => Ok(interfaces),
+        }
+    });
+    match attached {
         Ok(interfaces) => {
             for interface in &interfaces {
                 tracing::info!(
@@ -444,7 +459,7 @@ fn start_xdp(
             Ok(Vec::new())
         }
         Err(error) => Err(StartError::Config(format!(
-            "{error}; XDP needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK (scripts/timepool-dns-xdp.conf, the README's XDP drop-in), or give --xdp-fallback to serve on sockets"
+            "{error}; give --xdp-fallback to serve on sockets instead"
         ))),
     }
 }

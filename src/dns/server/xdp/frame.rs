@@ -37,6 +37,10 @@ pub enum Malformed {
     Length,
     /// A payload shorter than a DNS header.
     TooShort,
+    /// Sent to a group (multicast or broadcast) MAC, or from a source no
+    /// reply may go to (unspecified, loopback, multicast, broadcast, port
+    /// 0): the kernel would not answer it either.
+    Source,
 }
 
 /// A received UDP datagram: its addresses and where its payload lies.
@@ -48,9 +52,6 @@ pub struct Datagram {
     pub payload: (usize, usize),
     source_mac: [u8; 6],
     destination_mac: [u8; 6],
-    /// The IPv4 header's TOS (DSCP and ECN) or the IPv6 traffic class and
-    /// flow label word, kept in the reply as the kernel does.
-    traffic: u32,
 }
 
 impl Datagram {
@@ -81,8 +82,13 @@ pub fn parse(frame: &[u8]) -> Result<Datagram, Malformed> {
     let mut source_mac = [0u8; 6];
     destination_mac.copy_from_slice(&frame[0..6]);
     source_mac.copy_from_slice(&frame[6..12]);
+    // The group bit: a frame to every host, which no host answers alone,
+    // or one claiming to come from a group, where no reply may go.
+    if destination_mac[0] & 1 != 0 || source_mac[0] & 1 != 0 {
+        return Err(Malformed::Source);
+    }
     let ip = &frame[ETHERNET_HEADER..];
-    let (source, destination, traffic, udp_start, ip_end) = match ethertype {
+    let (source, destination, udp_start, ip_end) = match ethertype {
         ETHERTYPE_IPV4 => {
             let header = ip.get(..IPV4_HEADER).ok_or(Malformed::Truncated)?;
             // Version 4 and no options; no fragment (MF clear, offset 0;
@@ -103,7 +109,6 @@ pub fn parse(frame: &[u8]) -> Result<Datagram, Malformed> {
             (
                 IpAddr::V4(source),
                 IpAddr::V4(destination),
-                u32::from(header[1]),
                 IPV4_HEADER,
                 total,
             )
@@ -124,12 +129,9 @@ pub fn parse(frame: &[u8]) -> Result<Datagram, Malformed> {
             let mut destination = [0u8; 16];
             source.copy_from_slice(&header[8..24]);
             destination.copy_from_slice(&header[24..40]);
-            let traffic =
-                u32::from_be_bytes([header[0], header[1], header[2], header[3]]) & 0x0fff_ffff;
             (
                 IpAddr::V6(Ipv6Addr::from(source)),
                 IpAddr::V6(Ipv6Addr::from(destination)),
-                traffic,
                 IPV6_HEADER,
                 IPV6_HEADER + payload,
             )
@@ -146,6 +148,9 @@ pub fn parse(frame: &[u8]) -> Result<Datagram, Malformed> {
     if udp_length < UDP_HEADER + DNS_HEADER {
         return Err(Malformed::TooShort);
     }
+    if source_port == 0 || !answerable(source) {
+        return Err(Malformed::Source);
+    }
     let payload_start = ETHERNET_HEADER + udp_start + UDP_HEADER;
     Ok(Datagram {
         source: SocketAddr::new(source, source_port),
@@ -153,8 +158,18 @@ pub fn parse(frame: &[u8]) -> Result<Datagram, Malformed> {
         payload: (payload_start, ETHERNET_HEADER + ip_end),
         source_mac,
         destination_mac,
-        traffic,
     })
+}
+
+/// Whether a reply may be sent to `source`: not unspecified, loopback,
+/// multicast or the IPv4 broadcast address (a martian on the wire).
+fn answerable(source: IpAddr) -> bool {
+    match source {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast()),
+    }
 }
 
 /// The ones' complement sum of `bytes` as 16-bit big-endian words (an odd
@@ -194,7 +209,9 @@ pub fn write_reply(query: &Datagram, frame: &mut [u8], payload_len: usize) -> us
             frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
             let ip = &mut frame[ETHERNET_HEADER..ETHERNET_HEADER + IPV4_HEADER];
             ip[0] = 0x45;
-            ip[1] = query.traffic as u8;
+            // TOS 0, as the kernel sends from a socket that set none: the
+            // query's DSCP and ECN marks are the sender's, not ours.
+            ip[1] = 0;
             ip[2..4].copy_from_slice(&(IPV4_HEADER as u16 + udp_length).to_be_bytes());
             // ID 0 with DF set, as Linux sends a datagram it will not fragment.
             ip[4..6].copy_from_slice(&[0, 0]);
@@ -214,7 +231,8 @@ pub fn write_reply(query: &Datagram, frame: &mut [u8], payload_len: usize) -> us
         (IpAddr::V6(from), IpAddr::V6(to)) => {
             frame[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
             let ip = &mut frame[ETHERNET_HEADER..ETHERNET_HEADER + IPV6_HEADER];
-            ip[0..4].copy_from_slice(&(0x6000_0000 | query.traffic).to_be_bytes());
+            // Traffic class and flow label 0 (see the IPv4 TOS above).
+            ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
             ip[4..6].copy_from_slice(&udp_length.to_be_bytes());
             ip[6] = PROTOCOL_UDP;
             ip[7] = REPLY_TTL;
@@ -260,7 +278,6 @@ mod tests {
             payload: (0, 0),
             source_mac: SERVER_MAC,
             destination_mac: CLIENT_MAC,
-            traffic: 0,
         };
         let mut bytes = vec![0u8; query.reply_header_len() + payload.len()];
         let start = query.reply_header_len();
@@ -367,6 +384,38 @@ mod tests {
         let mut arp = whole;
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
         assert_eq!(parse(&arp), Err(Malformed::Unexpected));
+    }
+
+    #[test]
+    fn group_macs_and_martian_sources_are_not_answered_and_marks_not_echoed() {
+        let server = v4("198.18.0.1:53");
+        let good = frame(v4("198.18.0.2:40000"), server, &[1u8; 12]);
+        let mut broadcast = good.clone();
+        broadcast[..6].fill(0xff);
+        assert_eq!(parse(&broadcast), Err(Malformed::Source));
+        let mut from_group = good.clone();
+        from_group[6] |= 1;
+        assert_eq!(parse(&from_group), Err(Malformed::Source));
+        for source in [
+            "127.0.0.1:40000",
+            "0.0.0.0:40000",
+            "224.0.0.1:40000",
+            "255.255.255.255:40000",
+            "198.18.0.2:0",
+        ] {
+            let martian = frame(v4(source), server, &[1u8; 12]);
+            assert_eq!(parse(&martian), Err(Malformed::Source), "{source}");
+        }
+        let martian6 = frame(v4("[ff02::1]:40000"), v4("[2001:db8::1]:53"), &[1u8; 12]);
+        assert_eq!(parse(&martian6), Err(Malformed::Source));
+
+        // A query's DSCP and ECN (TOS 0xbb) stay out of the reply.
+        let mut marked = good;
+        marked[14 + 1] = 0xbb;
+        let query = parse(&marked).expect("parse");
+        let mut reply = vec![0u8; query.reply_header_len() + 12];
+        write_reply(&query, &mut reply, 12);
+        assert_eq!(reply[14 + 1], 0, "TOS of the reply");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const MAX_PAYLOAD: usize = MAX_FRAME - 14 - 40 - 8;
 pub struct XdpInterface {
     pub name: String,
     pub ifindex: u32,
+    /// The largest IP packet the interface sends.
+    pub mtu: u32,
     /// "native" or "generic".
     pub mode: &'static str,
     /// One socket per receive queue, the queue's index with it; taken by
@@ -57,7 +59,15 @@ pub fn attach_all(
     let filter = filter_for(bound)?;
     let mut interfaces = Vec::new();
     for name in &settings.interfaces {
-        interfaces.push(attach_interface(name, &filter).map_err(|e| format!("--xdp {name}: {e}"))?);
+        let interface = attach_interface(name, &filter).map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+                "; XDP needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK (scripts/timepool-dns-xdp.conf)"
+            } else {
+                ""
+            };
+            format!("--xdp {name}: {e}{hint}")
+        })?;
+        interfaces.push(interface);
     }
     Ok(interfaces)
 }
@@ -72,6 +82,14 @@ fn filter_for(bound: &[SocketAddr]) -> Result<Filter, String> {
             "--xdp needs one port for every --listen address ({first} and {other} differ)"
         ));
     }
+    // A wildcard would redirect every datagram to the port, those for
+    // other hosts (forwarded to containers, say) too, and answer them in
+    // their name: the socket path answers only addresses of this host.
+    if let Some(wildcard) = bound.iter().find(|a| a.ip().is_unspecified()) {
+        return Err(format!(
+            "--xdp needs the addresses to serve listed, not the wildcard {wildcard} (e.g. --listen 192.0.2.53:53,[2001:db8::53]:53)"
+        ));
+    }
     Ok(Filter {
         port: first.port(),
         addresses: bound.iter().map(|a| a.ip()).collect(),
@@ -79,6 +97,48 @@ fn filter_for(bound: &[SocketAddr]) -> Result<Filter, String> {
         // kernel's sockets rather than dropped.
         without_socket: XDP_PASS,
     })
+}
+
+/// The interface's MTU (SIOCGIFMTU).
+fn mtu(name: &str) -> io::Result<u32> {
+    let mut request = interface_request(name)?;
+    let socket = ioctl_socket()?;
+    // SAFETY: SIOCGIFMTU reads the name and writes the MTU into the
+    // request, which lives for the call.
+    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU, &mut request) };
+    if result != 0 {
+        let error = io::Error::last_os_error();
+        return Err(io::Error::new(
+            error.kind(),
+            format!("its MTU (SIOCGIFMTU): {error}"),
+        ));
+    }
+    // SAFETY: SIOCGIFMTU filled the union's MTU member.
+    Ok(unsafe { request.ifr_ifru.ifru_mtu }.max(0) as u32)
+}
+
+/// An `ifreq` naming the interface `name`, the rest zero.
+fn interface_request(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: zero is a valid ifreq (a name and a union of plain data).
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= request.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "name too long"));
+    }
+    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    Ok(request)
+}
+
+/// A socket for interface ioctls, in this thread's network namespace.
+fn ioctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned by socket(2), owned by no one.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
 }
 
 fn attach_interface(name: &str, filter: &Filter) -> io::Result<XdpInterface> {
@@ -90,6 +150,7 @@ fn attach_interface(name: &str, filter: &Filter) -> io::Result<XdpInterface> {
         return Err(io::Error::new(io::ErrorKind::NotFound, "no such interface"));
     }
     let queues = receive_queues(name)?;
+    let mtu = mtu(name)?;
     let map = bpf::create_socket_map(queues)?;
     let program = bpf::load_program(&assemble(filter, map.as_raw_fd()))?;
     // Native mode first; the generic (skb) mode works on every driver.
@@ -101,8 +162,10 @@ fn attach_interface(name: &str, filter: &Filter) -> io::Result<XdpInterface> {
                 (link, "generic")
             }
             Err(generic) => {
-                let hint = if generic.raw_os_error() == Some(libc::EBUSY) {
-                    " (another XDP program is attached: `ip link set dev IFACE xdp off`)"
+                let taken =
+                    |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST));
+                let hint = if taken(&native) || taken(&generic) {
+                    " (another XDP program holds the interface: `ip link show dev IFACE` names it; one attached by netlink, e.g. Knot's, goes with `ip link set dev IFACE xdp off`, one held by a link with its process)"
                 } else {
                     ""
                 };
@@ -124,6 +187,7 @@ fn attach_interface(name: &str, filter: &Filter) -> io::Result<XdpInterface> {
     Ok(XdpInterface {
         name: name.to_owned(),
         ifindex,
+        mtu,
         mode,
         sockets,
         _link: link,
@@ -158,22 +222,9 @@ fn receive_queues(name: &str) -> io::Result<u32> {
         cmd: ETHTOOL_GCHANNELS,
         ..Channels::default()
     };
-    // SAFETY: zero is a valid ifreq (a name and a union of plain data).
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.len() >= request.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "name too long"));
-    }
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
-        *slot = byte as libc::c_char;
-    }
+    let mut request = interface_request(name)?;
     request.ifr_ifru.ifru_data = (&mut channels as *mut Channels).cast();
-    // SAFETY: plain socket(2); the result is checked and closed below.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just returned by socket(2), owned by no one.
-    let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let socket = ioctl_socket()?;
     // SAFETY: SIOCETHTOOL reads the name and writes `channels` through the
     // pointer, both live for the call.
     let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCETHTOOL, &mut request) };
@@ -187,7 +238,10 @@ fn receive_queues(name: &str) -> io::Result<u32> {
             format!("its channel count (ETHTOOL_GCHANNELS): {error}"),
         ));
     }
-    Ok((channels.rx_count + channels.combined_count).max(1))
+    Ok(channels
+        .rx_count
+        .saturating_add(channels.combined_count)
+        .max(1))
 }
 
 #[cfg(test)]
@@ -203,6 +257,9 @@ mod tests {
         let filter = filter_for(&bound).expect("one port");
         assert_eq!(filter.port, 53);
         assert_eq!(filter.addresses.len(), 2);
+        let wildcard: Vec<SocketAddr> = vec!["0.0.0.0:53".parse().unwrap()];
+        let error = filter_for(&wildcard).expect_err("a wildcard");
+        assert!(error.contains("wildcard"), "{error}");
         let two_ports: Vec<SocketAddr> = vec![
             "198.18.0.1:53".parse().unwrap(),
             "198.18.0.2:5353".parse().unwrap(),

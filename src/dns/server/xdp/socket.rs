@@ -52,12 +52,16 @@ impl Mapping {
         Ok(Mapping { start, len })
     }
 
-    /// The address `offset` bytes in.
-    fn at(&self, offset: u64) -> *mut u8 {
-        debug_assert!((offset as usize) < self.len);
-        // SAFETY: callers pass offsets the kernel gave for this mapping,
-        // which lie inside it.
-        unsafe { self.start.as_ptr().add(offset as usize) }
+    /// The address `offset` bytes in, when that is inside the mapping
+    /// with `len` bytes after it.
+    fn at(&self, offset: u64, len: usize) -> Option<*mut u8> {
+        let end = offset.checked_add(len as u64)?;
+        if end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: offset + len is within the mapping (checked above), so
+        // the pointer stays inside the same allocation.
+        Some(unsafe { self.start.as_ptr().add(offset as usize) })
     }
 }
 
@@ -100,8 +104,14 @@ impl<T: Copy> Ring<T> {
     ) -> io::Result<Ring<T>> {
         let len = offsets.desc as usize + size as usize * std::mem::size_of::<T>();
         let mapping = Mapping::new(len, Some(fd), page_offset)?;
-        let producer = mapping.at(offsets.producer) as *const AtomicU32;
-        let consumer = mapping.at(offsets.consumer) as *const AtomicU32;
+        let outside = || io::Error::other("the kernel's ring offsets lie outside the ring");
+        let word = |offset: u64| mapping.at(offset, 4).ok_or_else(outside);
+        let producer = word(offsets.producer)? as *const AtomicU32;
+        let consumer = word(offsets.consumer)? as *const AtomicU32;
+        let flags = word(offsets.flags)? as *const AtomicU32;
+        let entries = (mapping.at(offsets.desc, size as usize * std::mem::size_of::<T>()))
+            .ok_or_else(outside)?
+            .cast::<T>();
         // SAFETY: the kernel's offsets name aligned u32 indexes inside the
         // mapping, which lives as long as the ring.
         let (own, seen) = unsafe {
@@ -112,8 +122,8 @@ impl<T: Copy> Ring<T> {
         Ok(Ring {
             producer,
             consumer,
-            flags: mapping.at(offsets.flags) as *const AtomicU32,
-            entries: mapping.at(offsets.desc).cast::<T>(),
+            flags,
+            entries,
             mask: size - 1,
             own,
             seen,
@@ -222,6 +232,14 @@ pub struct XdpSocket {
     tx: Ring<libc::xdp_desc>,
     /// Frames free for replies (addresses in the UMEM).
     free_tx: Vec<u64>,
+    /// Received frames not yet back in the fill ring (it had no room at
+    /// that moment: the kernel may publish a frame on the rx ring before
+    /// it releases its fill slot), posted first next time. Capacity for
+    /// every receive frame, so it never grows.
+    unposted: Vec<u64>,
+    /// Where the receive frames start: the first half of the UMEM is for
+    /// replies, the second half for receiving.
+    receive_start: u64,
     /// Whether the kernel copies frames (no zero-copy driver support).
     pub copy_mode: bool,
 }
@@ -248,10 +266,14 @@ impl XdpSocket {
     /// A socket on `queue` of the interface `ifindex`, its UMEM of
     /// `sizes.frames` frames, half posted to the fill ring.
     pub fn open(ifindex: u32, queue: u32, sizes: Sizes) -> io::Result<XdpSocket> {
-        if !sizes.frames.is_power_of_two() || !sizes.ring.is_power_of_two() {
+        if !sizes.frames.is_power_of_two()
+            || !sizes.ring.is_power_of_two()
+            || sizes.frames < 2
+            || sizes.frames / 2 > sizes.ring
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "AF_XDP frame and ring counts must be powers of two",
+                "AF_XDP frame and ring counts must be powers of two, with half the frames fitting a ring",
             ));
         }
         let context = |what: &str| {
@@ -305,6 +327,12 @@ impl XdpSocket {
             {
                 return Err(context("XDP_MMAP_OFFSETS")(io::Error::last_os_error()));
             }
+            // An older kernel's shorter struct has no `flags` offsets.
+            if len as usize != std::mem::size_of::<libc::xdp_mmap_offsets>() {
+                return Err(context("XDP_MMAP_OFFSETS")(io::Error::other(
+                    "the kernel's ring layout is older than this build knows (5.4 or later)",
+                )));
+            }
             offsets
         };
         let mut fill = Ring::map(
@@ -336,9 +364,9 @@ impl XdpSocket {
             fill.push(u64::from(half + frame) * u64::from(FRAME_SIZE));
         }
         fill.submit();
-        let free_tx = (0..half)
-            .map(|f| u64::from(f) * u64::from(FRAME_SIZE))
-            .collect();
+        // Room for every reply frame, so returning one never allocates.
+        let mut free_tx = Vec::with_capacity(half as usize);
+        free_tx.extend((0..half).map(|f| u64::from(f) * u64::from(FRAME_SIZE)));
 
         let address = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
@@ -368,6 +396,8 @@ impl XdpSocket {
             rx,
             tx,
             free_tx,
+            unposted: Vec::with_capacity(half as usize),
+            receive_start: u64::from(half) * u64::from(FRAME_SIZE),
             copy_mode,
         })
     }
@@ -395,11 +425,18 @@ impl XdpSocket {
         self.fd.as_raw_fd()
     }
 
-    /// Frames sent by the kernel go back to the free list.
+    /// Frames sent by the kernel go back to the free list (only reply
+    /// frames: an address that is not one is ignored, never reused).
     pub fn reclaim_sent(&mut self) {
         let done = self.completion.ready(self.completion.size());
         for index in 0..done {
-            self.free_tx.push(self.completion.peek(index));
+            let address = self.completion.peek(index);
+            if address < self.receive_start
+                && address.is_multiple_of(u64::from(FRAME_SIZE))
+                && self.free_tx.len() < self.free_tx.capacity()
+            {
+                self.free_tx.push(address);
+            }
         }
         self.completion.release(done);
     }
@@ -416,24 +453,29 @@ impl XdpSocket {
     }
 
     /// A received frame's bytes (an address and length from `receive`),
-    /// or None when the kernel's descriptor points outside the UMEM.
+    /// or None when the descriptor does not lie within one receive frame.
     pub fn frame(&self, address: u64, len: u32) -> Option<&[u8]> {
-        let end = address.checked_add(u64::from(len))?;
-        if end > self.umem.len as u64 {
+        let offset_in_frame = address % u64::from(FRAME_SIZE);
+        if address < self.receive_start || offset_in_frame + u64::from(len) > u64::from(FRAME_SIZE)
+        {
             return None;
         }
-        // SAFETY: inside the UMEM (checked); the kernel handed this frame
-        // to us and does not write it until it is back in the fill ring.
-        Some(unsafe { std::slice::from_raw_parts(self.umem.at(address), len as usize) })
+        let start = self.umem.at(address, len as usize)?;
+        // SAFETY: inside one receive frame of the UMEM (checked), which
+        // no reply borrows (those are in the other half); the kernel
+        // handed it to us and does not write it until it is back in the
+        // fill ring.
+        Some(unsafe { std::slice::from_raw_parts(start, len as usize) })
     }
 
     /// A free frame to write a reply into: its address and bytes.
     pub fn reply_frame(&mut self) -> Option<(u64, &mut [u8])> {
         let address = self.free_tx.pop()?;
-        // SAFETY: a frame of the free list lies inside the UMEM, and no
-        // descriptor of either ring holds it, so only this side uses it.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(self.umem.at(address), FRAME_SIZE as usize) };
+        let start = self.umem.at(address, FRAME_SIZE as usize)?;
+        // SAFETY: a frame of the free list is a whole reply frame inside
+        // the UMEM (checked when it came back), and no descriptor of either
+        // ring holds it, so only this side uses it.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(start, FRAME_SIZE as usize) };
         Some((address, bytes))
     }
 
@@ -457,13 +499,22 @@ impl XdpSocket {
         true
     }
 
-    /// Received frames back to the fill ring for new packets.
+    /// Received frames back to the fill ring for new packets; those it
+    /// has no room for now wait in `unposted` and go first next time, so
+    /// no frame is ever lost.
     pub fn recycle(&mut self, frames: &[(u64, u32)]) {
-        let room = self.fill.free(frames.len() as u32) as usize;
-        for (address, _) in &frames[..room] {
-            // Back to the start of its frame.
-            self.fill.push(address - address % u64::from(FRAME_SIZE));
+        for (address, _) in frames {
+            // Back to the start of its frame; only receive frames.
+            let start = address - address % u64::from(FRAME_SIZE);
+            if start >= self.receive_start && self.unposted.len() < self.unposted.capacity() {
+                self.unposted.push(start);
+            }
         }
+        let room = self.fill.free(self.unposted.len() as u32) as usize;
+        for &address in &self.unposted[..room] {
+            self.fill.push(address);
+        }
+        self.unposted.drain(..room);
         self.fill.submit();
     }
 

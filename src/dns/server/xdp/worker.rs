@@ -30,6 +30,8 @@ pub struct XdpCounters {
     pub unexpected_frames: AtomicU64,
     pub bad_lengths: AtomicU64,
     pub too_short: AtomicU64,
+    /// To a group MAC, or from a source no reply may go to.
+    pub bad_sources: AtomicU64,
     /// Replies not sent: no free frame or the tx ring full.
     pub tx_full: AtomicU64,
     /// Failed wakeups of the kernel's transmit (sendto on the socket).
@@ -51,6 +53,7 @@ impl XdpCounters {
             Malformed::Unexpected => &self.unexpected_frames,
             Malformed::Length => &self.bad_lengths,
             Malformed::TooShort => &self.too_short,
+            Malformed::Source => &self.bad_sources,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
