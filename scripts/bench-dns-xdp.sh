@@ -9,21 +9,31 @@
 #   scripts/bench-dns.sh --xdp
 #   BENCH_SECONDS=5            seconds per run (default 5)
 #   BENCH_ROUNDS=3             rounds, each in a rotated order; medians
-#   BENCH_MAX_QPS=1000000      what kxdpgun tries to send
-#   BENCH_FIXED_QPS=50000      the fixed rate of the second figure
+#   BENCH_MAX_QPS=1000000      what kxdpgun tries to send for the maximum
+#   BENCH_FIXED_QPS=100000     kxdpgun's fixed rate (the CPU figure)
+#   BENCH_DNSPERF_QPS=50000    dnsperf's fixed rate (the geo query mix)
+#   BENCH_PERF=1               also sample the whole machine (perf,
+#                              cpu-clock) during the fixed-rate run of
+#                              tp-xdp and knot-xdp, and print where the
+#                              time goes, by command and function
 #
-# Two figures per server (pinned to CPU 0; the load generators to CPU 1):
+# Per server (pinned to CPU 0; the load generators to CPU 1), after a
+# settling time and 2 s of its idle cost:
 # - max: the replies/s at the highest rate kxdpgun (knot-dnsutils, itself
 #   on AF_XDP: dnsperf cannot send fast enough here) drives, its queries
 #   the pool's names from the client's own address (the global zone: the
 #   benchmarking range is in no country; every answer still looked up and
-#   drawn by weight). Lost = sent - replies.
-# - fixed: dnsperf at BENCH_FIXED_QPS with the static benchmark's query mix
-#   (ECS from every country), lost queries, and the whole machine's CPU per
-#   answered query from /proc/stat (on a veth pair part of the server's
-#   work runs in softirq context on either CPU, so the server's own CPU
-#   time would flatter it). dnsperf's own CPU is in it, the same for every
-#   server.
+#   drawn by weight);
+# - lost at 80%: kxdpgun at 80% of that server's maximum, queries sent
+#   less replies received;
+# - kxdpgun at BENCH_FIXED_QPS, a rate every server sustains: the whole
+#   machine's CPU per reply from /proc/stat (on a veth pair part of the
+#   server's work runs in softirq context on either CPU, so the server's
+#   own CPU time would flatter it; kxdpgun's own share is small and the
+#   same for every server), and the replies lost;
+# - dnsperf at BENCH_DNSPERF_QPS with the static benchmark's query mix
+#   (ECS from every country): lost queries and the machine's CPU per
+#   query (dnsperf's own, larger, share in it).
 # Answers are checked: each server's rcode mix (kxdpgun's and dnsperf's)
 # must match timepool's with sockets within 1 point, or the script fails.
 set -euo pipefail
@@ -31,7 +41,10 @@ cd "$(dirname "$0")/.."
 seconds="${BENCH_SECONDS:-5}"
 rounds="${BENCH_ROUNDS:-1}"
 max_qps="${BENCH_MAX_QPS:-1000000}"
-fixed_qps="${BENCH_FIXED_QPS:-50000}"
+fixed_qps="${BENCH_FIXED_QPS:-100000}"
+dnsperf_qps="${BENCH_DNSPERF_QPS:-50000}"
+settle="${BENCH_SETTLE:-5}"
+profile="${BENCH_PERF:-0}"
 if [ "$(id -u)" != 0 ]; then
   echo "bench-dns.sh --xdp: needs root (network namespaces, XDP)"; exit 1
 fi
@@ -43,6 +56,7 @@ need knot command -v knotd
 need knot-dnsutils command -v kxdpgun
 need bind9-dnsutils command -v dig
 need iproute2 command -v ip
+[ "$profile" = 1 ] && need linux-perf command -v perf
 install_needed
 cargo build --release --quiet
 timepool=target/release/timepool
@@ -116,39 +130,41 @@ stop_server() {
 busy_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 ticks=$(getconf CLK_TCK)
 
-# kxdpgun at the highest rate: "replies/s lost% rcodes".
-measure_max() { # name
-  local output sent replies
-  output=$(in_client taskset -c 1 kxdpgun -t "$seconds" -Q "$max_qps" -F 1 -I tpbc -i "$work/templates" "$server_ip" 2>&1) || {
+# kxdpgun at QPS for BENCH_SECONDS: "sent replies busy_jiffies"; its
+# output kept as $work/NAME.kxdpgun-TAG.ROUND.
+kxdpgun_run() { # name, qps, tag
+  local output before after
+  before=$(busy_jiffies)
+  output=$(in_client taskset -c 1 kxdpgun -t "$seconds" -Q "$2" -F 1 -I tpbc -i "$work/templates" "$server_ip" 2>&1) || {
     echo "kxdpgun failed:" >&2; echo "$output" >&2; exit 1; }
-  echo "$output" > "$work/$1.kxdpgun.$round"
-  sent=$(awk '/total queries:/ { print $3; exit }' <<<"$output")
-  replies=$(awk '/total replies:/ { print $3; exit }' <<<"$output")
-  awk '/responded [A-Z]+:/ { gsub(":", "", $2); r[$2] = $3 } END { for (k in r) t += r[k]; for (k in r) printf "%s=%.0f\n", k, 100 * r[k] / t }' <<<"$output" \
-    | sort | paste -sd' ' > "$work/$1.kxdpgun-rcodes.$round"
-  awk -v s="$sent" -v r="$replies" -v t="$seconds" \
-    'BEGIN { printf "%.0f %.1f\n", r / t, (s > 0 ? 100 * (s - r) / s : 0) }'
+  after=$(busy_jiffies)
+  echo "$output" > "$work/$1.kxdpgun-$3.$round"
+  echo "$(awk '/total queries:/ { print $3; exit }' <<<"$output")" \
+    "$(awk '/total replies:/ { print $3; exit }' <<<"$output")" "$((after - before))"
 }
+# kxdpgun's "responded NOERROR: N" lines as "RCODE=PERCENT ..." (sorted).
+kxdpgun_mix() {
+  awk '/responded [A-Z]+:/ { gsub(":", "", $2); r[$2] = $3 } END { for (k in r) t += r[k]; for (k in r) printf "%s=%.0f\n", k, 100 * r[k] / t }' \
+    | sort | paste -sd' '
+}
+per_query_us() { awk -v j="$1" -v n="$2" -v hz="$ticks" 'BEGIN { printf "%.2f", (n > 0 ? j * 1000000 / hz / n : 0) }'; }
 
-# dnsperf at the fixed rate: "q/s lost cpu_us_per_query".
-measure_fixed() { # name
-  local output before after completed lost qps
+# dnsperf at its fixed rate: "lost cpu_us_per_query".
+measure_dnsperf() { # name
+  local output before after completed lost
   before=$(busy_jiffies)
   output=$(in_client taskset -c 1 dnsperf -B -d "$work/queries.raw" -s "$server_ip" -p 53 \
-    -l "$seconds" -c 4 -q 500 -t 1 -Q "$fixed_qps" 2>&1)
+    -l "$seconds" -c 4 -q 500 -t 1 -Q "$dnsperf_qps" 2>&1)
   after=$(busy_jiffies)
   rcode_mix <<<"$output" > "$work/$1.dnsperf-rcodes.$round"
   completed=$(awk '/Queries completed:/ { print $3 }' <<<"$output")
   lost=$(awk '/Queries lost:/ { print $3 }' <<<"$output")
-  qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' <<<"$output")
-  awk -v q="$qps" -v l="$lost" -v c="$completed" -v j=$((after - before)) -v hz="$ticks" \
-    'BEGIN { printf "%s %s %.2f\n", q, l, (c > 0 ? j * 1000000 / hz / c : 0) }'
+  echo "$lost $(per_query_us $((after - before)) "$completed")"
 }
-
 
 declare -A result
 run_one() { # name
-  local name=$1 max lost q l cpu
+  local name=$1
   case $name in
     tp-sockets) start_server "$name" "$timepool" dns --listen "$server_ip:53" --snapshot "$work/pool.json" \
       --geoip "$geoip" --threads 1 --reload-interval 3600 ;;
@@ -158,15 +174,46 @@ run_one() { # name
     knot-xdp) knot_conf "$server_ip@53" tpbs@53; start_server "$name" knotd -c "$work/knot.conf" ;;
     null) start_server "$name" "$timepool" bench-reflector --listen "$server_ip:53" --threads 1 ;;
   esac
+  # What the server costs the machine with no load (after a settling
+  # time: timepool's GeoIP table is on huge pages, which khugepaged may
+  # still be collapsing after the start), then the two loads.
+  sleep "$settle"
+  local idle_start idle_end
+  idle_start=$(busy_jiffies); sleep 2; idle_end=$(busy_jiffies)
+  echo "$(( (idle_end - idle_start) * 100 / (2 * ticks) ))" > "$work/idle"
   # Called directly (not in $(...)), so that a failure ends the script.
-  measure_max "$name" > "$work/max"
-  measure_fixed "$name" > "$work/fixed"
-  read -r max lost < "$work/max"
-  read -r q l cpu < "$work/fixed"
+  local sent replies jiffies max lost80 kcpu klost dlost dcpu idle
+  kxdpgun_run "$name" "$max_qps" max > "$work/run"
+  read -r sent replies jiffies < "$work/run"
+  max=$((replies / seconds))
+  kxdpgun_mix < "$work/$name.kxdpgun-max.$round" > "$work/$name.kxdpgun-rcodes.$round"
+  kxdpgun_run "$name" $((max * 8 / 10)) at80 > "$work/run"
+  read -r sent replies jiffies < "$work/run"
+  lost80=$((sent - replies))
+  local perf_pid=""
+  if [ "$profile" = 1 ] && [[ $name == *-xdp ]]; then
+    perf record -a -e cpu-clock -F 4000 -o "$work/$name.perf.$round" -- sleep "$seconds" \
+      > /dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  kxdpgun_run "$name" "$fixed_qps" fixed > "$work/run"
+  read -r sent replies jiffies < "$work/run"
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || true
+    perf report -i "$work/$name.perf.$round" --no-children --sort comm,dso,symbol --stdio 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | head -n 25 > "$work/$name.profile.$round"
+  fi
+  klost=$((sent - replies))
+  kcpu=$(per_query_us "$jiffies" "$replies")
+  measure_dnsperf "$name" > "$work/run"
+  read -r dlost dcpu < "$work/run"
   stop_server
-  result[$name,$round]="$max $lost $q $l $cpu"
-  printf '%-13s | %10s %7s | %9s %7s %9s\n' "$name" "$max" "$lost%" "$q" "$l" "$cpu"
+  read -r idle < "$work/idle"
+  result[$name,$round]="$max $lost80 $kcpu $klost $dlost $dcpu $idle"
+  row "$name" "$max" "$lost80" "$kcpu" "$klost" "$dlost" "$dcpu" "$idle%"
 }
+
+row() { printf '%-13s | %10s %9s | %8s %7s | %7s %8s | %5s\n' "$@"; }
 
 # The CPU figure counts the whole machine: say so when it is not idle.
 idle_before=$(busy_jiffies); sleep 1; idle_after=$(busy_jiffies)
@@ -175,8 +222,8 @@ if [ $((idle_after - idle_before)) -gt $((ticks / 10)) ]; then
 fi
 servers=(tp-sockets tp-xdp knot-sockets knot-xdp null)
 echo "== $(nproc) CPUs; $seconds s per run; $rounds round(s); servers on CPU 0, load on CPU 1; veth pair, $(in_server cat /sys/class/net/tpbs/queues/rx-0/../../tx_queue_len 2>/dev/null || echo '?') tx queue"
-printf '%-13s | %-18s | %s\n' "" "max (kxdpgun)" "at $fixed_qps q/s (dnsperf)"
-printf '%-13s | %10s %7s | %9s %7s %9s\n' server "replies/s" lost "q/s" lost "cpu us/q"
+printf '%-13s | %-20s | %-16s | %-16s | %s\n' "" "kxdpgun" "kxdpgun $fixed_qps/s" "dnsperf $dnsperf_qps/s" "idle"
+row server "max r/s" "lost @80%" "cpu us/q" lost lost "cpu us/q" cpu
 for round in $(seq "$rounds"); do
   [ "$rounds" -gt 1 ] && echo "-- round $round"
   for i in $(seq 0 $((${#servers[@]} - 1))); do
@@ -187,14 +234,18 @@ done
 column() { for round in $(seq "$rounds"); do cut -d' ' -f"$2" <<<"${result[$1,$round]}"; done | median; }
 echo "-- median of $rounds round(s)"
 for name in "${servers[@]}"; do
-  printf '%-13s | %10s %7s | %9s %7s %9s\n' "$name" "$(column "$name" 1)" "$(column "$name" 2)%" \
-    "$(column "$name" 3)" "$(column "$name" 4)" "$(column "$name" 5)"
+  row "$name" "$(column "$name" 1)" "$(column "$name" 2)" "$(column "$name" 3)" "$(column "$name" 4)" \
+    "$(column "$name" 5)" "$(column "$name" 6)" "$(column "$name" 7)%"
 done
 echo "max replies/s: tp-xdp/tp-sockets $(ratio "$(column tp-xdp 1)" "$(column tp-sockets 1)")," \
   "tp-xdp/knot-xdp $(ratio "$(column tp-xdp 1)" "$(column knot-xdp 1)")," \
   "knot-xdp/knot-sockets $(ratio "$(column knot-xdp 1)" "$(column knot-sockets 1)")"
-echo "machine cpu us per query at $fixed_qps q/s: tp-xdp $(column tp-xdp 5), knot-xdp $(column knot-xdp 5)," \
-  "tp-sockets $(column tp-sockets 5), knot-sockets $(column knot-sockets 5), null $(column null 5)"
+echo "machine cpu us per reply at $fixed_qps/s (kxdpgun): tp-xdp $(column tp-xdp 3), knot-xdp $(column knot-xdp 3)," \
+  "tp-sockets $(column tp-sockets 3), knot-sockets $(column knot-sockets 3), null $(column null 3)"
+every_round() { for round in $(seq "$rounds"); do cut -d' ' -f"$2" <<<"${result[$1,$round]}"; done | paste -sd/; }
+echo "each round: max r/s tp-xdp $(every_round tp-xdp 1), knot-xdp $(every_round knot-xdp 1);" \
+  "cpu us/reply tp-xdp $(every_round tp-xdp 3), knot-xdp $(every_round knot-xdp 3);" \
+  "lost at 80% tp-xdp $(every_round tp-xdp 2), knot-xdp $(every_round knot-xdp 2)"
 
 # The same answers from every real server, on both load generators.
 mismatch=0
@@ -216,3 +267,9 @@ if [ "$mismatch" -ne 0 ]; then
   exit 1
 fi
 echo "every real server gave the same rcode mix in every run"
+if [ "$profile" = 1 ]; then
+  for name in tp-xdp knot-xdp; do
+    echo "-- where the machine's time goes at $fixed_qps/s, $name (round 1; perf cpu-clock, all CPUs)"
+    cat "$work/$name.profile.1"
+  done
+fi
