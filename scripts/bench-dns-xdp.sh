@@ -201,7 +201,7 @@ run_one() { # name
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid" || true
     perf report -i "$work/$name.perf.$round" --no-children --sort comm,dso,symbol --stdio 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -n 25 > "$work/$name.profile.$round"
+      | grep -v '^#' | grep -v '^$' | head -n 25 > "$work/$name.profile.$round" || true # head closes the pipe
   fi
   klost=$((sent - replies))
   kcpu=$(per_query_us "$jiffies" "$replies")
