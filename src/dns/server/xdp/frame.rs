@@ -148,7 +148,10 @@ pub fn parse(frame: &[u8]) -> Result<Datagram, Malformed> {
     if udp_length < UDP_HEADER + DNS_HEADER {
         return Err(Malformed::TooShort);
     }
-    if source_port == 0 || !answerable(source) {
+    // The reply goes from the query's destination to its source: neither
+    // may be an address no datagram is sent from or to.
+    if source_port == 0 || destination_port == 0 || !answerable(source) || !answerable(destination)
+    {
         return Err(Malformed::Source);
     }
     let payload_start = ETHERNET_HEADER + udp_start + UDP_HEADER;
@@ -408,6 +411,12 @@ mod tests {
         }
         let martian6 = frame(v4("[ff02::1]:40000"), v4("[2001:db8::1]:53"), &[1u8; 12]);
         assert_eq!(parse(&martian6), Err(Malformed::Source));
+        // To loopback (found by the fuzzer: its reply would come from ::1).
+        let to_loopback = frame(v4("[2001:2::3600]:40000"), v4("[::1]:53"), &[1u8; 12]);
+        assert_eq!(parse(&to_loopback), Err(Malformed::Source));
+        // To port 0 (found by the fuzzer: its reply would come from it).
+        let to_port_zero = frame(v4("198.18.0.2:40000"), v4("198.18.0.1:0"), &[1u8; 12]);
+        assert_eq!(parse(&to_port_zero), Err(Malformed::Source));
 
         // A query's DSCP and ECN (TOS 0xbb) stay out of the reply.
         let mut marked = good;
