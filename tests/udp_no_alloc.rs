@@ -9,58 +9,17 @@
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use support::thread_alloc::ThreadAllocator;
 use support::{Ask, query};
 use timepool::dns::answer::AnswerConfig;
 use timepool::dns::rrl::RrlSettings;
 use timepool::dns::server::{DnsConfig, DnsServer, TcpSettings, UdpSettings};
 
-struct CountingAllocator;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counters are plain atomics, which do not allocate.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) && on_udp_worker() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) && on_udp_worker() {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as for alloc and dealloc.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-/// Whether the calling thread is one of the daemon's UDP workers, by its
-/// name, read into a stack buffer (no allocation inside the allocator).
-fn on_udp_worker() -> bool {
-    let mut name = [0u8; 16];
-    // SAFETY: PR_GET_NAME writes at most 16 bytes (with the NUL) into the
-    // buffer, which is 16 bytes long.
-    let read = unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
-    read == 0 && name.starts_with(b"timepool-udp")
-}
-
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: ThreadAllocator = ThreadAllocator::new(b"timepool-udp");
 
 #[test]
 fn the_udp_worker_loop_does_not_allocate() {
@@ -172,7 +131,7 @@ fn the_udp_worker_loop_does_not_allocate() {
         socket.send(packet).unwrap();
         socket.recv(&mut buffer).unwrap();
     }
-    COUNTING.store(true, Ordering::SeqCst);
+    ALLOCATOR.start();
     let mut answered = 0u32;
     for i in 0..20_000 {
         socket.send(&packets[i % packets.len()]).unwrap();
@@ -209,8 +168,7 @@ fn the_udp_worker_loop_does_not_allocate() {
             flood_replies += 1;
         }
     }
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+    let allocations = ALLOCATOR.stop();
     let metrics = timepool::dns::server::metrics::render(server.shared());
     server.shutdown();
     assert_eq!(answered, 20_000 + 100 * BURST as u32);

@@ -140,6 +140,13 @@ pub struct DnsArgs {
     /// support), warn and serve on sockets only instead of exiting.
     #[arg(long, env = "TIMEPOOL_XDP_FALLBACK", requires = "xdp")]
     pub xdp_fallback: bool,
+    /// With --xdp: slots in each ring of an AF_XDP socket (a power of two,
+    /// 512 to 32768). As many frames wait for datagrams, so a burst of that
+    /// many is absorbed while the worker is busy; each socket locks twice
+    /// as many 2 KiB frames (4096: 16 MiB per receive queue).
+    #[arg(long, env = "TIMEPOOL_XDP_RING_SIZE", default_value_t = 4096, requires = "xdp",
+          value_parser = parse_xdp_ring_size)]
+    pub xdp_ring_size: u32,
     /// Bind listen addresses this host does not have yet (IP_FREEBIND),
     /// e.g. an anycast address configured after the daemon starts.
     #[arg(long, env = "TIMEPOOL_FREEBIND")]
@@ -389,6 +396,7 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
         xdp: (!args.xdp.is_empty()).then_some(crate::dns::server::xdp::XdpSettings {
             interfaces: args.xdp,
             fallback: args.xdp_fallback,
+            ring_size: args.xdp_ring_size,
         }),
         metrics_listen: args.metrics_listen,
         listen: args.listen,
@@ -424,4 +432,30 @@ fn dns_config(args: DnsArgs) -> Result<DnsConfig, String> {
             max_queries: args.tcp_max_queries.max(1),
         },
     })
+}
+
+/// `--xdp-ring-size`: a power of two from 512 to 32768.
+fn parse_xdp_ring_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if !size.is_power_of_two() || !(512..=32768).contains(&size) {
+        return Err(format!("{size} is not a power of two from 512 to 32768"));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_xdp_ring_size;
+
+    #[test]
+    fn the_xdp_ring_size_is_a_power_of_two_in_range() {
+        assert_eq!(parse_xdp_ring_size("512"), Ok(512));
+        assert_eq!(parse_xdp_ring_size("32768"), Ok(32768));
+        for bad in ["256", "65536", "3000", "0", "-1", "four", ""] {
+            let error = parse_xdp_ring_size(bad).expect_err(bad);
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! so every test is also a differential test of our wire layer.
 #![allow(dead_code)]
 
+pub mod thread_alloc;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::str::FromStr;

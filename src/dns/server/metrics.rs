@@ -554,6 +554,35 @@ pub fn render(shared: &Shared) -> String {
             }
         }
         page.family(
+            "timepool_dns_xdp_kernel_drops_total",
+            "counter",
+            "Datagrams the XDP program redirected to an AF_XDP socket that the kernel dropped (XDP_STATISTICS), by reason: rx_ring_full (the worker behind), no_frame (no free frame in the fill ring, or longer than a frame); invalid_rx and invalid_tx count refused descriptors.",
+        );
+        for queue in shared.xdp_queues.iter() {
+            // A failed read (it should not fail on a live socket) leaves
+            // the family without this queue's samples rather than zeros.
+            let Ok(k) = super::xdp::socket::kernel_statistics(&queue.statistics) else {
+                continue;
+            };
+            let number = queue.queue.to_string();
+            for (reason, count) in [
+                ("rx_ring_full", k.rx_ring_full),
+                ("no_frame", k.rx_dropped),
+                ("invalid_rx", k.rx_invalid_descs),
+                ("invalid_tx", k.tx_invalid_descs),
+            ] {
+                page.sample(
+                    "timepool_dns_xdp_kernel_drops_total",
+                    &[
+                        ("interface", &queue.interface),
+                        ("queue", &number),
+                        ("reason", reason),
+                    ],
+                    count as f64,
+                );
+            }
+        }
+        page.family(
             "timepool_dns_xdp_kick_errors_total",
             "counter",
             "Failed transmit wakeups of the AF_XDP sockets.",

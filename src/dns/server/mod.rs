@@ -165,6 +165,17 @@ impl DnsServer {
         // Slots: the UDP workers', the XDP workers', then the TCP tasks'.
         let udp_worker_count = udp_sockets.len();
         let answering_workers = udp_worker_count + xdp_sockets.len();
+        let xdp_queues = (xdp_sockets.iter())
+            .map(|(interface, queue, socket)| {
+                Ok(xdp::worker::XdpQueue {
+                    interface: interface.clone(),
+                    queue: *queue,
+                    counters: xdp::worker::XdpCounters::default(),
+                    statistics: socket.statistics_handle()?,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(StartError::Io)?;
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(table),
             geo: ArcSwap::from_pointee(geo),
@@ -176,13 +187,7 @@ impl DnsServer {
                 .map(|_| metrics::WorkerCounters::default())
                 .collect(),
             server_answers: metrics::ServerAnswers::new(answering_workers),
-            xdp_queues: (xdp_sockets.iter())
-                .map(|(interface, queue, _)| xdp::worker::XdpQueue {
-                    interface: interface.clone(),
-                    queue: *queue,
-                    counters: xdp::worker::XdpCounters::default(),
-                })
-                .collect(),
+            xdp_queues: xdp_queues.into_boxed_slice(),
             loaded_at: AtomicU64::new(state::unix_now()),
             last_pull_ok: AtomicU64::new(match &source {
                 state::Source::Url(_) if pulled_at_start => state::unix_now(),

@@ -1,4 +1,4 @@
-//! The AF_XDP fast path for UDP (`--xdp IFACE`), in progress: an XDP
+//! The AF_XDP fast path for UDP (`--xdp IFACE`): an XDP
 //! program on the interface hands the datagrams for the daemon's
 //! addresses and port to AF_XDP sockets, whose workers answer through the
 //! same `udp::Responder` as the socket path; everything else goes on to
@@ -216,8 +216,15 @@ mod tests {
                     .expect("the verifier takes the program");
                 let _link = bpf::attach(&program, ifindex, bpf::XDP_FLAGS_DRV_MODE)
                     .expect("attached natively to the veth");
-                let mut socket = socket::XdpSocket::open(ifindex, 0, socket::Sizes::default())
-                    .expect("AF_XDP socket");
+                let mut socket = socket::XdpSocket::open(
+                    ifindex,
+                    0,
+                    socket::Sizes {
+                        frames: 1024,
+                        ring: 512,
+                    },
+                )
+                .expect("AF_XDP socket");
                 bpf::set_socket(&map, 0, socket.raw_fd()).expect("in the map");
                 let counters = worker::XdpCounters::default();
                 ready_tx.send(socket.copy_mode).unwrap();

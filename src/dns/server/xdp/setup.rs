@@ -22,6 +22,9 @@ pub struct XdpSettings {
     /// When XDP cannot be set up, serve on sockets alone with a warning
     /// instead of refusing to start (`--xdp-fallback`).
     pub fallback: bool,
+    /// Slots per ring of each socket (`--xdp-ring-size`); twice as many
+    /// frames in its UMEM.
+    pub ring_size: u32,
 }
 
 /// The largest UDP payload an XDP reply carries: an IPv6 reply in a
@@ -59,7 +62,7 @@ pub fn attach_all(
     let filter = filter_for(bound)?;
     let mut interfaces = Vec::new();
     for name in &settings.interfaces {
-        let interface = attach_interface(name, &filter).map_err(|e| {
+        let interface = attach_interface(name, &filter, settings.ring_size).map_err(|e| {
             let hint = if e.kind() == io::ErrorKind::PermissionDenied {
                 "; XDP needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and CAP_IPC_LOCK (scripts/timepool-dns-xdp.conf)"
             } else {
@@ -141,7 +144,7 @@ fn ioctl_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
 }
 
-fn attach_interface(name: &str, filter: &Filter) -> io::Result<XdpInterface> {
+fn attach_interface(name: &str, filter: &Filter, ring_size: u32) -> io::Result<XdpInterface> {
     let c_name = std::ffi::CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
     // SAFETY: a NUL-terminated name; 0 means not found.
@@ -180,7 +183,14 @@ fn attach_interface(name: &str, filter: &Filter) -> io::Result<XdpInterface> {
     };
     let mut sockets = Vec::new();
     for queue in 0..queues {
-        let socket = XdpSocket::open(ifindex, queue, Sizes::default())?;
+        let socket = XdpSocket::open(
+            ifindex,
+            queue,
+            Sizes {
+                frames: 2 * ring_size,
+                ring: ring_size,
+            },
+        )?;
         bpf::set_socket(&map, queue, socket.raw_fd())?;
         sockets.push((queue, socket));
     }
@@ -274,6 +284,7 @@ mod tests {
         let settings = XdpSettings {
             interfaces: vec!["tp-nosuch0".into()],
             fallback: false,
+            ring_size: 4096,
         };
         let error = attach_all(&settings, &["127.0.0.1:53".parse().unwrap()])
             .err()

@@ -212,16 +212,6 @@ pub struct Sizes {
     pub ring: u32,
 }
 
-impl Default for Sizes {
-    fn default() -> Sizes {
-        // 8 MiB of frames per socket, as Knot.
-        Sizes {
-            frames: 4096,
-            ring: 2048,
-        }
-    }
-}
-
 /// An AF_XDP socket bound to one queue of one interface.
 pub struct XdpSocket {
     fd: OwnedFd,
@@ -425,6 +415,13 @@ impl XdpSocket {
         self.fd.as_raw_fd()
     }
 
+    /// A second descriptor of the socket, for reading its kernel
+    /// statistics from another thread (the metrics page) while the worker
+    /// owns the socket.
+    pub fn statistics_handle(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// Frames sent by the kernel go back to the free list (only reply
     /// frames: an address that is not one is ignored, never reused).
     pub fn reclaim_sent(&mut self) {
@@ -466,6 +463,27 @@ impl XdpSocket {
         // handed it to us and does not write it until it is back in the
         // fill ring.
         Some(unsafe { std::slice::from_raw_parts(start, len as usize) })
+    }
+
+    /// Ask the CPU to start loading a received frame's first two cache
+    /// lines (the headers and the question): the kernel wrote them on
+    /// whichever CPU ran the receive, so the first read of each would
+    /// otherwise wait for them in turn. A hint only; nothing is read.
+    pub fn prefetch(&self, address: u64) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(start) = self.umem.at(address, 128) {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let start = start.cast_const().cast::<i8>();
+            // SAFETY: SSE is part of every x86_64 CPU; a prefetch reads
+            // nothing and cannot fault, and both lines are inside the UMEM
+            // (`at` checked 128 bytes).
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(start);
+                _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(64));
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = address;
     }
 
     /// A free frame to write a reply into: its address and bytes.
@@ -510,12 +528,23 @@ impl XdpSocket {
                 self.unposted.push(start);
             }
         }
+        self.post_unposted();
+    }
+
+    /// Post the frames waiting in `unposted` that the fill ring has room
+    /// for now; true when some still wait. A waiting frame is one the
+    /// kernel cannot receive into: the worker must not sleep on them.
+    pub fn post_unposted(&mut self) -> bool {
+        if self.unposted.is_empty() {
+            return false;
+        }
         let room = self.fill.free(self.unposted.len() as u32) as usize;
         for &address in &self.unposted[..room] {
             self.fill.push(address);
         }
         self.unposted.drain(..room);
         self.fill.submit();
+        !self.unposted.is_empty()
     }
 
     /// Publish the queued replies and wake the kernel when it asks for it.
@@ -554,4 +583,46 @@ impl XdpSocket {
     pub fn fill_needs_wakeup(&self) -> bool {
         self.fill.needs_wakeup()
     }
+}
+
+/// What the kernel counted for one AF_XDP socket (XDP_STATISTICS): the
+/// datagrams the XDP program redirected to it that it could not take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStatistics {
+    /// Dropped on receive for want of a frame (the fill ring empty) or
+    /// longer than a frame.
+    pub rx_dropped: u64,
+    /// Dropped on receive because the rx ring was full (the worker
+    /// behind). Kernels before 5.9 do not count it.
+    pub rx_ring_full: u64,
+    /// Descriptors refused as invalid: ours on tx, the kernel's on rx.
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+}
+
+/// The kernel's statistics of the AF_XDP socket `fd` (a
+/// `statistics_handle`).
+pub fn kernel_statistics(fd: &OwnedFd) -> io::Result<KernelStatistics> {
+    // SAFETY: all-zero is a valid xdp_statistics (plain integers).
+    let mut raw: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `raw`.
+    let result = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            (&mut raw as *mut libc::xdp_statistics).cast(),
+            &mut len,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(KernelStatistics {
+        rx_dropped: raw.rx_dropped,
+        rx_ring_full: raw.rx_ring_full,
+        rx_invalid_descs: raw.rx_invalid_descs,
+        tx_invalid_descs: raw.tx_invalid_descs,
+    })
 }

@@ -20,6 +20,9 @@ pub const MAX_FRAME: usize = 1514;
 /// How long a worker sleeps in poll(2) without traffic before it checks
 /// whether to stop.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long it sleeps while received frames wait to go back to the fill
+/// ring.
+const RETRY_POLL: Duration = Duration::from_millis(1);
 
 /// What a worker counts beside its responder's counters.
 #[derive(Debug, Default)]
@@ -44,6 +47,8 @@ pub struct XdpQueue {
     pub interface: String,
     pub queue: u32,
     pub counters: XdpCounters,
+    /// The socket's second descriptor, for its kernel statistics.
+    pub statistics: std::os::fd::OwnedFd,
 }
 
 impl XdpCounters {
@@ -80,12 +85,24 @@ pub fn serve<R: Responder>(
         socket.reclaim_sent();
         socket.receive(BATCH, &mut received);
         if received.is_empty() {
-            wait_for_frames(socket.raw_fd());
+            // Frames the fill ring had no room for at the last batch go in
+            // now: asleep with them out, the kernel could run short of
+            // frames and drop datagrams. If the ring still has no room
+            // (the kernel has not yet released its slots) the sleep is
+            // short.
+            let waiting = socket.post_unposted();
+            wait_for_frames(
+                socket.raw_fd(),
+                if waiting { RETRY_POLL } else { IDLE_POLL },
+            );
             continue;
         }
         counters
             .received
             .fetch_add(received.len() as u64, Ordering::Relaxed);
+        for &(address, _) in &received {
+            socket.prefetch(address);
+        }
         responder.start_batch();
         let mut failed = 0u64;
         // Counted here and added once per batch: one atomic add per batch
@@ -142,8 +159,8 @@ pub fn serve<R: Responder>(
     }
 }
 
-/// Sleep until the rx ring has frames, or IDLE_POLL has passed.
-fn wait_for_frames(fd: libc::c_int) {
+/// Sleep until the rx ring has frames, or `timeout` has passed.
+fn wait_for_frames(fd: libc::c_int, timeout: Duration) {
     let mut poll = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -152,6 +169,6 @@ fn wait_for_frames(fd: libc::c_int) {
     // SAFETY: one valid pollfd, its count given; a failure (EINTR) only
     // means the loop comes round sooner.
     unsafe {
-        libc::poll(&mut poll, 1, IDLE_POLL.as_millis() as libc::c_int);
+        libc::poll(&mut poll, 1, timeout.as_millis() as libc::c_int);
     }
 }
