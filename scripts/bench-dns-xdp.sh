@@ -164,14 +164,28 @@ busy_cpus() { # "idle turns", "loaded turns"
 }
 soak_seconds=$((seconds > 3 ? seconds - 2 : 1))
 
+# One kxdpgun run from the client namespace. The AF_XDP socket of the
+# run before may not be released yet ("requested resource is busy" when
+# one starts right after another): then it tries again, for 5 s at most.
+kxdpgun_once() { # seconds, qps
+  local output status attempt
+  for attempt in $(seq 20); do
+    status=0
+    output=$(in_client taskset -c 1 kxdpgun -t "$1" -Q "$2" -F 1 -I tpbc -i "$work/templates" "$server_ip" 2>&1) \
+      || status=$?
+    grep -q 'resource is busy' <<<"$output" || { echo "$output"; return "$status"; }
+    sleep 0.25
+  done
+  echo "$output"; return 1
+}
+
 # kxdpgun at QPS for BENCH_SECONDS: "sent replies busy_cpus"; its output
 # kept as $work/NAME.kxdpgun-TAG.ROUND. With SOAK=1, the CPUs busy in the
 # middle of the run (soak_seconds from its second second), else 0.
 kxdpgun_run() { # name, qps, tag
   local output="$work/$1.kxdpgun-$3.$round" kxdpgun_pid idle loaded busy=0
   [ "${SOAK:-0}" = 1 ] && idle=$(soak "$soak_seconds")
-  in_client taskset -c 1 kxdpgun -t "$seconds" -Q "$2" -F 1 -I tpbc -i "$work/templates" "$server_ip" \
-    > "$output" 2>&1 &
+  kxdpgun_once "$seconds" "$2" > "$output" 2>&1 &
   kxdpgun_pid=$!
   if [ "${SOAK:-0}" = 1 ]; then
     sleep 1
@@ -240,8 +254,7 @@ run_one() { # name
   # A first short run at full rate, not counted: after the idle seconds
   # the first full-rate run here comes out up to a fifth slower than the
   # next (seen with every server alike).
-  in_client taskset -c 1 kxdpgun -t 2 -Q "$max_qps" -F 1 -I tpbc -i "$work/templates" "$server_ip" \
-    > /dev/null 2>&1 || true
+  kxdpgun_once 2 "$max_qps" > /dev/null 2>&1 || true
   kxdpgun_run "$name" "$max_qps" max > "$work/run"
   read -r sent replies busy < "$work/run"
   max=$((replies / seconds))
