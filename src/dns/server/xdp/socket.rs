@@ -252,6 +252,26 @@ fn set_option<T>(fd: libc::c_int, name: libc::c_int, value: &T, what: &str) -> i
     Ok(())
 }
 
+/// getsockopt(2) of a SOL_XDP option into `value` (its starting value
+/// stays in whatever an older kernel's shorter struct leaves out).
+fn get_option<T: Copy>(fd: libc::c_int, name: libc::c_int, mut value: T) -> io::Result<T> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes (T's size) into `value`.
+    let result = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            name,
+            (&mut value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
 impl XdpSocket {
     /// A socket on `queue` of the interface `ifindex`, its UMEM of
     /// `sizes.frames` frames, half posted to the fill ring.
@@ -393,21 +413,7 @@ impl XdpSocket {
     }
 
     fn options(fd: libc::c_int) -> io::Result<u32> {
-        let mut options = libc::xdp_options { flags: 0 };
-        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `options`.
-        let result = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_XDP,
-                libc::XDP_OPTIONS,
-                (&mut options as *mut libc::xdp_options).cast(),
-                &mut len,
-            )
-        };
-        if result != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let options = get_option(fd, libc::XDP_OPTIONS, libc::xdp_options { flags: 0 })?;
         Ok(options.flags)
     }
 
@@ -604,21 +610,8 @@ pub struct KernelStatistics {
 /// `statistics_handle`).
 pub fn kernel_statistics(fd: &OwnedFd) -> io::Result<KernelStatistics> {
     // SAFETY: all-zero is a valid xdp_statistics (plain integers).
-    let mut raw: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `raw`.
-    let result = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_XDP,
-            libc::XDP_STATISTICS,
-            (&mut raw as *mut libc::xdp_statistics).cast(),
-            &mut len,
-        )
-    };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let zero: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let raw = get_option(fd.as_raw_fd(), libc::XDP_STATISTICS, zero)?;
     Ok(KernelStatistics {
         rx_dropped: raw.rx_dropped,
         rx_ring_full: raw.rx_ring_full,
